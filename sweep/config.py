@@ -1,0 +1,209 @@
+"""The sweep configuration: the YAML file a user writes, validated into frozen pydantic models.
+
+The models here are the single source of truth for what a sweep file may say. Unknown keys and wrong types are
+errors that name the key (``ConfigError``), which the CLI turns into one line and exit status 2. Values stay plain
+data (numbers, names), so they travel to Ray workers and land in Parquet as columns.
+
+Example (``sweep/configs/demo.yaml`` is a complete one)::
+
+    name: my-sweep
+    budgets: [1e11, 3e11, 1e12]          # training FLOPs per run
+    model:
+      sizes: [2e4, 5e4, 1e5, 2e5, 5e5]   # target non-embedding parameters, mapped by models.ladder
+    training:
+      batch_tokens: 2048
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A sweep file or command-line value is wrong; the message names the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShapeConfig(_Strict):
+    """An explicit model shape, for users who want exact architectures instead of the ladder."""
+
+    n_layer: Annotated[int, Field(ge=1)]
+    """Transformer blocks."""
+    d_model: Annotated[int, Field(ge=1)]
+    """Residual width."""
+    n_head: Annotated[int, Field(ge=1)]
+    """Attention heads; must divide d_model."""
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "ShapeConfig":
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_head ({self.n_head})")
+        return self
+
+
+class ModelConfig(_Strict):
+    """The model-size ladder: either target sizes (mapped by ``models.ladder``) or explicit shapes."""
+
+    sizes: list[Annotated[float, Field(gt=0)]] = []
+    """Target non-embedding parameter counts; each becomes one ladder rung."""
+    shapes: list[ShapeConfig] = []
+    """Explicit shapes, used as given (in addition to ``sizes``)."""
+    seq_len: Annotated[int, Field(ge=2)] = 128
+    """Context length in tokens."""
+    aspect_ratio: Annotated[float, Field(gt=0)] = 32.0
+    """Ladder rule: d_model ~= aspect_ratio * n_layer."""
+    head_dim: Annotated[int, Field(ge=1)] = 16
+    """Ladder rule: attention head size; d_model is snapped to a multiple of it."""
+
+    @model_validator(mode="after")
+    def _has_a_size(self) -> "ModelConfig":
+        if not self.sizes and not self.shapes:
+            raise ValueError("give at least one entry in model.sizes or model.shapes")
+        return self
+
+
+class DataConfig(_Strict):
+    """Training data: the bundled offline corpus or a nanoGPT-style flat token file."""
+
+    source: Literal["stdlib", "tokens"] = "stdlib"
+    """``stdlib``: the running interpreter's standard-library sources, byte-level (vocab 256), built offline.
+    ``tokens``: a flat binary file of token ids read through a memmap (``path``)."""
+    path: str | None = None
+    """Token file (``source: tokens``), e.g. nanoGPT's ``train.bin``."""
+    val_path: str | None = None
+    """Optional validation token file; without it the last ``val_fraction`` of ``path`` is held out."""
+    dtype: Literal["uint8", "uint16", "uint32"] = "uint16"
+    """Token id type of ``path`` and ``val_path``."""
+    vocab_size: Annotated[int, Field(ge=2)] | None = None
+    """Vocabulary size of a token file (required for ``source: tokens``; 256 for ``stdlib``)."""
+    val_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    """Fraction of the corpus held out for validation when there is no ``val_path``."""
+
+    @model_validator(mode="after")
+    def _token_file_is_complete(self) -> "DataConfig":
+        if self.source == "tokens":
+            if self.path is None:
+                raise ValueError("data.path is required when data.source is 'tokens'")
+            if self.vocab_size is None:
+                raise ValueError("data.vocab_size is required when data.source is 'tokens'")
+        elif self.path is not None or self.val_path is not None:
+            raise ValueError("data.path and data.val_path are only for data.source 'tokens'")
+        elif self.vocab_size not in (None, 256):
+            raise ValueError("the stdlib corpus is byte-level: data.vocab_size must be 256 or left out")
+        return self
+
+
+class TrainingConfig(_Strict):
+    """Training rules shared by every run of the sweep."""
+
+    batch_tokens: Annotated[int, Field(ge=1)] = 2048
+    """Tokens per optimizer step (a multiple of model.seq_len)."""
+    lr: Annotated[float, Field(gt=0)] | None = None
+    """Peak learning rate for every run; leave out for the per-size rule (see ``sweep.plan.learning_rate``)."""
+    lr_scale: Annotated[float, Field(gt=0)] = 1.0
+    """Multiplier on the per-size rule."""
+    warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    """Linear warm-up length as a fraction of the run's steps."""
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """Cosine decay ends at this fraction of the peak (Chinchilla decays 10x)."""
+    weight_decay: Annotated[float, Field(ge=0)] = 0.1
+    """AdamW decoupled weight decay on matrices (not on LayerNorm weights or embeddings)."""
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.95
+    grad_clip: Annotated[float, Field(gt=0)] | None = 1.0
+    """Global gradient-norm clip; null disables clipping."""
+    seeds: list[int] = [0]
+    """One run per seed for every (budget, size)."""
+    min_steps: Annotated[int, Field(ge=1)] = 20
+    """Runs whose budget buys fewer optimizer steps are left out of the plan (and reported)."""
+    log_every_steps: Annotated[int, Field(ge=1)] = 10
+    """A metrics row every this many steps (and at the last step)."""
+    eval_points: Annotated[int, Field(ge=1)] = 4
+    """Validation-loss evaluations, evenly spaced; the last is at the end of training."""
+    eval_tokens: Annotated[int, Field(ge=1)] = 65536
+    """Validation tokens per evaluation (a fixed slice of the held-out split)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` trains on CUDA when the worker has a GPU, else on CPU."""
+    compile: bool = False
+    """``torch.compile`` the model (CUDA only)."""
+
+
+class ResourcesConfig(_Strict):
+    """What each run asks Ray for."""
+
+    cpus_per_run: Annotated[float, Field(gt=0)] = 1
+    """CPUs per run; on CPU it is also the run's torch thread count."""
+    gpus_per_run: Annotated[float, Field(ge=0)] = 0
+    """GPUs per run (0 on a CPU machine)."""
+    max_retries: Annotated[int, Field(ge=0)] = 2
+    """Ray retries of a run whose worker died."""
+    assumed_flops_per_second: Annotated[float, Field(gt=0)] = 3e10
+    """Sustained training FLOP/s per run used only for ``sweep plan``'s time estimates."""
+
+
+class SweepConfig(_Strict):
+    """A whole sweep: the grid of (budget x model size x seed) runs and how to train them."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+    """Sweep name: the Hive partition ``sweep=NAME`` of the results."""
+    budgets: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]
+    """Training compute budgets in FLOPs (per run), under ``flops_convention``."""
+    flops_convention: Literal["6N", "6N+attention", "chinchilla"] = "6N+attention"
+    """Which FLOP count sizes each run's token budget (all three are recorded; see ``models.accounting``)."""
+    results: str | None = None
+    """Results directory or URI; the CLI's ``--results`` wins, then this, then ``./results``."""
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+
+    @model_validator(mode="after")
+    def _batch_holds_whole_sequences(self) -> "SweepConfig":
+        if self.training.batch_tokens % self.model.seq_len:
+            raise ValueError(
+                f"training.batch_tokens ({self.training.batch_tokens}) must be a multiple of model.seq_len ({self.model.seq_len})"
+            )
+        return self
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming the dotted key."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{key}: {message}" if key else message)
+    return "; ".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> SweepConfig:
+    """Validate plain data (as loaded from YAML) into a ``SweepConfig``; ``ConfigError`` names each bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {describe_validation_error(error)}") from None
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_config(data, source=str(path))

@@ -1,0 +1,108 @@
+"""Approach 2 of Hoffmann et al. (2022): iso-FLOP parabolas, then power laws for the compute-optimal frontier.
+
+For each compute budget C, final loss is fitted as a parabola in x = log10 N (least squares over that budget's
+runs, all seeds). Where the parabola opens upward and its vertex lies inside the sampled range of N, the vertex
+gives N_opt(C) and L_opt(C), and D_opt(C) is read off the budget's own runs (log tokens is linear in log N at fixed
+C, so it is interpolated there). Budgets without such an interior minimum are kept in the result with the
+reason and left out of the power laws. Then log10 N_opt = a log10 C + const and log10 D_opt = b log10 C + const.
+
+Pure: a DataFrame in, a frozen result out; no I/O, no plotting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+FIT_COLUMNS = ("n_params", "tokens", "loss", "budget")
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """y = coefficient * C ** exponent, fitted by least squares in log10-log10 space."""
+
+    exponent: float
+    coefficient: float
+    r_squared: float
+
+    def __call__(self, flops: float | np.ndarray) -> float | np.ndarray:
+        return self.coefficient * np.asarray(flops, dtype=float) ** self.exponent
+
+
+@dataclass(frozen=True)
+class IsoFlopFit:
+    """One budget's parabola ``loss = c2 x^2 + c1 x + c0`` in x = log10 N, and its minimum if interior."""
+
+    budget: float
+    n_runs: int
+    coefficients: tuple[float, float, float]
+    interior: bool
+    n_opt: float | None
+    d_opt: float | None
+    loss_opt: float | None
+    note: str | None = None
+    """Why the budget has no usable minimum (``interior`` false)."""
+
+
+@dataclass(frozen=True)
+class Approach2Result:
+    budgets: tuple[IsoFlopFit, ...]
+    n_opt: PowerLaw | None
+    """N_opt(C) = k C^a; None with fewer than two budgets that have an interior minimum."""
+    d_opt: PowerLaw | None
+    """D_opt(C) = k C^b."""
+
+    @property
+    def a(self) -> float | None:
+        return None if self.n_opt is None else self.n_opt.exponent
+
+    @property
+    def b(self) -> float | None:
+        return None if self.d_opt is None else self.d_opt.exponent
+
+
+def fit_power_law(flops: np.ndarray, values: np.ndarray) -> PowerLaw:
+    """Least-squares line through (log10 C, log10 y)."""
+    x, y = np.log10(flops), np.log10(values)
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    total = np.sum((y - y.mean()) ** 2)
+    r_squared = 1.0 - float(np.sum(residual**2) / total) if total > 0 else 1.0
+    return PowerLaw(exponent=float(slope), coefficient=float(10.0**intercept), r_squared=r_squared)
+
+
+def fit_budget(budget: float, runs: pd.DataFrame) -> IsoFlopFit:
+    """The parabola of one budget's runs; ``interior`` only for an upward parabola with its vertex inside the data."""
+    x = np.log10(runs["n_params"].to_numpy(dtype=float))
+    loss = runs["loss"].to_numpy(dtype=float)
+    if len(np.unique(x)) < 3:
+        return IsoFlopFit(budget, len(runs), (np.nan,) * 3, False, None, None, None, "fewer than 3 model sizes")
+    c2, c1, c0 = (float(c) for c in np.polyfit(x, loss, 2))
+    if c2 <= 0:
+        return IsoFlopFit(budget, len(runs), (c2, c1, c0), False, None, None, None, "parabola opens downward")
+    vertex = -c1 / (2 * c2)
+    if not x.min() < vertex < x.max():
+        side = "smallest" if vertex <= x.min() else "largest"
+        return IsoFlopFit(budget, len(runs), (c2, c1, c0), False, None, None, None, f"minimum at or beyond the {side} model")
+    slope, intercept = np.polyfit(x, np.log10(runs["tokens"].to_numpy(dtype=float)), 1)
+    loss_opt = c2 * vertex**2 + c1 * vertex + c0
+    return IsoFlopFit(budget, len(runs), (c2, c1, c0), True, 10.0**vertex, 10.0 ** (slope * vertex + intercept), loss_opt)
+
+
+def fit_approach2(runs: pd.DataFrame) -> Approach2Result:
+    """Iso-FLOP parabolas per budget and the N_opt, D_opt power laws; ``runs`` has ``FIT_COLUMNS``."""
+    missing = set(FIT_COLUMNS) - set(runs.columns)
+    if missing:
+        raise ValueError(f"runs lack columns {sorted(missing)}")
+    fits = tuple(fit_budget(float(budget), group) for budget, group in runs.groupby("budget", sort=True))
+    usable = [f for f in fits if f.interior]
+    if len(usable) < 2:
+        return Approach2Result(fits, None, None)
+    flops = np.array([f.budget for f in usable])
+    return Approach2Result(
+        fits,
+        fit_power_law(flops, np.array([f.n_opt for f in usable])),
+        fit_power_law(flops, np.array([f.d_opt for f in usable])),
+    )

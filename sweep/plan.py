@@ -1,0 +1,182 @@
+"""Planning: turn a ``SweepConfig`` into the list of runs to train, each a frozen, plain-data ``RunSpec``.
+
+This is the one place that computes a run's horizon from its budget::
+
+    flops_per_token = models.accounting.flops_per_token(shape, config.flops_convention)
+    steps  = round(budget / (flops_per_token * batch_tokens))      # at least training.min_steps, else left out
+    tokens = steps * batch_tokens;  flops = tokens * flops_per_token  (within half a step of the budget)
+
+and the per-size learning-rate rule. A run's ``run_id`` is a hash of everything that defines its result (shape,
+data fingerprint, token count, optimiser settings, seed, evaluation points), so the same run planned by two
+sweeps or two invocations has the same id, and any change that alters the result changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from models.accounting import (
+    flops_per_token,
+    flops_per_token_6n,
+    flops_per_token_6n_attention,
+    flops_per_token_chinchilla,
+    param_counts,
+)
+from models.gpt import GPTShape
+from models.ladder import shape_for_params
+from sweep.config import SweepConfig
+
+
+def learning_rate(n_params_nonembedding: int, scale: float = 1.0) -> float:
+    """Peak learning rate by size: Kaplan et al. (2020), eq. D.1, LR(N) = 0.003239 - 0.0001395 * ln(N).
+
+    Fitted on models of 10^5-10^9 non-embedding parameters trained with Adam and a cosine schedule; ``scale``
+    (``training.lr_scale``) multiplies it. Floored at 1e-5 so huge N never gives a non-positive rate.
+    """
+    return scale * max(1e-5, 0.003239 - 0.0001395 * math.log(n_params_nonembedding))
+
+
+def eval_steps(steps: int, eval_points: int) -> tuple[int, ...]:
+    """Steps (1-based counts of completed steps) after which the validation loss is measured; the last is ``steps``."""
+    return tuple(sorted({max(1, round(steps * k / eval_points)) for k in range(1, eval_points + 1)}))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run, fully specified in plain data (travels to Ray workers, lands in Parquet)."""
+
+    sweep: str
+    flops_budget: float
+    flops_convention: str
+    n_layer: int
+    d_model: int
+    n_head: int
+    seq_len: int
+    vocab_size: int
+    n_params: int
+    n_params_nonembedding: int
+    flops_per_token: float
+    """Under ``flops_convention``; the other two conventions are recorded beside it."""
+    flops_per_token_6n: float
+    flops_per_token_6n_attention: float
+    flops_per_token_chinchilla: float
+    steps: int
+    batch_tokens: int
+    tokens: int
+    flops: float
+    """tokens * flops_per_token: the run's training FLOPs under ``flops_convention``."""
+    lr: float
+    warmup_steps: int
+    min_lr_ratio: float
+    weight_decay: float
+    beta1: float
+    beta2: float
+    grad_clip: float | None
+    seed: int
+    log_every_steps: int
+    eval_steps: tuple[int, ...]
+    eval_tokens: int
+    data: dict = field(hash=False)
+    """``DataConfig`` as plain data, so the worker can open the same corpus."""
+    data_fingerprint: str
+    device: str = "auto"
+    compile: bool = False
+    cpus: float = 1
+    gpus: float = 0
+
+    @property
+    def shape(self) -> GPTShape:
+        return GPTShape(self.n_layer, self.d_model, self.n_head, self.seq_len, self.vocab_size)
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_tokens // self.seq_len
+
+    @property
+    def run_id(self) -> str:
+        """16 hex characters of SHA-256 over the fields that define the result (not sweep, budget or device)."""
+        identity = {k: v for k, v in asdict(self).items() if k not in _NOT_IDENTITY}
+        canonical = json.dumps(identity, sort_keys=True, default=list)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+_NOT_IDENTITY = frozenset({"sweep", "flops_budget", "flops_convention", "flops_per_token", "flops", "device", "compile", "cpus", "gpus"})
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: list[RunSpec]
+    skipped: list[str]
+    """Human-readable reasons for (budget, shape) pairs left out, e.g. too few steps."""
+
+
+def model_shapes(config: SweepConfig, vocab_size: int) -> list[GPTShape]:
+    """The sweep's model ladder, smallest first, without duplicates."""
+    m = config.model
+    shapes = [
+        shape_for_params(size, seq_len=m.seq_len, vocab_size=vocab_size, aspect_ratio=m.aspect_ratio, head_dim=m.head_dim)
+        for size in m.sizes
+    ]
+    shapes += [GPTShape(s.n_layer, s.d_model, s.n_head, m.seq_len, vocab_size) for s in m.shapes]
+    return sorted(dict.fromkeys(shapes), key=lambda s: param_counts(s).nonembedding)
+
+
+def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> Plan:
+    """Every (budget, shape, seed) run of the sweep, with its horizon; smallest budgets and models first."""
+    t = config.training
+    runs, skipped = [], []
+    for budget in sorted(config.budgets):
+        for shape in model_shapes(config, vocab_size):
+            counts = param_counts(shape)
+            per_token = flops_per_token(shape, config.flops_convention)
+            steps = round(budget / (per_token * t.batch_tokens))
+            if steps < t.min_steps:
+                skipped.append(
+                    f"budget {budget:.3g} with {shape.n_layer}x{shape.d_model} (N={counts.nonembedding:,}): "
+                    f"{steps} steps < training.min_steps {t.min_steps}"
+                )
+                continue
+            for seed in t.seeds:
+                runs.append(
+                    RunSpec(
+                        sweep=config.name,
+                        flops_budget=float(budget),
+                        flops_convention=config.flops_convention,
+                        n_layer=shape.n_layer,
+                        d_model=shape.d_model,
+                        n_head=shape.n_head,
+                        seq_len=shape.seq_len,
+                        vocab_size=vocab_size,
+                        n_params=counts.total,
+                        n_params_nonembedding=counts.nonembedding,
+                        flops_per_token=per_token,
+                        flops_per_token_6n=flops_per_token_6n(shape),
+                        flops_per_token_6n_attention=flops_per_token_6n_attention(shape),
+                        flops_per_token_chinchilla=flops_per_token_chinchilla(shape),
+                        steps=steps,
+                        batch_tokens=t.batch_tokens,
+                        tokens=steps * t.batch_tokens,
+                        flops=steps * t.batch_tokens * per_token,
+                        lr=t.lr if t.lr is not None else learning_rate(counts.nonembedding, t.lr_scale),
+                        warmup_steps=round(t.warmup_fraction * steps),
+                        min_lr_ratio=t.min_lr_ratio,
+                        weight_decay=t.weight_decay,
+                        beta1=t.beta1,
+                        beta2=t.beta2,
+                        grad_clip=t.grad_clip,
+                        seed=seed,
+                        log_every_steps=t.log_every_steps,
+                        eval_steps=eval_steps(steps, t.eval_points),
+                        eval_tokens=t.eval_tokens,
+                        data=config.data.model_dump(),
+                        data_fingerprint=data_fingerprint,
+                        device=t.device,
+                        compile=t.compile,
+                        cpus=config.resources.cpus_per_run,
+                        gpus=config.resources.gpus_per_run,
+                    )
+                )
+    return Plan(runs=runs, skipped=skipped)

@@ -1,0 +1,158 @@
+"""Results storage: the Parquet ledger of runs and the per-step metrics, with declared schemas and atomic writes.
+
+Layout under a results root (a local directory or any URI pyarrow's filesystems open, e.g. ``s3://bucket/x``)::
+
+    runs/sweep=NAME/RUN_ID.parquet      one row per run: the ledger (unique key: sweep, run_id)
+    metrics/sweep=NAME/RUN_ID.parquet   one row per logged step (unique key: sweep, run_id, step)
+
+Both datasets are Hive-partitioned by sweep; the ``sweep`` column comes from the directory name and is not stored
+in the files (storing it twice makes pyarrow refuse to merge the schemas). Read them as they are::
+
+    pandas.read_parquet("results/runs")                       # or pyarrow.dataset.dataset(..., partitioning="hive")
+    duckdb.sql("FROM read_parquet('results/runs/*/*.parquet', hive_partitioning=true)")
+    polars.read_parquet("results/runs/**/*.parquet", hive_partitioning=True)
+
+Every file is written under a temporary name starting with ``.`` (which readers skip and ``*.parquet`` globs do not
+match) and then renamed into place, so no reader sees half a file. A run's metrics file is written before its
+ledger row: the ledger row is the commit, and a rerun of a run without one overwrites its metrics file whole, so a
+metrics row is never duplicated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+RUN_STATUSES = ("completed", "diverged", "failed")
+FINISHED_STATUSES = ("completed", "diverged")
+"""Runs in these states are never trained again by ``sweep run``."""
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+RUNS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("status", pa.string()),
+        ("n_layer", pa.int32()),
+        ("d_model", pa.int32()),
+        ("n_head", pa.int32()),
+        ("seq_len", pa.int32()),
+        ("vocab_size", pa.int32()),
+        ("n_params", pa.int64()),
+        ("n_params_nonembedding", pa.int64()),
+        ("tokens", pa.int64()),
+        ("flops", pa.float64()),
+        ("flops_budget", pa.float64()),
+        ("flops_convention", pa.string()),
+        ("flops_per_token", pa.float64()),
+        ("flops_per_token_6n", pa.float64()),
+        ("flops_per_token_6n_attention", pa.float64()),
+        ("flops_per_token_chinchilla", pa.float64()),
+        ("steps", pa.int64()),
+        ("lr", pa.float64()),
+        ("batch_tokens", pa.int64()),
+        ("seed", pa.int64()),
+        ("final_train_loss", pa.float64()),
+        ("final_eval_loss", pa.float64()),
+        ("wall_seconds", pa.float64()),
+        ("device", pa.string()),
+        ("started_at", _TIMESTAMP),
+        ("finished_at", _TIMESTAMP),
+        ("data_fingerprint", pa.string()),
+        ("error", pa.string()),
+        ("spec_json", pa.string()),
+    ]
+)
+
+METRICS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("step", pa.int64()),
+        ("tokens", pa.int64()),
+        ("flops", pa.float64()),
+        ("train_loss", pa.float64()),
+        ("eval_loss", pa.float64()),
+        ("lr", pa.float64()),
+        ("grad_norm", pa.float64()),
+        ("tokens_per_second", pa.float64()),
+        ("wall_seconds", pa.float64()),
+    ]
+)
+
+
+def _open_root(root: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in root:
+        return pafs.FileSystem.from_uri(root)
+    return pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
+
+
+class ResultsStore:
+    """Reads and writes one results root. Cheap to construct; safe to use from Ray workers on any node."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = str(root)
+        self.fs, self.base = _open_root(self.root)
+
+    def _dir(self, dataset: str, sweep: str) -> str:
+        return f"{self.base}/{dataset}/sweep={sweep}"
+
+    def _write(self, table: pa.Table, dataset: str, sweep: str, run_id: str) -> None:
+        directory = self._dir(dataset, sweep)
+        self.fs.create_dir(directory, recursive=True)
+        final, temporary = f"{directory}/{run_id}.parquet", f"{directory}/.{run_id}.{uuid.uuid4().hex}.tmp"
+        try:
+            pq.write_table(table, temporary, filesystem=self.fs)
+            self.fs.move(temporary, final)
+        except BaseException:
+            try:
+                self.fs.delete_file(temporary)
+            except OSError:
+                pass
+            raise
+
+    def write_metrics(self, sweep: str, run_id: str, rows: list[dict]) -> None:
+        """Replace the metrics of ``run_id`` with ``rows`` (dicts with ``METRICS_SCHEMA``'s fields but run_id)."""
+        table = pa.Table.from_pylist([{"run_id": run_id, **row} for row in rows], schema=METRICS_SCHEMA)
+        self._write(table, "metrics", sweep, run_id)
+
+    def write_run(self, sweep: str, row: dict) -> None:
+        """Write (or replace) the ledger row of ``row["run_id"]``; missing optional fields are null."""
+        unknown = set(row) - set(RUNS_SCHEMA.names)
+        if unknown:
+            raise ValueError(f"unknown ledger columns: {sorted(unknown)}")
+        if row.get("status") not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}, got {row.get('status')!r}")
+        self._write(pa.Table.from_pylist([row], schema=RUNS_SCHEMA), "runs", sweep, row["run_id"])
+
+    def _read(self, dataset: str, schema: pa.Schema, sweep: str | None) -> pd.DataFrame:
+        path = f"{self.base}/{dataset}" if sweep is None else self._dir(dataset, sweep)
+        full_schema = schema.insert(0, pa.field("sweep", pa.string()))
+        if self.fs.get_file_info(path).type != pafs.FileType.Directory:
+            return full_schema.empty_table().to_pandas()
+        if sweep is None:
+            partitioning = ds.partitioning(pa.schema([("sweep", pa.string())]), flavor="hive")
+            table = ds.dataset(path, filesystem=self.fs, format="parquet", schema=full_schema, partitioning=partitioning).to_table()
+        else:
+            table = ds.dataset(path, filesystem=self.fs, format="parquet", schema=schema).to_table()
+            table = table.add_column(0, "sweep", pa.array([sweep] * table.num_rows, pa.string()))
+        return table.to_pandas()
+
+    def read_runs(self, sweep: str | None = None) -> pd.DataFrame:
+        """The ledger (all sweeps, or one), one row per run."""
+        return self._read("runs", RUNS_SCHEMA, sweep)
+
+    def read_metrics(self, sweep: str | None = None) -> pd.DataFrame:
+        """All metrics rows (all sweeps, or one), sorted by run and step."""
+        frame = self._read("metrics", METRICS_SCHEMA, sweep)
+        return frame.sort_values(["sweep", "run_id", "step"], ignore_index=True)
+
+    def finished_run_ids(self, sweep: str) -> set[str]:
+        """Runs of ``sweep`` that are completed or diverged: ``sweep run`` skips them."""
+        runs = self.read_runs(sweep)
+        return set(runs.loc[runs["status"].isin(FINISHED_STATUSES), "run_id"])

@@ -1,0 +1,61 @@
+"""What a Ray worker does for one run: train it, then record its metrics and ledger row in the results store.
+
+The worker writes its own results (not the driver), so a multi-node sweep needs only a results root every node
+can reach. A Python exception inside training is recorded as a ``failed`` row with the error; a non-finite loss
+as ``diverged`` (by ``sweep.train``). A worker that dies outright leaves no ledger row; the driver records that.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+from sweep.plan import RunSpec
+from sweep.storage import ResultsStore
+from sweep.train import RunOutcome, train_run
+
+_SPEC_COLUMNS = (
+    "n_layer", "d_model", "n_head", "seq_len", "vocab_size", "n_params", "n_params_nonembedding", "tokens",
+    "flops", "flops_budget", "flops_convention", "flops_per_token", "flops_per_token_6n",
+    "flops_per_token_6n_attention", "flops_per_token_chinchilla", "steps", "lr", "batch_tokens", "seed",
+    "data_fingerprint",
+)  # fmt: skip
+
+
+def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finished_at: datetime) -> dict:
+    """The run's row in ``runs/`` (``sweep.storage.RUNS_SCHEMA``)."""
+    return {
+        "run_id": spec.run_id,
+        "status": outcome.status,
+        **{column: getattr(spec, column) for column in _SPEC_COLUMNS},
+        "final_train_loss": outcome.final_train_loss,
+        "final_eval_loss": outcome.final_eval_loss,
+        "wall_seconds": outcome.wall_seconds,
+        "device": outcome.device,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "error": outcome.error,
+        "spec_json": json.dumps(asdict(spec), sort_keys=True, default=list),
+    }
+
+
+def execute_run(spec: RunSpec, results_root: str) -> dict:
+    """Train ``spec`` and record it; returns a small summary for the driver's log."""
+    started_at = datetime.now(timezone.utc)
+    try:
+        outcome = train_run(spec)
+    except Exception as error:  # recorded, not raised: a bad run must not take the sweep down
+        outcome = RunOutcome(status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=5)}")
+    store = ResultsStore(results_root)
+    if outcome.metrics:
+        store.write_metrics(spec.sweep, spec.run_id, outcome.metrics)
+    store.write_run(spec.sweep, ledger_row(spec, outcome, started_at, datetime.now(timezone.utc)))
+    return {
+        "run_id": spec.run_id,
+        "status": outcome.status,
+        "final_eval_loss": outcome.final_eval_loss,
+        "wall_seconds": outcome.wall_seconds,
+        "error": outcome.error,
+    }
