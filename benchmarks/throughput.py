@@ -64,7 +64,7 @@ def main() -> None:
             "model": {"sizes": args.sizes, "seq_len": args.seq_len},
             "training": {"batch_tokens": args.batch_tokens, "device": args.device, "compile": args.compile,
                          "eval_points": 1, "eval_tokens": args.seq_len, "log_every_steps": 10, "min_steps": 1},
-            "resources": {"cpus_per_run": args.threads},
+            "resources": {"cpus_per_worker": args.threads},
         }
     )  # fmt: skip
     corpus = load_corpus(config.data)

@@ -125,6 +125,9 @@ class TrainingConfig(_Strict):
     """Runs whose budget buys fewer optimizer steps are left out of the plan (and reported)."""
     log_every_steps: Annotated[int, Field(ge=1)] = 10
     """A metrics row every this many steps (and at the last step)."""
+    checkpoint_every_steps: Annotated[int, Field(ge=0)] = 500
+    """Save the run's full state every this many steps (a multiple of log_every_steps; 0: never), so a killed
+    worker or driver resumes the run instead of restarting it."""
     eval_points: Annotated[int, Field(ge=1)] = 4
     """Validation-loss evaluations, evenly spaced; the last is at the end of training."""
     eval_tokens: Annotated[int, Field(ge=1)] = 65536
@@ -135,15 +138,42 @@ class TrainingConfig(_Strict):
     """``torch.compile`` the model (CUDA only)."""
 
 
+class SizeResources(_Strict):
+    """Resources for the models at or above a size (``resources.by_size``)."""
+
+    min_params: Annotated[float, Field(ge=0)]
+    """Applies to models with at least this many non-embedding parameters."""
+    workers_per_run: Annotated[int, Field(ge=1)] | None = None
+    cpus_per_worker: Annotated[float, Field(gt=0)] | None = None
+    gpus_per_worker: Annotated[float, Field(ge=0)] | None = None
+
+
 class ResourcesConfig(_Strict):
     """What each run asks Ray for."""
 
-    cpus_per_run: Annotated[float, Field(gt=0)] = 1
-    """CPUs per run; on CPU it is also the run's torch thread count."""
-    gpus_per_run: Annotated[float, Field(ge=0)] = 0
-    """GPUs per run (0 on a CPU machine)."""
+    workers_per_run: Annotated[int, Field(ge=1)] = 1
+    """Training processes per run; more than one trains with PyTorch DDP through Ray Train (gloo on CPU, NCCL on
+    GPU), its workers packed on one node where they fit. The global batch is split evenly across them."""
+    cpus_per_worker: Annotated[float, Field(gt=0)] = 1
+    """CPUs per training process; on CPU it is also the process's torch thread count."""
+    gpus_per_worker: Annotated[float, Field(ge=0)] = 0
+    """GPUs per training process (0 on a CPU machine)."""
+    by_size: list[SizeResources] = []
+    """Overrides by model size; for each run the entry with the largest ``min_params`` not above its N wins."""
+    max_concurrent_runs: Annotated[int, Field(ge=1)] | None = None
+    """At most this many runs in flight (default: as many as Ray's resources allow)."""
     max_retries: Annotated[int, Field(ge=0)] = 2
-    """Ray retries of a run whose worker died."""
+    """Ray retries of a run whose worker or node died; the retry resumes from the run's checkpoint."""
+
+    def for_size(self, n_params: int) -> tuple[int, float, float]:
+        """(workers, cpus per worker, gpus per worker) for a model of ``n_params`` non-embedding parameters."""
+        workers, cpus, gpus = self.workers_per_run, self.cpus_per_worker, self.gpus_per_worker
+        for rule in sorted(self.by_size, key=lambda r: r.min_params):
+            if n_params >= rule.min_params:
+                workers = rule.workers_per_run or workers
+                cpus = rule.cpus_per_worker or cpus
+                gpus = rule.gpus_per_worker if rule.gpus_per_worker is not None else gpus
+        return workers, cpus, gpus
     assumed_flops_per_second: Annotated[float, Field(gt=0)] = 3e10
     """Sustained training FLOP/s per run used only for ``sweep plan``'s time estimates."""
 
@@ -166,10 +196,17 @@ class SweepConfig(_Strict):
 
     @model_validator(mode="after")
     def _batch_holds_whole_sequences(self) -> "SweepConfig":
-        if self.training.batch_tokens % self.model.seq_len:
+        t = self.training
+        if t.batch_tokens % self.model.seq_len:
+            raise ValueError(f"training.batch_tokens ({t.batch_tokens}) must be a multiple of model.seq_len ({self.model.seq_len})")
+        if t.checkpoint_every_steps % t.log_every_steps:
             raise ValueError(
-                f"training.batch_tokens ({self.training.batch_tokens}) must be a multiple of model.seq_len ({self.model.seq_len})"
+                f"training.checkpoint_every_steps ({t.checkpoint_every_steps}) must be a multiple of training.log_every_steps ({t.log_every_steps})"
             )
+        sequences = t.batch_tokens // self.model.seq_len
+        for workers in {self.resources.workers_per_run, *(r.workers_per_run for r in self.resources.by_size if r.workers_per_run)}:
+            if sequences % workers:
+                raise ValueError(f"resources: {workers} workers cannot split a batch of {sequences} sequences evenly")
         return self
 
 

@@ -84,8 +84,13 @@ class RunSpec:
     data_fingerprint: str
     device: str = "auto"
     compile: bool = False
+    checkpoint_every_steps: int = 0
+    workers: int = 1
+    """Data-parallel training processes (DDP through Ray Train when more than one)."""
     cpus: float = 1
+    """CPUs per worker (and torch threads on CPU)."""
     gpus: float = 0
+    """GPUs per worker."""
 
     @property
     def shape(self) -> GPTShape:
@@ -103,7 +108,10 @@ class RunSpec:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-_NOT_IDENTITY = frozenset({"sweep", "flops_budget", "flops_convention", "flops_per_token", "flops", "device", "compile", "cpus", "gpus"})
+_NOT_IDENTITY = frozenset(
+    {"sweep", "flops_budget", "flops_convention", "flops_per_token", "flops", "device", "compile", "checkpoint_every_steps", "workers", "cpus", "gpus"}
+)
+"""How and where a run trains does not change which run it is (DDP matches one worker within float noise)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
                     f"{steps} steps < training.min_steps {t.min_steps}"
                 )
                 continue
+            workers, cpus, gpus = config.resources.for_size(counts.nonembedding)
             for seed in t.seeds:
                 runs.append(
                     RunSpec(
@@ -175,8 +184,10 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
                         data_fingerprint=data_fingerprint,
                         device=t.device,
                         compile=t.compile,
-                        cpus=config.resources.cpus_per_run,
-                        gpus=config.resources.gpus_per_run,
+                        checkpoint_every_steps=t.checkpoint_every_steps,
+                        workers=workers,
+                        cpus=cpus,
+                        gpus=gpus,
                     )
                 )
     return Plan(runs=runs, skipped=skipped)

@@ -7,8 +7,16 @@ threads; CUDA trains under bf16 autocast with fused AdamW and, if asked, ``torch
 
 A metrics row is logged every ``log_every_steps`` steps, at every evaluation step and at the last step;
 ``train_loss`` is the mean training loss of the steps since the previous row. A non-finite loss stops the run
-with status ``diverged`` (its rows up to that step are kept), never an exception. This module does no I/O of
-results: ``sweep.storage`` writes what it returns.
+with status ``diverged`` (its rows up to that step are kept), never an exception.
+
+Given a ``CheckpointStore``, the run saves its whole state every ``checkpoint_every_steps`` steps (always just
+after a logged row) and, when started again, resumes from the newest checkpoint: the data position is the step,
+so the resumed run continues exactly where it stopped and its metrics hold each logged step once.
+
+Data parallel (``Distributed`` with world_size > 1, set up by Ray Train's ``TorchTrainer``): the model is wrapped
+in ``DistributedDataParallel`` and rank r trains on rows r, r + W, ... of the same global batch, so the averaged
+gradient is the full batch's gradient and the loss curve matches a single worker's within float noise. Logged
+losses are averaged over ranks; only rank 0 saves checkpoints.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from models.gpt import GPT
+from sweep.checkpoint import CheckpointStore
 from sweep.config import DataConfig
 from sweep.data import TokenStream, load_corpus, validation_batches
 from sweep.plan import RunSpec
@@ -46,6 +55,16 @@ def lr_factor(step: int, steps: int, warmup_steps: int, min_lr_ratio: float) -> 
     decay_steps = max(1, steps - warmup_steps - 1)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a data-parallel run (the defaults: a single process)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device | None = None
+    """The device Ray Train assigned to this worker; None resolves ``spec.device``."""
 
 
 def resolve_device(preference: str) -> torch.device:
@@ -76,48 +95,114 @@ def evaluate(model: GPT, batches, device: torch.device, autocast) -> float:
     return total / count
 
 
-def train_run(spec: RunSpec) -> RunOutcome:
-    """Train ``spec`` to its last step (or to divergence) and return the outcome."""
-    started = time.perf_counter()
-    device = resolve_device(spec.device)
+@dataclass
+class _Trainer:
+    """Everything a run's step loop touches, built once by ``_build``."""
+
+    model: torch.nn.Module
+    step_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    stream: TokenStream
+    val_batches: list
+    device: torch.device
+
+
+def _build(spec: RunSpec, dist: Distributed) -> _Trainer:
+    device = dist.device or resolve_device(spec.device)
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(spec.cpus)))
     torch.manual_seed(spec.seed)
     corpus = load_corpus(DataConfig(**spec.data))
     if corpus.fingerprint != spec.data_fingerprint:
         raise RuntimeError(f"data fingerprint {corpus.fingerprint} differs from the planned {spec.data_fingerprint}")
-    stream = TokenStream(corpus.train, spec.batch_size, spec.seq_len, spec.seed)
-    val_batches = validation_batches(corpus.val, spec.eval_tokens, spec.batch_size, spec.seq_len)
-
     model = GPT(spec.shape).to(device)
     optimizer = build_optimizer(model, spec, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, spec.steps, spec.warmup_steps, spec.min_lr_ratio)
     )
-    step_model = torch.compile(model) if spec.compile and device.type == "cuda" else model
+    step_model: torch.nn.Module = model
+    if dist.world_size > 1:
+        step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if spec.compile and device.type == "cuda":
+        step_model = torch.compile(step_model)
+    return _Trainer(
+        model=model,
+        step_model=step_model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        stream=TokenStream(corpus.train, spec.batch_size, spec.seq_len, spec.seed),
+        val_batches=validation_batches(corpus.val, spec.eval_tokens, spec.batch_size, spec.seq_len),
+        device=device,
+    )
+
+
+def _state(trainer: _Trainer, step: int, metrics: list[dict], elapsed: float) -> dict:
+    return {
+        "step": step,
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "metrics": metrics,
+        "elapsed_seconds": elapsed,
+    }
+
+
+def _restore(trainer: _Trainer, state: dict) -> tuple[int, list[dict], float]:
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng_cpu"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return state["step"], list(state["metrics"]), state["elapsed_seconds"]
+
+
+def _mean_over_ranks(value: torch.Tensor, dist: Distributed) -> float:
+    if dist.world_size > 1:
+        value = value.detach().clone()
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.SUM)
+        value /= dist.world_size
+    return value.item()
+
+
+def train_run(spec: RunSpec, checkpoints: CheckpointStore | None = None, dist: Distributed = Distributed()) -> RunOutcome:
+    """Train ``spec`` to its last step (or to divergence), resuming from its newest checkpoint if there is one."""
+    clock = time.perf_counter()
+    trainer = _build(spec, dist)
+    device = trainer.device
+    state = checkpoints.latest(spec.sweep, spec.run_id) if checkpoints else None
+    start_step, metrics, elapsed_before = _restore(trainer, state) if state else (0, [], 0.0)
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
-    outcome = RunOutcome(status="completed", device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device))
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - clock
+
+    name = str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
+    outcome = RunOutcome(status="completed", metrics=metrics, device=name if dist.world_size == 1 else f"{dist.world_size}x {name}")
     losses_since_row: list[float] = []
     row_clock, row_tokens = time.perf_counter(), 0
     eval_steps = set(spec.eval_steps)
-    for step in range(spec.steps):
-        inputs, targets = stream.batch(step)
+    for step in range(start_step, spec.steps):
+        inputs, targets = trainer.stream.batch(step)
+        inputs, targets = inputs[dist.rank :: dist.world_size], targets[dist.rank :: dist.world_size]
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        lr = optimizer.param_groups[0]["lr"]
+        lr = trainer.optimizer.param_groups[0]["lr"]
         with autocast():
-            _, loss = step_model(inputs, targets)
+            _, loss = trainer.step_model(inputs, targets)
         loss.backward()
         clip = spec.grad_clip if spec.grad_clip is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), clip).item()
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.scheduler.step()
 
         done = step + 1
-        loss_value = loss.item()
+        loss_value = _mean_over_ranks(loss, dist)
         losses_since_row.append(loss_value)
         row_tokens += spec.batch_tokens
         diverged = not math.isfinite(loss_value)
@@ -125,26 +210,29 @@ def train_run(spec: RunSpec) -> RunOutcome:
             continue
         now = time.perf_counter()
         tokens_per_second = row_tokens / max(now - row_clock, 1e-9)  # training time only: measured before eval
-        eval_loss = evaluate(model, val_batches, device, autocast) if done in eval_steps and not diverged else None
-        row = {
-            "step": done,
-            "tokens": done * spec.batch_tokens,
-            "flops": done * spec.batch_tokens * spec.flops_per_token,
-            "train_loss": sum(losses_since_row) / len(losses_since_row),
-            "eval_loss": eval_loss,
-            "lr": lr,
-            "grad_norm": grad_norm,
-            "tokens_per_second": tokens_per_second,
-            "wall_seconds": time.perf_counter() - started,
-        }
-        outcome.metrics.append(row)
-        losses_since_row, row_clock, row_tokens = [], time.perf_counter(), 0
+        eval_loss = evaluate(trainer.model, trainer.val_batches, device, autocast) if done in eval_steps and not diverged else None
+        metrics.append(
+            {
+                "step": done,
+                "tokens": done * spec.batch_tokens,
+                "flops": done * spec.batch_tokens * spec.flops_per_token,
+                "train_loss": sum(losses_since_row) / len(losses_since_row),
+                "eval_loss": eval_loss,
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "tokens_per_second": tokens_per_second,
+                "wall_seconds": elapsed(),
+            }
+        )
+        losses_since_row, row_tokens = [], 0
         if diverged or (eval_loss is not None and not math.isfinite(eval_loss)):
-            outcome.status = "diverged"
-            outcome.error = f"non-finite loss at step {done}"
+            outcome.status, outcome.error = "diverged", f"non-finite loss at step {done}"
             break
-    outcome.final_train_loss = outcome.metrics[-1]["train_loss"] if outcome.metrics else None
-    evals = [row["eval_loss"] for row in outcome.metrics if row["eval_loss"] is not None]
+        if checkpoints and dist.rank == 0 and spec.checkpoint_every_steps and done % spec.checkpoint_every_steps == 0 and done < spec.steps:
+            checkpoints.save(spec.sweep, spec.run_id, done, _state(trainer, done, metrics, elapsed()))
+        row_clock = time.perf_counter()
+    outcome.final_train_loss = metrics[-1]["train_loss"] if metrics else None
+    evals = [row["eval_loss"] for row in metrics if row["eval_loss"] is not None]
     outcome.final_eval_loss = evals[-1] if evals and outcome.status == "completed" else None
-    outcome.wall_seconds = time.perf_counter() - started
+    outcome.wall_seconds = elapsed()
     return outcome

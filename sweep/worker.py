@@ -2,7 +2,8 @@
 
 The worker writes its own results (not the driver), so a multi-node sweep needs only a results root every node
 can reach. A Python exception inside training is recorded as a ``failed`` row with the error; a non-finite loss
-as ``diverged`` (by ``sweep.train``). A worker that dies outright leaves no ledger row; the driver records that.
+as ``diverged`` (by ``sweep.train``). A worker that dies outright leaves no ledger row: Ray retries the task, which
+resumes from the run's last checkpoint, and the driver records the run as failed only past its retries.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import traceback
 from dataclasses import asdict
 from datetime import datetime, timezone
 
+from sweep.checkpoint import CheckpointStore
 from sweep.plan import RunSpec
 from sweep.storage import ResultsStore
 from sweep.train import RunOutcome, train_run
@@ -44,14 +46,30 @@ def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finishe
 def execute_run(spec: RunSpec, results_root: str) -> dict:
     """Train ``spec`` and record it; returns a small summary for the driver's log."""
     started_at = datetime.now(timezone.utc)
+    store = ResultsStore(results_root)
+    checkpoints = CheckpointStore(store)
     try:
-        outcome = train_run(spec)
+        outcome = train_run(spec, checkpoints)
     except Exception as error:  # recorded, not raised: a bad run must not take the sweep down
         outcome = RunOutcome(status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=5)}")
-    store = ResultsStore(results_root)
+    record(store, spec, outcome, started_at)
+    return summarize(spec, outcome)
+
+
+def record(store: ResultsStore, spec: RunSpec, outcome: RunOutcome, started_at: datetime) -> None:
+    """Write the run's metrics, then its ledger row (the commit), then drop its checkpoints if it finished.
+
+    A failed run keeps its checkpoints: the next ``sweep run`` retries it from there.
+    """
     if outcome.metrics:
         store.write_metrics(spec.sweep, spec.run_id, outcome.metrics)
     store.write_run(spec.sweep, ledger_row(spec, outcome, started_at, datetime.now(timezone.utc)))
+    if outcome.status != "failed":
+        CheckpointStore(store).clear(spec.sweep, spec.run_id)
+
+
+def summarize(spec: RunSpec, outcome: RunOutcome) -> dict:
+    """The small summary a worker returns to the driver's log."""
     return {
         "run_id": spec.run_id,
         "status": outcome.status,
