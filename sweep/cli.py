@@ -3,10 +3,12 @@
     sweep plan CONFIG [--json]                         show the planned runs without training
     sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR]
                                                        train what the results directory lacks
+    sweep status [--results DIR] [--json]              runs by status, FLOPs done of planned, runs in flight
     sweep fit [--results DIR] [--sweep NAME]           Approach 2 fit: table and iso-FLOP plot
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
 
-Exit status: 0 success (every planned run completed or diverged), 1 some runs failed, 2 config or usage error.
+Exit status: 0 success (every planned run completed or diverged), 1 some runs failed after their retries,
+2 config or usage error, 3 another sweep holds the results directory's lock.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from sweep.cluster import load_cluster
 from sweep.config import ConfigError, SweepConfig, load_config
+from sweep.lock import SweepLocked
 
 DEFAULT_RESULTS = "results"
 
@@ -60,7 +63,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Train the runs the results lack. Example: ``sweep run my.yaml --results /shared/results --address auto``."""
-    from sweep.orchestrate import log, run_sweep
+    from sweep.orchestrate import run_sweep
+    from sweep.progress import log
 
     config = load_config(args.config)
     root = _results_root(args, config)
@@ -71,6 +75,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing to run"
     log(f"sweep {config.name} finished in {outcome.wall_seconds:.1f} s: {counts}; results in {Path(root).resolve() if '://' not in root else root}")
     return 1 if outcome.failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show each sweep's progress. Example: ``sweep status --results /shared/results --json``."""
+    from sweep.status import sweep_status
+    from sweep.storage import ResultsStore
+
+    report = sweep_status(ResultsStore(_results_root(args)), args.sweep)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    holder = report["running"]
+    print(f"driver: pid {holder['pid']} on {holder['host']} since {holder['started_at']}" if holder else "driver: none running")
+    for entry in report["sweeps"]:
+        counts = ", ".join(f"{n} {status}" for status, n in entry["counts"].items())
+        share = entry["flops_done"] / entry["flops_planned"] if entry["flops_planned"] else 0.0
+        print(
+            f"{entry['sweep']}: {counts}; {entry['pending_runs']} of {entry['planned_runs']} planned still to run; "
+            f"FLOPs {entry['flops_done']:.3g} of {entry['flops_planned']:.3g} ({share:.0%}); "
+            f"{len(entry['in_flight'])} in flight" + (f"; {len(entry['interrupted'])} interrupted" if entry["interrupted"] else "")
+        )
+    return 0
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -132,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="Ray cluster to join: auto, ray://host:port or host:port (overrides --cluster)")
     run.set_defaults(handler=cmd_run)
 
+    status = commands.add_parser("status", help="runs by status, FLOPs done, runs in flight", description=cmd_status.__doc__)
+    status.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
+    status.add_argument("--sweep", help="only this sweep")
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
+    status.set_defaults(handler=cmd_status)
+
     fit = commands.add_parser("fit", help="fit the compute-optimal frontier (Approach 2)", description=cmd_fit.__doc__)
     fit.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
     fit.add_argument("--sweep", help="fit only this sweep (default: every sweep in the results)")
@@ -152,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"sweep: error: {error}", file=sys.stderr)
         return 2
+    except SweepLocked as error:
+        print(f"sweep: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ A cluster file says how the driver reaches Ray::
     address: null        # null: start embedded Ray on this machine; "auto", "ray://host:10001" or "host:6379": join one
     num_cpus: null       # embedded only: CPUs Ray may use (null: all of this machine's)
     num_gpus: null       # embedded only: GPUs Ray may use (null: all it detects)
-    dashboard: false     # embedded only: start Ray's dashboard
+    dashboard: true      # embedded only: start Ray's dashboard (Ray Train's state API needs it for DDP runs)
 
 ``clusters/local.yaml`` is the default and holds exactly these values. ``--address`` on the command line wins
 over the file's address.
@@ -31,8 +31,8 @@ class ClusterConfig(BaseModel):
     """CPUs for embedded Ray (null: all)."""
     num_gpus: Annotated[int, Field(ge=0)] | None = None
     """GPUs for embedded Ray (null: all detected)."""
-    dashboard: bool = False
-    """Start Ray's dashboard with embedded Ray."""
+    dashboard: bool = True
+    """Start Ray's dashboard with embedded Ray; Ray Train (multi-worker runs) queries its state API."""
 
 
 def load_cluster(path: str | Path | None) -> ClusterConfig:

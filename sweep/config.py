@@ -175,7 +175,9 @@ class ResourcesConfig(_Strict):
                 gpus = rule.gpus_per_worker if rule.gpus_per_worker is not None else gpus
         return workers, cpus, gpus
     assumed_flops_per_second: Annotated[float, Field(gt=0)] = 3e10
-    """Sustained training FLOP/s per run used only for ``sweep plan``'s time estimates."""
+    """Sustained training FLOP/s per worker, for time estimates (``sweep plan``, scheduling order, time left)."""
+    assumed_seconds_per_step: Annotated[float, Field(ge=0)] = 0.004
+    """Fixed overhead per optimizer step for the same estimates (dominates for tiny models)."""
 
 
 class SweepConfig(_Strict):

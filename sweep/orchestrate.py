@@ -1,14 +1,18 @@
-"""The driver: plan a sweep, diff the plan against the ledger, and run what is missing as Ray tasks.
+"""The driver: plan a sweep, diff the plan against the ledger, and run what is missing on Ray.
 
 Idempotent by construction: runs already ``completed`` or ``diverged`` in the results store are skipped, so
-running the same command again (after a crash, or with budgets or sizes added) trains only what is missing.
-Embedded Ray is started on this machine unless the cluster file (``sweep.cluster``) names an existing cluster. Each run is one Ray task asking for the config's CPUs and GPUs; runs are submitted largest
-first (longest processing time first), and Ray's resource accounting bounds how many run at once.
+running the same command again (after a crash, or with budgets or sizes added) trains only what is missing, and
+a run interrupted mid-way resumes from its checkpoint. One driver at a time holds the results directory's lock
+(``sweep.lock``). Embedded Ray is started on this machine unless the cluster file (``sweep.cluster``) names an
+existing cluster.
+
+Scheduling: the driver starts runs itself, longest first among those that fit the cluster's free CPUs and GPUs
+(``sweep.schedule``), up to ``resources.max_concurrent_runs``, so Ray never holds a queue whose order it could
+reshuffle. A single-worker run is one Ray task; a multi-worker run is a ``TorchTrainer`` (``sweep.distributed``).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,7 +22,10 @@ import ray
 from sweep.cluster import ClusterConfig, connect
 from sweep.config import ConfigError, SweepConfig
 from sweep.data import epochs_for, load_corpus
-from sweep.plan import Plan, RunSpec, plan_sweep
+from sweep.lock import results_lock
+from sweep.plan import Plan, RunSpec, estimated_seconds, plan_sweep
+from sweep.progress import Progress, log
+from sweep.schedule import LptQueue, Resources
 from sweep.storage import ResultsStore
 from sweep.train import RunOutcome
 from sweep.worker import execute_run, ledger_row
@@ -36,10 +43,6 @@ class SweepOutcome:
         return self.statuses.get("failed", 0)
 
 
-def log(message: str) -> None:
-    print(f"[sweep {datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def prepare_plan(config: SweepConfig) -> Plan:
     """Open the corpus (building the default one if needed) and plan the sweep against its fingerprint."""
     try:
@@ -54,41 +57,82 @@ def prepare_plan(config: SweepConfig) -> Plan:
     return plan
 
 
-def _describe(spec: RunSpec) -> str:
-    return f"{spec.run_id} N={spec.n_params_nonembedding:,} D={spec.tokens:,} C={spec.flops:.3g}"
+def demand(spec: RunSpec) -> Resources:
+    return Resources(cpus=spec.workers * spec.cpus, gpus=spec.workers * spec.gpus)
+
+
+def _capacity() -> Resources:
+    total = ray.cluster_resources()
+    return Resources(cpus=total.get("CPU", 0.0), gpus=total.get("GPU", 0.0))
+
+
+def submit(spec: RunSpec, results_root: str, max_retries: int) -> ray.ObjectRef:
+    """Start one run on Ray: a plain task for one worker, a Ray Train ``TorchTrainer`` for several."""
+    if spec.workers == 1:
+        task = ray.remote(execute_run).options(num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=max_retries)
+        return task.remote(spec, results_root)
+    from sweep.distributed import execute_ddp_run
+
+    # The launcher only waits on the trainer; the workers' resources are reserved by Ray Train's placement group.
+    return ray.remote(execute_ddp_run).options(num_cpus=0, max_retries=max_retries).remote(spec, results_root)
 
 
 def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | None = None) -> SweepOutcome:
-    """Train every planned run of ``config`` that the results store does not already hold as finished."""
+    """Train every planned run of ``config`` that the results store does not already hold as finished.
+
+    Raises ``sweep.lock.SweepLocked`` if another sweep holds the results directory.
+    """
     started = time.perf_counter()
     plan = prepare_plan(config)
     store = ResultsStore(results_root)
-    finished = store.finished_run_ids(config.name)
-    todo = sorted((s for s in plan.runs if s.run_id not in finished), key=lambda s: s.flops, reverse=True)
-    outcome = SweepOutcome(planned=len(plan.runs), skipped_finished=len(plan.runs) - len(todo))
-    log(f"sweep {config.name}: {len(plan.runs)} runs planned, {outcome.skipped_finished} already finished, {len(todo)} to run; results in {results_root}")
-    if not todo:
-        return outcome
-    connect(cluster or ClusterConfig())
-    task = ray.remote(execute_run)
-    pending = {}
-    for spec in todo:
-        ref = task.options(num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=config.resources.max_retries).remote(spec, store.root)
-        pending[ref] = spec
-    done_count = 0
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        spec = pending.pop(ready[0])
-        try:
-            summary = ray.get(ready[0])
-        except (ray.exceptions.RayError, OSError) as error:  # the worker died past its retries, or could not write
-            summary = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-            now = datetime.now(timezone.utc)
-            store.write_run(config.name, ledger_row(spec, RunOutcome(status="failed", error=summary["error"]), now, now))
-        done_count += 1
-        outcome.statuses[summary["status"]] = outcome.statuses.get(summary["status"], 0) + 1
-        loss = summary.get("final_eval_loss")
-        detail = f"eval_loss={loss:.4f}" if loss is not None else (summary.get("error") or "").splitlines()[0]
-        log(f"[{done_count}/{len(todo)}] {summary['status']} {_describe(spec)} {detail} ({summary.get('wall_seconds', 0):.1f} s)")
+    with results_lock(store) as holder:
+        finished = store.finished_run_ids(config.name)
+        todo = [s for s in plan.runs if s.run_id not in finished]
+        outcome = SweepOutcome(planned=len(plan.runs), skipped_finished=len(plan.runs) - len(todo))
+        log(f"sweep {config.name}: {len(plan.runs)} runs planned, {outcome.skipped_finished} already finished, {len(todo)} to run; results in {store.base if '://' not in store.root else store.root}")
+        if todo:
+            connect(cluster or ClusterConfig())
+            _run_all(config, store, plan, todo, holder, outcome)
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
+
+
+def _run_all(config: SweepConfig, store: ResultsStore, plan: Plan, todo: list[RunSpec], holder: dict, outcome: SweepOutcome) -> None:
+    r = config.resources
+    durations = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, r.assumed_seconds_per_step) for s in plan.runs}
+    queue = LptQueue(todo, duration=lambda s: durations[s.run_id], demand=demand)
+    progress = Progress(store, config.name, plan.runs, todo, durations, holder)
+    in_flight: dict[ray.ObjectRef, RunSpec] = {}
+    limit = r.max_concurrent_runs or len(todo)
+    try:
+        while queue or in_flight:
+            free = _capacity() - sum((demand(s) for s in in_flight.values()), Resources())
+            while queue and len(in_flight) < limit:
+                spec = queue.pop_fitting(free) or (queue.pop_longest() if not in_flight else None)
+                if spec is None:
+                    break
+                if not demand(spec).fits_in(_capacity()):
+                    log(f"warning: run {spec.run_id} needs {demand(spec)}, more than the cluster has now; waiting for Ray to place it")
+                in_flight[submit(spec, store.root, r.max_retries)] = spec
+                free = free - demand(spec)
+                progress.run_started(spec)
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                spec = in_flight.pop(ref)
+                summary = _result(ref, spec, store)
+                outcome.statuses[summary["status"]] = outcome.statuses.get(summary["status"], 0) + 1
+                progress.run_finished(spec, summary)
+            progress.refresh()
+    finally:
+        progress.close()
+
+
+def _result(ref: ray.ObjectRef, spec: RunSpec, store: ResultsStore) -> dict:
+    """The run's summary; a run whose worker or node died past its retries is recorded as failed here."""
+    try:
+        return ray.get(ref)
+    except (ray.exceptions.RayError, OSError) as error:
+        message = f"{type(error).__name__}: {error}"
+        now = datetime.now(timezone.utc)
+        store.write_run(spec.sweep, ledger_row(spec, RunOutcome(status="failed", error=message), now, now))
+        return {"status": "failed", "error": message, "run_id": spec.run_id}

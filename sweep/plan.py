@@ -114,6 +114,14 @@ _NOT_IDENTITY = frozenset(
 """How and where a run trains does not change which run it is (DDP matches one worker within float noise)."""
 
 
+def estimated_seconds(spec: RunSpec, flops_per_second: float, seconds_per_step: float) -> float:
+    """A run's expected duration: its FLOPs at the assumed rate (shared by its workers) plus a fixed cost per step.
+
+    The per-step term matters for tiny models, whose steps are dominated by launch and Python overhead.
+    """
+    return spec.flops / (flops_per_second * spec.workers) + spec.steps * seconds_per_step
+
+
 @dataclass(frozen=True)
 class Plan:
     runs: list[RunSpec]

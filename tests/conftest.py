@@ -15,7 +15,7 @@ def ray_session():
     """One Ray instance for every test that needs it (starting Ray costs seconds)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=2, include_dashboard=True, logging_level="ERROR")  # Ray Train queries the state API
     yield ray
     ray.shutdown()
 
