@@ -62,6 +62,8 @@ RUNS_SCHEMA = pa.schema(
         ("final_eval_loss", pa.float64()),
         ("wall_seconds", pa.float64()),
         ("device", pa.string()),
+        ("node", pa.string()),
+        ("resumed_from_step", pa.int64()),
         ("started_at", _TIMESTAMP),
         ("finished_at", _TIMESTAMP),
         ("data_fingerprint", pa.string()),

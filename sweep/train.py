@@ -46,6 +46,8 @@ class RunOutcome:
     device: str = "cpu"
     wall_seconds: float = 0.0
     error: str | None = None
+    resumed_from_step: int = 0
+    """The checkpoint step this invocation resumed from (0: trained from the start)."""
 
 
 def lr_factor(step: int, steps: int, warmup_steps: int, min_lr_ratio: float) -> float:
@@ -183,7 +185,9 @@ def train_run(spec: RunSpec, checkpoints: CheckpointStore | None = None, dist: D
         return elapsed_before + time.perf_counter() - clock
 
     name = str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
-    outcome = RunOutcome(status="completed", metrics=metrics, device=name if dist.world_size == 1 else f"{dist.world_size}x {name}")
+    outcome = RunOutcome(
+        status="completed", metrics=metrics, device=name if dist.world_size == 1 else f"{dist.world_size}x {name}", resumed_from_step=start_step
+    )
     losses_since_row: list[float] = []
     row_clock, row_tokens = time.perf_counter(), 0
     eval_steps = set(spec.eval_steps)

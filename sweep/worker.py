@@ -9,6 +9,7 @@ resumes from the run's last checkpoint, and the driver records the run as failed
 from __future__ import annotations
 
 import json
+import socket
 import traceback
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -26,6 +27,15 @@ _SPEC_COLUMNS = (
 )  # fmt: skip
 
 
+def node_name() -> str:
+    """The Ray node this process runs on (its id), or the host name outside Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()
+    return socket.gethostname()
+
+
 def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finished_at: datetime) -> dict:
     """The run's row in ``runs/`` (``sweep.storage.RUNS_SCHEMA``)."""
     return {
@@ -36,6 +46,8 @@ def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finishe
         "final_eval_loss": outcome.final_eval_loss,
         "wall_seconds": outcome.wall_seconds,
         "device": outcome.device,
+        "node": node_name(),
+        "resumed_from_step": outcome.resumed_from_step,
         "started_at": started_at,
         "finished_at": finished_at,
         "error": outcome.error,
