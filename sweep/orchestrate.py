@@ -13,8 +13,10 @@ reshuffle. A single-worker run is one Ray task; a multi-worker run is a ``TorchT
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from datetime import datetime, timezone
 
 import ray
@@ -61,9 +63,18 @@ def demand(spec: RunSpec) -> Resources:
     return Resources(cpus=spec.workers * spec.cpus, gpus=spec.workers * spec.gpus)
 
 
-def _capacity() -> Resources:
-    total = ray.cluster_resources()
-    return Resources(cpus=total.get("CPU", 0.0), gpus=total.get("GPU", 0.0))
+class _Capacity:
+    """The cluster's total CPUs and GPUs, re-read from Ray at most every few seconds (it changes when nodes join
+    or leave, rarely compared with how often the scheduling loop asks)."""
+
+    def __init__(self, max_age_seconds: float = 5.0) -> None:
+        self.max_age, self.read_at, self.value = max_age_seconds, -math.inf, Resources()
+
+    def __call__(self) -> Resources:
+        if time.monotonic() - self.read_at > self.max_age:
+            total = ray.cluster_resources()
+            self.value, self.read_at = Resources(cpus=total.get("CPU", 0.0), gpus=total.get("GPU", 0.0)), time.monotonic()
+        return self.value
 
 
 def submit(spec: RunSpec, results_root: str, max_retries: int) -> ray.ObjectRef:
@@ -92,28 +103,33 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
         log(f"sweep {config.name}: {len(plan.runs)} runs planned, {outcome.skipped_finished} already finished, {len(todo)} to run; results in {store.base if '://' not in store.root else store.root}")
         if todo:
             connect(cluster or ClusterConfig())
-            _run_all(config, store, plan, todo, holder, outcome)
+            run_planned(config, store, plan, todo, holder, outcome)
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
 
 
-def _run_all(config: SweepConfig, store: ResultsStore, plan: Plan, todo: list[RunSpec], holder: dict, outcome: SweepOutcome) -> None:
+def run_planned(
+    config: SweepConfig, store: ResultsStore, plan: Plan, todo: list[RunSpec], holder: dict, outcome: SweepOutcome,
+    start: Callable[[RunSpec, str, int], ray.ObjectRef] = submit,
+) -> None:  # fmt: skip
+    """The scheduling loop: start runs (by ``start``, normally ``submit``) as resources free up, collect results."""
     r = config.resources
     durations = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, r.assumed_seconds_per_step) for s in plan.runs}
     queue = LptQueue(todo, duration=lambda s: durations[s.run_id], demand=demand)
     progress = Progress(store, config.name, plan.runs, todo, durations, holder)
     in_flight: dict[ray.ObjectRef, RunSpec] = {}
     limit = r.max_concurrent_runs or len(todo)
+    capacity = _Capacity()
     try:
         while queue or in_flight:
-            free = _capacity() - sum((demand(s) for s in in_flight.values()), Resources())
+            free = capacity() - sum((demand(s) for s in in_flight.values()), Resources())
             while queue and len(in_flight) < limit:
                 spec = queue.pop_fitting(free) or (queue.pop_longest() if not in_flight else None)
                 if spec is None:
                     break
-                if not demand(spec).fits_in(_capacity()):
+                if not demand(spec).fits_in(capacity()):
                     log(f"warning: run {spec.run_id} needs {demand(spec)}, more than the cluster has now; waiting for Ray to place it")
-                in_flight[submit(spec, store.root, r.max_retries)] = spec
+                in_flight[start(spec, store.root, r.max_retries)] = spec
                 free = free - demand(spec)
                 progress.run_started(spec)
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from models.accounting import (
     flops_per_token,
@@ -100,7 +101,7 @@ class RunSpec:
     def batch_size(self) -> int:
         return self.batch_tokens // self.seq_len
 
-    @property
+    @cached_property
     def run_id(self) -> str:
         """16 hex characters of SHA-256 over the fields that define the result (not sweep, budget or device)."""
         identity = {k: v for k, v in asdict(self).items() if k not in _NOT_IDENTITY}

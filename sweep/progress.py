@@ -52,7 +52,8 @@ class Progress:
         self.in_flight: dict[str, float] = {}
         self.done, self.statuses = 0, {}
         self.started = time.monotonic()
-        self._write_status()
+        self._status_written, self._status_stale = 0.0, False
+        self._write_status(force=True)
 
     def run_started(self, spec: RunSpec) -> None:
         self.in_flight[spec.run_id] = time.monotonic()
@@ -85,7 +86,9 @@ class Progress:
         return (waiting + running) / max(1, len(self.in_flight))
 
     def refresh(self) -> None:
-        """Redraw the live line (terminal only)."""
+        """Write a pending status update; redraw the live line (terminal only)."""
+        if self._status_stale:
+            self._write_status()
         if not self.live:
             return
         total = sum(self.planned.values())
@@ -104,9 +107,16 @@ class Progress:
     def close(self) -> None:
         self._clear_line()
         self.in_flight.clear()
-        self._write_status()
+        self._write_status(force=True)
 
-    def _write_status(self) -> None:
+    def _write_status(self, force: bool = False) -> None:
+        """Rewrite the status file, at most once a second (a sweep of many short runs would otherwise spend its
+        time here); ``refresh`` catches up on what was skipped."""
+        now = time.monotonic()
+        if not force and now - self._status_written < 1.0:
+            self._status_stale = True
+            return
+        self._status_written, self._status_stale = now, False
         status = {
             "sweep": self.sweep,
             "planned": [{"run_id": r, "flops": f} for r, f in self.planned.items()],

@@ -66,6 +66,7 @@ RUNS_SCHEMA = pa.schema(
         ("resumed_from_step", pa.int64()),
         ("started_at", _TIMESTAMP),
         ("finished_at", _TIMESTAMP),
+        ("first_step_at", _TIMESTAMP),
         ("data_fingerprint", pa.string()),
         ("error", pa.string()),
         ("spec_json", pa.string()),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import torch
 
@@ -48,6 +49,8 @@ class RunOutcome:
     error: str | None = None
     resumed_from_step: int = 0
     """The checkpoint step this invocation resumed from (0: trained from the start)."""
+    first_step_at: datetime | None = None
+    """When this invocation's first optimizer step began (after building the model and data): start-up cost."""
 
 
 def lr_factor(step: int, steps: int, warmup_steps: int, min_lr_ratio: float) -> float:
@@ -191,6 +194,7 @@ def train_run(spec: RunSpec, checkpoints: CheckpointStore | None = None, dist: D
     losses_since_row: list[float] = []
     row_clock, row_tokens = time.perf_counter(), 0
     eval_steps = set(spec.eval_steps)
+    outcome.first_step_at = datetime.now(timezone.utc)
     for step in range(start_step, spec.steps):
         inputs, targets = trainer.stream.batch(step)
         inputs, targets = inputs[dist.rank :: dist.world_size], targets[dist.rank :: dist.world_size]

@@ -50,6 +50,7 @@ def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finishe
         "resumed_from_step": outcome.resumed_from_step,
         "started_at": started_at,
         "finished_at": finished_at,
+        "first_step_at": outcome.first_step_at,
         "error": outcome.error,
         "spec_json": json.dumps(asdict(spec), sort_keys=True, default=list),
     }

@@ -3,6 +3,7 @@ three-node cluster (``ray.cluster_utils.Cluster``: a head with no CPUs and two w
 removed mid-sweep. Prints one JSON line with what happened."""
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -19,8 +20,15 @@ from sweep.storage import ResultsStore
 from tests.conftest import tiny_config
 
 
+def free_port() -> int:
+    """A port nobody listens on (the test session's own Ray may hold the dashboard's default 8265)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def main(results: str) -> None:
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": True})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": True, "dashboard_port": free_port()})
     keep, lose = cluster.add_node(num_cpus=2), cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, logging_level="ERROR")
