@@ -5,16 +5,15 @@ data position follows from it, see ``sweep.data.TokenStream``), the metrics rows
 elapsed time. Resuming from it continues the run exactly: on CPU the loss curve is bitwise that of a run never
 stopped (tested); on GPU, kernels with non-deterministic reductions make it equal within float noise.
 
-Layout: ``checkpoints/sweep=NAME/RUN_ID/step-000000123.pt`` (written under a temporary ``.``-name then renamed, so a
-half-written checkpoint is never loaded; older ones are deleted after a newer one lands). A finished run's
-checkpoints are deleted once its ledger row is written.
+Layout: ``checkpoints/sweep=NAME/RUN_ID/step-000000123.pt`` (written whole or not at all, by
+``ResultsStore.write_atomic``, so a half-written checkpoint is never loaded; older ones are deleted after a newer
+one lands). A finished run's checkpoints are deleted once its ledger row is written.
 """
 
 from __future__ import annotations
 
 import io
 import re
-import uuid
 
 import pyarrow.fs as pafs
 import torch
@@ -28,7 +27,7 @@ class CheckpointStore:
     """Checkpoints of the runs of one results root (local path or pyarrow filesystem URI)."""
 
     def __init__(self, store: ResultsStore) -> None:
-        self.fs, self.base = store.fs, store.base
+        self.store, self.fs, self.base = store, store.fs, store.base
 
     def _dir(self, sweep: str, run_id: str) -> str:
         return f"{self.base}/checkpoints/sweep={sweep}/{run_id}"
@@ -41,13 +40,9 @@ class CheckpointStore:
     def save(self, sweep: str, run_id: str, step: int, state: dict) -> None:
         """Write ``state`` as the checkpoint at ``step``, atomically, then drop older checkpoints of the run."""
         directory = self._dir(sweep, run_id)
-        self.fs.create_dir(directory, recursive=True)
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        final, temporary = f"{directory}/step-{step:09d}.pt", f"{directory}/.step-{step:09d}.{uuid.uuid4().hex}.tmp"
-        with self.fs.open_output_stream(temporary) as out:
-            out.write(buffer.getvalue())
-        self.fs.move(temporary, final)
+        self.store.write_atomic(f"{directory}/step-{step:09d}.pt", buffer.getvalue())
         for older in self._steps(sweep, run_id):
             if older < step:
                 self.fs.delete_file(f"{directory}/step-{older:09d}.pt")

@@ -124,12 +124,7 @@ class Progress:
             "driver": self.driver,
             "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        path = status_path(self.store, self.sweep)
-        self.store.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        temporary = path.rsplit("/", 1)[0] + f"/.{self.sweep}.json.tmp"
-        with self.store.fs.open_output_stream(temporary) as out:
-            out.write(json.dumps(status).encode())
-        self.store.fs.move(temporary, path)
+        self.store.write_atomic(status_path(self.store, self.sweep), json.dumps(status).encode())
 
 
 def read_status(store: ResultsStore, sweep: str) -> dict | None:

@@ -12,8 +12,9 @@ in the files (storing it twice makes pyarrow refuse to merge the schemas). Read 
     duckdb.sql("FROM read_parquet('results/runs/*/*.parquet', hive_partitioning=true)")
     polars.read_parquet("results/runs/**/*.parquet", hive_partitioning=True)
 
-Every file is written under a temporary name starting with ``.`` (which readers skip and ``*.parquet`` globs do not
-match) and then renamed into place, so no reader sees half a file. A run's metrics file is written before its
+Every file is written whole or not at all (``write_atomic``): on a local or shared filesystem under a temporary
+name starting with ``.`` (which readers skip and ``*.parquet`` globs do not match), then renamed into place; on an
+object store (S3, GCS) straight to its key, since a PUT is atomic there and a "rename" would be a copy. A run's metrics file is written before its
 ledger row: the ledger row is the commit, and a rerun of a run without one overwrites its metrics file whole, so a
 metrics row is never duplicated.
 """
@@ -34,6 +35,7 @@ FINISHED_STATUSES = ("completed", "diverged")
 """Runs in these states are never trained again by ``sweep run``."""
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
+_OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})
 
 RUNS_SCHEMA = pa.schema(
     [
@@ -105,19 +107,30 @@ class ResultsStore:
     def _dir(self, dataset: str, sweep: str) -> str:
         return f"{self.base}/{dataset}/sweep={sweep}"
 
-    def _write(self, table: pa.Table, dataset: str, sweep: str, run_id: str) -> None:
-        directory = self._dir(dataset, sweep)
+    def write_atomic(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` so that readers see the old file or the new one, never part of one."""
+        directory, name = path.rsplit("/", 1)
         self.fs.create_dir(directory, recursive=True)
-        final, temporary = f"{directory}/{run_id}.parquet", f"{directory}/.{run_id}.{uuid.uuid4().hex}.tmp"
+        if self.fs.type_name in _OBJECT_STORES:
+            with self.fs.open_output_stream(path) as out:
+                out.write(data)
+            return
+        temporary = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
         try:
-            pq.write_table(table, temporary, filesystem=self.fs)
-            self.fs.move(temporary, final)
+            with self.fs.open_output_stream(temporary) as out:
+                out.write(data)
+            self.fs.move(temporary, path)
         except BaseException:
             try:
                 self.fs.delete_file(temporary)
             except OSError:
                 pass
             raise
+
+    def _write(self, table: pa.Table, dataset: str, sweep: str, run_id: str) -> None:
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        self.write_atomic(f"{self._dir(dataset, sweep)}/{run_id}.parquet", buffer.getvalue().to_pybytes())
 
     def write_metrics(self, sweep: str, run_id: str, rows: list[dict]) -> None:
         """Replace the metrics of ``run_id`` with ``rows`` (dicts with ``METRICS_SCHEMA``'s fields but run_id)."""
