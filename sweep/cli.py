@@ -38,24 +38,28 @@ def _results_root(args: argparse.Namespace, config: SweepConfig | None = None) -
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the planned runs. Example: ``sweep plan sweep/configs/demo.yaml --json``."""
     from sweep.orchestrate import prepare_plan
+    from sweep.plan import estimated_seconds
 
     config = load_config(args.config)
     plan = prepare_plan(config)
-    rate = config.resources.assumed_flops_per_second
+    r = config.resources
+    seconds = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, r.assumed_seconds_per_step) for s in plan.runs}
     if args.json:
-        rows = [{**asdict(s), "run_id": s.run_id, "estimated_seconds": s.flops / rate} for s in plan.runs]
+        rows = [{**asdict(s), "run_id": s.run_id, "estimated_seconds": seconds[s.run_id]} for s in plan.runs]
         json.dump({"sweep": config.name, "runs": rows, "skipped": plan.skipped}, sys.stdout, indent=2, default=list)
         print()
         return 0
-    print(f"sweep {config.name}: {len(plan.runs)} runs ({config.flops_convention} FLOPs; time at {rate:.2g} FLOP/s per run)")
-    print(f"{'run_id':<17}{'budget':>9}{'L':>4}{'d':>6}{'h':>4}{'N (non-emb)':>13}{'D tokens':>13}{'steps':>7}{'C':>10}{'lr':>9}{'est s':>8}")
+    print(
+        f"sweep {config.name}: {len(plan.runs)} runs ({config.flops_convention} FLOPs; times assume "
+        f"{r.assumed_flops_per_second:.2g} FLOP/s per worker + {r.assumed_seconds_per_step * 1e3:.0f} ms per step)"
+    )
+    print(f"{'run_id':<17}{'budget':>9}{'L':>4}{'d':>6}{'h':>4}{'N (non-emb)':>13}{'D tokens':>13}{'steps':>7}{'C':>10}{'lr':>9}{'workers':>8}{'est s':>8}")
     for s in plan.runs:
         print(
             f"{s.run_id:<17}{s.flops_budget:>9.2g}{s.n_layer:>4}{s.d_model:>6}{s.n_head:>4}{s.n_params_nonembedding:>13,}"
-            f"{s.tokens:>13,}{s.steps:>7}{s.flops:>10.3g}{s.lr:>9.2e}{s.flops / rate:>8.1f}"
+            f"{s.tokens:>13,}{s.steps:>7}{s.flops:>10.3g}{s.lr:>9.2e}{s.workers:>8}{seconds[s.run_id]:>8.1f}"
         )
-    total = sum(s.flops for s in plan.runs)
-    print(f"total {total:.3g} FLOPs, about {total / rate:.0f} s of single-run time")
+    print(f"total {sum(s.flops for s in plan.runs):.3g} FLOPs, about {sum(seconds.values()):.0f} s of run time (before parallelism)")
     for reason in plan.skipped:
         print(f"left out: {reason}")
     return 0
