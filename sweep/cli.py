@@ -4,7 +4,7 @@
     sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR]
                                                        train what the results directory lacks
     sweep status [--results DIR] [--json]              runs by status, FLOPs done of planned, runs in flight
-    sweep fit [--results DIR] [--sweep NAME]           Approach 2 fit: table and iso-FLOP plot
+    sweep fit [--results DIR | --input FILE] [--json PATH]  Approaches 2 and 3, bootstrap intervals, plot
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
 
 Exit status: 0 success (every planned run completed or diverged), 1 some runs failed after their retries,
@@ -103,34 +103,83 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_interval(value: float | None, interval: list[float] | None, spec: str = ".4g") -> str:
+    if value is None:
+        return "-"
+    return f"{value:{spec}}" + (f" [{interval[0]:{spec}}, {interval[1]:{spec}}]" if interval else "")
+
+
+def _print_summary(summary: dict, params: str) -> None:
+    a2, a3 = summary["approach2"], summary["approach3"]
+    print(f"{summary['n_runs']} runs fitted; N = {params} parameters; 95% intervals from {summary['bootstrap']['samples']} bootstrap resamples")
+    for row in summary["excluded"]:
+        print(f"not fitted: run {row['run_id']} ({row['status']})")
+    print("\nApproach 2 (iso-FLOP parabolas)")
+    print(f"{'budget C':>10}{'runs':>6}{'N_opt':>11}{'D_opt':>11}{'loss_opt':>10}  note")
+    for fit in a2["budgets"]:
+        if fit["interior"]:
+            print(f"{fit['flops']:>10.3g}{fit['n_runs']:>6}{fit['n_opt']:>11.4g}{fit['d_opt']:>11.4g}{fit['loss_opt']:>10.4f}")
+        else:
+            print(f"{fit['flops']:>10.3g}{fit['n_runs']:>6}{'-':>11}{'-':>11}{'-':>10}  excluded: {fit['note']}")
+    ci = a2.get("ci", {})
+    if a2["a"] is None:
+        print("fewer than 2 budgets have an interior minimum: no frontier fitted")
+    else:
+        print(f"a = {_with_interval(a2['a'], ci.get('a'), '.3f')}  (N_opt ∝ C^a)")
+        print(f"b = {_with_interval(a2['b'], ci.get('b'), '.3f')}  (D_opt ∝ C^b)")
+    if a3 is not None:
+        ci = a3["ci"]
+        print("\nApproach 3 (L = E + A/N^alpha + B/D^beta, Huber delta 1e-3 on log loss)")
+        for key, spec in (("E", ".4f"), ("A", ".4g"), ("B", ".4g"), ("alpha", ".4f"), ("beta", ".4f"), ("a", ".3f"), ("b", ".3f")):
+            print(f"{key:>6} = {_with_interval(a3[key], ci.get(key), spec)}")
+        print(f"objective = {a3['objective']:.8f}")
+    for entry in summary["predictions"]:
+        c = entry["flops"]
+        print(f"\nAt C = {c:.3g} FLOPs:")
+        for name in ("approach2", "approach3"):
+            if name not in entry:
+                continue
+            ci = summary[name].get("ci", {})
+            parts = [f"N_opt {_with_interval(entry[name]['n_opt'], ci.get(f'n_opt@{c:.3g}'), '.3g')}",
+                     f"D_opt {_with_interval(entry[name]['d_opt'], ci.get(f'd_opt@{c:.3g}'), '.3g')}"]  # fmt: skip
+            if "loss" in entry[name]:
+                parts.append(f"loss {_with_interval(entry[name]['loss'], ci.get(f'loss@{c:.3g}'), '.4f')}")
+            print(f"  {name}: " + ", ".join(parts))
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
-    """Fit Approach 2 to a results directory. Example: ``sweep fit --results results --sweep demo``."""
-    from sweep.fitting import fit_approach2, fit_inputs_from_results
+    """Fit the scaling laws (Approaches 2 and 3, bootstrap intervals). Example: ``sweep fit --sweep demo --json -``."""
+    from sweep.fitting.inputs import drop_highest_loss, fit_inputs_from_file, fit_inputs_from_results
+    from sweep.fitting.summary import fit_summary
+    from sweep.fitting.isoflop import fit_approach2
     from sweep.plots import plot_approach2
     from sweep.storage import ResultsStore
 
-    root = _results_root(args)
-    inputs = fit_inputs_from_results(ResultsStore(root), args.sweep, params=args.params)
-    if inputs.runs.empty:
-        raise ConfigError(f"no completed runs{' of sweep ' + args.sweep if args.sweep else ''} in {root}")
-    result = fit_approach2(inputs.runs)
-    print(f"Approach 2 (iso-FLOP parabolas) on {len(inputs.runs)} completed runs; N = {args.params} parameters")
-    print(f"{'budget C':>10}{'runs':>6}{'N_opt':>12}{'D_opt':>14}{'loss_opt':>10}  note")
-    for fit in result.budgets:
-        if fit.interior:
-            print(f"{fit.budget:>10.3g}{fit.n_runs:>6}{fit.n_opt:>12,.0f}{fit.d_opt:>14,.0f}{fit.loss_opt:>10.4f}")
-        else:
-            print(f"{fit.budget:>10.3g}{fit.n_runs:>6}{'-':>12}{'-':>14}{'-':>10}  excluded: {fit.note}")
-    if result.n_opt is not None:
-        print(f"N_opt = {result.n_opt.coefficient:.4g} * C^{result.a:.3f} (R^2 {result.n_opt.r_squared:.3f})")
-        print(f"D_opt = {result.d_opt.coefficient:.4g} * C^{result.b:.3f} (R^2 {result.d_opt.r_squared:.3f})")
-        print(f"a = {result.a:.3f}, b = {result.b:.3f}, a + b = {result.a + result.b:.3f}")
+    if args.input:
+        try:
+            inputs = fit_inputs_from_file(args.input)
+        except (FileNotFoundError, ValueError) as error:
+            raise ConfigError(f"--input: {error}") from None
+        source, plot_dir = args.input, Path("plots")
     else:
-        print("fewer than 2 budgets have an interior minimum: no frontier fitted")
-    for row in inputs.excluded.itertuples():
-        print(f"not fitted: run {row.run_id} ({row.sweep}) is {row.status}")
-    plot = plot_approach2(inputs.runs, result, args.plot or Path(root) / "plots" / f"isoflop-{args.sweep or 'all'}.png")
-    print(f"plot: {plot.resolve()}")
+        root = _results_root(args)
+        inputs = fit_inputs_from_results(ResultsStore(root), args.sweep, params=args.params)
+        source, plot_dir = root, Path(root) / "plots"
+    inputs = drop_highest_loss(inputs, args.drop_highest_loss)
+    if inputs.runs.empty:
+        raise ConfigError(f"no completed runs{' of sweep ' + args.sweep if args.sweep else ''} in {source}")
+    summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=args.predict_flops)
+    if args.json == "-":
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary, args.params)
+        if args.json:
+            Path(args.json).write_text(json.dumps(summary, indent=2))
+            print(f"\nJSON: {Path(args.json).resolve()}")
+    name = args.sweep or (Path(args.input).stem if args.input else "all")
+    plot = plot_approach2(inputs.runs, fit_approach2(inputs.runs), args.plot or plot_dir / f"isoflop-{name}.png")
+    if args.json != "-":
+        print(f"plot: {plot.resolve()}")
     return 0
 
 
@@ -139,7 +188,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.config, args.cluster, args.address = demo_config_path(), None, None
     status = cmd_run(args)
     if status == 0:
-        args.sweep, args.params, args.plot = load_config(args.config).name, "nonembedding", None
+        args.sweep, args.params, args.plot, args.input = load_config(args.config).name, "nonembedding", None, None
+        args.json, args.bootstrap, args.seed, args.predict_flops, args.drop_highest_loss = None, 1000, 0, None, 0
         status = cmd_fit(args)
         root = Path(_results_root(args)).resolve()
         print(f"Parquet results: {root / 'runs'} (ledger) and {root / 'metrics'} (per-step metrics)")
@@ -168,11 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the report as JSON")
     status.set_defaults(handler=cmd_status)
 
-    fit = commands.add_parser("fit", help="fit the compute-optimal frontier (Approach 2)", description=cmd_fit.__doc__)
+    fit = commands.add_parser("fit", help="fit the scaling laws (Approaches 2 and 3) with intervals", description=cmd_fit.__doc__)
     fit.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
+    fit.add_argument("--input", help="fit a CSV or Parquet table of runs instead (n_params, tokens or flops, loss[, budget])")
+    fit.add_argument("--json", help="write the fit summary as JSON to this path ('-': stdout only)")
+    fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (0: none; default 1000)")
+    fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    fit.add_argument("--predict-flops", type=float, nargs="+", help="budgets to predict N_opt, D_opt and loss at (default: the largest)")
+    fit.add_argument("--drop-highest-loss", type=int, default=0, help="leave out this many highest-loss runs (Epoch used 5)")
     fit.add_argument("--sweep", help="fit only this sweep (default: every sweep in the results)")
     fit.add_argument("--params", choices=("nonembedding", "total"), default="nonembedding", help="which parameter count is N")
-    fit.add_argument("--plot", help="PNG path (default RESULTS/plots/isoflop-SWEEP.png)")
+    fit.add_argument("--plot", help="PNG path (default RESULTS/plots/isoflop-SWEEP.png; with --input, ./plots/isoflop-NAME.png)")
     fit.set_defaults(handler=cmd_fit)
 
     demo = commands.add_parser("demo", help="run the bundled demo sweep, then fit it", description=cmd_demo.__doc__)

@@ -29,8 +29,9 @@ def plot_approach2(runs: pd.DataFrame, result: Approach2Result, path: str | Path
             iso.plot(10**x, np.polyval(fit.coefficients, x), color=colour, lw=1, ls="-" if fit.interior else ":")
         if fit.interior:
             iso.scatter([fit.n_opt], [fit.loss_opt], color=colour, marker="*", s=120, edgecolor="black", zorder=3)
-    iso.set(xscale="log", xlabel="non-embedding parameters N", ylabel="final validation loss (nats/token)", title="Iso-FLOP curves (Approach 2)")
-    iso.legend(fontsize=8)
+    iso.set(xscale="log", xlabel="parameters N", ylabel="final loss", title=f"Iso-FLOP curves (Approach 2), {len(result.budgets)} budgets")
+    if len(result.budgets) <= 10:
+        iso.legend(fontsize=8)
 
     usable = [f for f in result.budgets if f.interior]
     if usable:

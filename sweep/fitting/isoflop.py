@@ -73,30 +73,25 @@ def fit_power_law(flops: np.ndarray, values: np.ndarray) -> PowerLaw:
     return PowerLaw(exponent=float(slope), coefficient=float(10.0**intercept), r_squared=r_squared)
 
 
-def fit_budget(budget: float, runs: pd.DataFrame) -> IsoFlopFit:
+def fit_budget(budget: float, n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray) -> IsoFlopFit:
     """The parabola of one budget's runs; ``interior`` only for an upward parabola with its vertex inside the data."""
-    x = np.log10(runs["n_params"].to_numpy(dtype=float))
-    loss = runs["loss"].to_numpy(dtype=float)
+    x = np.log10(n_params)
     if len(np.unique(x)) < 3:
-        return IsoFlopFit(budget, len(runs), (np.nan,) * 3, False, None, None, None, "fewer than 3 model sizes")
+        return IsoFlopFit(budget, len(x), (np.nan,) * 3, False, None, None, None, "fewer than 3 model sizes")
     c2, c1, c0 = (float(c) for c in np.polyfit(x, loss, 2))
     if c2 <= 0:
-        return IsoFlopFit(budget, len(runs), (c2, c1, c0), False, None, None, None, "parabola opens downward")
+        return IsoFlopFit(budget, len(x), (c2, c1, c0), False, None, None, None, "parabola opens downward")
     vertex = -c1 / (2 * c2)
     if not x.min() < vertex < x.max():
         side = "smallest" if vertex <= x.min() else "largest"
-        return IsoFlopFit(budget, len(runs), (c2, c1, c0), False, None, None, None, f"minimum at or beyond the {side} model")
-    slope, intercept = np.polyfit(x, np.log10(runs["tokens"].to_numpy(dtype=float)), 1)
+        return IsoFlopFit(budget, len(x), (c2, c1, c0), False, None, None, None, f"minimum at or beyond the {side} model")
+    slope, intercept = np.polyfit(x, np.log10(tokens), 1)
     loss_opt = c2 * vertex**2 + c1 * vertex + c0
-    return IsoFlopFit(budget, len(runs), (c2, c1, c0), True, 10.0**vertex, 10.0 ** (slope * vertex + intercept), loss_opt)
+    return IsoFlopFit(budget, len(x), (c2, c1, c0), True, 10.0**vertex, 10.0 ** (slope * vertex + intercept), loss_opt)
 
 
-def fit_approach2(runs: pd.DataFrame) -> Approach2Result:
-    """Iso-FLOP parabolas per budget and the N_opt, D_opt power laws; ``runs`` has ``FIT_COLUMNS``."""
-    missing = set(FIT_COLUMNS) - set(runs.columns)
-    if missing:
-        raise ValueError(f"runs lack columns {sorted(missing)}")
-    fits = tuple(fit_budget(float(budget), group) for budget, group in runs.groupby("budget", sort=True))
+def frontier(fits: tuple[IsoFlopFit, ...]) -> Approach2Result:
+    """The N_opt and D_opt power laws through the budgets that have an interior minimum."""
     usable = [f for f in fits if f.interior]
     if len(usable) < 2:
         return Approach2Result(fits, None, None)
@@ -106,3 +101,19 @@ def fit_approach2(runs: pd.DataFrame) -> Approach2Result:
         fit_power_law(flops, np.array([f.n_opt for f in usable])),
         fit_power_law(flops, np.array([f.d_opt for f in usable])),
     )
+
+
+def budget_arrays(runs: pd.DataFrame) -> list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
+    """(budget, n_params, tokens, loss) per budget, smallest budget first."""
+    return [
+        (float(budget), *(group[c].to_numpy(dtype=float) for c in ("n_params", "tokens", "loss")))
+        for budget, group in runs.groupby("budget", sort=True)
+    ]
+
+
+def fit_approach2(runs: pd.DataFrame) -> Approach2Result:
+    """Iso-FLOP parabolas per budget and the N_opt, D_opt power laws; ``runs`` has ``FIT_COLUMNS``."""
+    missing = set(FIT_COLUMNS) - set(runs.columns)
+    if missing:
+        raise ValueError(f"runs lack columns {sorted(missing)}")
+    return frontier(tuple(fit_budget(*arrays) for arrays in budget_arrays(runs)))

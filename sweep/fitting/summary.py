@@ -1,0 +1,88 @@
+"""The fit summary: every approach's numbers with 95% bootstrap intervals, as one JSON-ready dict.
+
+Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
+
+    {
+      "n_runs": int,                       # runs fitted
+      "excluded": [{"run_id", "status", "error"}],
+      "bootstrap": {"samples": int, "seed": int, "level": 0.95},
+      "approach2": {
+        "a": float | null, "b": float | null,          # N_opt ∝ C^a, D_opt ∝ C^b (null: < 2 usable budgets)
+        "budgets": [{"flops", "n_runs", "interior", "n_opt", "d_opt", "loss_opt", "note"}],
+        "ci": {"a": [lo, hi], "b": [lo, hi], "n_opt@C": [...], "d_opt@C": [...]},
+        "failed_resamples": int
+      },
+      "approach3": {                                    # null with fewer than 5 runs
+        "E", "A", "B", "alpha", "beta", "a", "b", "objective",   # objective: summed Huber (delta 1e-3)
+        "ci": {"E", "A", "B", "alpha", "beta", "a", "b", "n_opt@C", "d_opt@C", "loss@C": [lo, hi]},
+        "failed_resamples": int
+      },
+      "predictions": [{"flops", "approach2": {"n_opt", "d_opt"}, "approach3": {"n_opt", "d_opt", "loss"}}]
+    }
+
+``@C`` keys hold predictions at each requested budget C (``--predict-flops``; default: the largest budget).
+"""
+
+from __future__ import annotations
+
+import math
+
+from sweep.fitting.bootstrap import bootstrap_isoflop, bootstrap_parametric
+from sweep.fitting.inputs import FitInputs
+from sweep.fitting.isoflop import fit_approach2
+from sweep.fitting.parametric import fit_parametric
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_flops: list[float] | None = None) -> dict:
+    runs = inputs.runs
+    predict_flops = list(predict_flops or [float(runs["budget"].max())])
+    approach2 = fit_approach2(runs)
+    summary = {
+        "n_runs": len(runs),
+        "excluded": inputs.excluded[["run_id", "status", "error"]].to_dict("records"),
+        "bootstrap": {"samples": n_boot, "seed": seed, "level": 0.95},
+        "approach2": {
+            "a": approach2.a,
+            "b": approach2.b,
+            "budgets": [
+                {"flops": f.budget, "n_runs": f.n_runs, "interior": f.interior, "n_opt": f.n_opt, "d_opt": f.d_opt,
+                 "loss_opt": f.loss_opt, "note": f.note}
+                for f in approach2.budgets
+            ],  # fmt: skip
+        },
+        "approach3": None,
+        "predictions": [{"flops": c} for c in predict_flops],
+    }
+    if approach2.n_opt is not None:
+        samples = bootstrap_isoflop(runs, n_boot, seed, predict_flops) if n_boot else None
+        summary["approach2"]["ci"] = samples.intervals() if samples is not None and len(samples.samples) else {}
+        summary["approach2"]["failed_resamples"] = samples.failed if samples is not None else 0
+        for entry in summary["predictions"]:
+            entry["approach2"] = {"n_opt": float(approach2.n_opt(entry["flops"])), "d_opt": float(approach2.d_opt(entry["flops"]))}
+    if len(runs) >= 5:
+        fit = fit_parametric(runs["n_params"], runs["tokens"], runs["loss"])
+        samples = bootstrap_parametric(runs, fit, n_boot, seed, predict_flops) if n_boot else None
+        summary["approach3"] = {
+            "E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b,
+            "objective": fit.objective,
+            "ci": samples.intervals() if samples is not None and len(samples.samples) else {},
+            "failed_resamples": samples.failed if samples is not None else 0,
+        }  # fmt: skip
+        for entry in summary["predictions"]:
+            n_opt, d_opt = fit.optimal_allocation(entry["flops"])
+            entry["approach3"] = {"n_opt": float(n_opt), "d_opt": float(d_opt), "loss": float(fit.optimal_loss(entry["flops"]))}
+    return _deep_clean(summary)
+
+
+def _deep_clean(value):
+    if isinstance(value, dict):
+        return {k: _deep_clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_clean(v) for v in value]
+    return _clean(value)
