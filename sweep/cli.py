@@ -5,6 +5,7 @@
                                                        train what the results directory lacks
     sweep status [--results DIR] [--json]              runs by status, FLOPs done of planned, runs in flight
     sweep fit [--results DIR | --input FILE] [--json PATH]  Approaches 2 and 3, bootstrap intervals, plot
+    sweep predict --flops C | --gpu-hours H --peak-flops P [--mfu M]   N_opt, D_opt, loss per approach
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
 
 Exit status: 0 success (every planned run completed or diverged), 1 some runs failed after their retries,
@@ -133,6 +134,16 @@ def _print_summary(summary: dict, params: str) -> None:
         for key, spec in (("E", ".4f"), ("A", ".4g"), ("B", ".4g"), ("alpha", ".4f"), ("beta", ".4f"), ("a", ".3f"), ("b", ".3f")):
             print(f"{key:>6} = {_with_interval(a3[key], ci.get(key), spec)}")
         print(f"objective = {a3['objective']:.8f}")
+    check = summary.get("extrapolation")
+    if check:
+        print(f"\nExtrapolation check: refit without the largest budget ({check['held_out_flops']:.3g}), predict it")
+        observed_n = f"{check['observed_n_opt']:.3g}" if check["observed_n_opt"] else "no interior minimum"
+        print(f"  observed: best loss {check['observed_best_loss']:.4f}, N_opt {observed_n}")
+        if check["approach2"]:
+            print(f"  approach2: N_opt {check['approach2']['n_opt']:.3g}")
+        if check["approach3"]:
+            a3 = check["approach3"]
+            print(f"  approach3: N_opt {a3['n_opt']:.3g}, loss {a3['loss']:.4f} (error {a3['loss_error']:+.4f})")
     for entry in summary["predictions"]:
         c = entry["flops"]
         print(f"\nAt C = {c:.3g} FLOPs:")
@@ -147,27 +158,65 @@ def _print_summary(summary: dict, params: str) -> None:
             print(f"  {name}: " + ", ".join(parts))
 
 
-def cmd_fit(args: argparse.Namespace) -> int:
-    """Fit the scaling laws (Approaches 2 and 3, bootstrap intervals). Example: ``sweep fit --sweep demo --json -``."""
+def _fit_inputs(args: argparse.Namespace):
+    """The runs to fit: ``--input FILE`` or the results directory (``--sweep`` to pick one), minus dropped runs."""
     from sweep.fitting.inputs import drop_highest_loss, fit_inputs_from_file, fit_inputs_from_results
-    from sweep.fitting.summary import fit_summary
-    from sweep.fitting.isoflop import fit_approach2
-    from sweep.plots import plot_approach2
     from sweep.storage import ResultsStore
 
     if args.input:
         try:
-            inputs = fit_inputs_from_file(args.input)
+            inputs, source = fit_inputs_from_file(args.input), args.input
         except (FileNotFoundError, ValueError) as error:
             raise ConfigError(f"--input: {error}") from None
-        source, plot_dir = args.input, Path("plots")
     else:
-        root = _results_root(args)
-        inputs = fit_inputs_from_results(ResultsStore(root), args.sweep, params=args.params)
-        source, plot_dir = root, Path(root) / "plots"
+        source = _results_root(args)
+        inputs = fit_inputs_from_results(ResultsStore(source), args.sweep, params=args.params)
     inputs = drop_highest_loss(inputs, args.drop_highest_loss)
     if inputs.runs.empty:
         raise ConfigError(f"no completed runs{' of sweep ' + args.sweep if args.sweep else ''} in {source}")
+    return inputs
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """What N and D for a budget, and what loss, by each approach with 95% intervals.
+
+    Example: ``sweep predict --flops 1e21`` or ``sweep predict --gpu-hours 5000 --peak-flops 989e12 --mfu 0.4``.
+    """
+    from sweep.fitting.summary import fit_summary
+
+    if args.flops is None:
+        if None in (args.gpu_hours, args.peak_flops):
+            raise ConfigError("give --flops, or --gpu-hours with --peak-flops (and --mfu)")
+        args.flops = args.gpu_hours * 3600.0 * args.peak_flops * args.mfu
+    summary = fit_summary(_fit_inputs(args), n_boot=args.bootstrap, seed=args.seed, predict_flops=[args.flops])
+    prediction = summary["predictions"][0]
+    if args.json:
+        print(json.dumps(prediction | {"n_runs": summary["n_runs"]}, indent=2))
+        return 0
+    c = args.flops
+    print(f"Budget C = {c:.4g} FLOPs ({summary['n_runs']} runs fitted; 95% intervals from {args.bootstrap} bootstrap resamples)")
+    print(f"{'approach':<12}{'N_opt':>34}{'D_opt':>34}{'tokens/param':>14}{'loss':>30}")
+    for name, label in (("approach2", "2 iso-FLOP"), ("approach3", "3 L(N,D)")):
+        if name not in prediction:
+            print(f"{label:<12}{'(not enough data to fit)':>34}")
+            continue
+        ci, p = summary[name].get("ci", {}), prediction[name]
+        loss = _with_interval(p.get("loss"), ci.get(f"loss@{c:.3g}"), ".4f") if "loss" in p else "-"
+        print(
+            f"{label:<12}{_with_interval(p['n_opt'], ci.get(f'n_opt@{c:.3g}'), '.3g'):>34}"
+            f"{_with_interval(p['d_opt'], ci.get(f'd_opt@{c:.3g}'), '.3g'):>34}{p['d_opt'] / p['n_opt']:>14.1f}{loss:>30}"
+        )
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit the scaling laws (Approaches 2 and 3, bootstrap intervals). Example: ``sweep fit --sweep demo --json -``."""
+    from sweep.fitting.isoflop import fit_approach2
+    from sweep.fitting.summary import fit_summary
+    from sweep.plots import plot_approach2
+
+    inputs = _fit_inputs(args)
+    plot_dir = Path("plots") if args.input else Path(_results_root(args)) / "plots"
     summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=args.predict_flops)
     if args.json == "-":
         print(json.dumps(summary, indent=2))
@@ -196,6 +245,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
+def _add_fit_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
+    parser.add_argument("--input", help="fit a CSV or Parquet table of runs instead (n_params, tokens or flops, loss[, budget])")
+    parser.add_argument("--sweep", help="fit only this sweep (default: every sweep in the results)")
+    parser.add_argument("--params", choices=("nonembedding", "total"), default="nonembedding", help="which parameter count is N")
+    parser.add_argument("--drop-highest-loss", type=int, default=0, help="leave out this many highest-loss runs (Epoch used 5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweep", description="Distributed scaling-law sweeps: plan, run, fit.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -219,17 +276,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_status)
 
     fit = commands.add_parser("fit", help="fit the scaling laws (Approaches 2 and 3) with intervals", description=cmd_fit.__doc__)
-    fit.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
-    fit.add_argument("--input", help="fit a CSV or Parquet table of runs instead (n_params, tokens or flops, loss[, budget])")
+    _add_fit_inputs(fit)
     fit.add_argument("--json", help="write the fit summary as JSON to this path ('-': stdout only)")
     fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (0: none; default 1000)")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     fit.add_argument("--predict-flops", type=float, nargs="+", help="budgets to predict N_opt, D_opt and loss at (default: the largest)")
-    fit.add_argument("--drop-highest-loss", type=int, default=0, help="leave out this many highest-loss runs (Epoch used 5)")
-    fit.add_argument("--sweep", help="fit only this sweep (default: every sweep in the results)")
-    fit.add_argument("--params", choices=("nonembedding", "total"), default="nonembedding", help="which parameter count is N")
     fit.add_argument("--plot", help="PNG path (default RESULTS/plots/isoflop-SWEEP.png; with --input, ./plots/isoflop-NAME.png)")
     fit.set_defaults(handler=cmd_fit)
+
+    predict = commands.add_parser("predict", help="N_opt, D_opt and loss for a budget, per approach", description=cmd_predict.__doc__)
+    predict.add_argument("--flops", type=float, help="training compute budget C in FLOPs")
+    predict.add_argument("--gpu-hours", type=float, help="or: GPU-hours to spend (with --peak-flops, --mfu)")
+    predict.add_argument("--peak-flops", type=float, help="peak FLOP/s of one GPU (e.g. 989e12 for an H100, dense bf16)")
+    predict.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation to assume (default 0.4)")
+    _add_fit_inputs(predict)
+    predict.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    predict.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    predict.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    predict.set_defaults(handler=cmd_predict)
 
     demo = commands.add_parser("demo", help="run the bundled demo sweep, then fit it", description=cmd_demo.__doc__)
     demo.add_argument("--results", help=f"results directory (default ./{DEFAULT_RESULTS})")

@@ -109,3 +109,27 @@ def test_cli_fit_input_json(capsys, tmp_path):
     assert (tmp_path / "iso.png").stat().st_size > 0
     prediction = summary["predictions"][0]
     assert prediction["flops"] == 5.76e23 and prediction["approach3"]["loss"] > a3["E"]
+
+
+def test_cli_predict_from_gpu_hours(capsys, chinchilla_fit):
+    args = ["predict", "--input", str(EPOCH_CSV), "--drop-highest-loss", "5", "--gpu-hours", "1e6", "--peak-flops", "989e12",
+            "--mfu", "0.4", "--bootstrap", "10", "--json"]  # fmt: skip
+    assert main(args) == 0
+    prediction = json.loads(capsys.readouterr().out)
+    flops = 1e6 * 3600 * 989e12 * 0.4
+    assert prediction["flops"] == pytest.approx(flops)
+    n_opt, d_opt = chinchilla_fit.optimal_allocation(flops)
+    assert prediction["approach3"]["n_opt"] == pytest.approx(n_opt, rel=1e-4)
+    assert prediction["approach3"]["loss"] == pytest.approx(float(chinchilla_fit.optimal_loss(flops)), rel=1e-5)
+    assert main(["predict", "--input", str(EPOCH_CSV)]) == 2  # no budget given: a usage error
+
+
+def test_extrapolation_check_on_a_known_law():
+    from sweep.fitting.summary import extrapolation_check
+    from tests.test_isoflop import synthetic_sweep
+
+    runs, _, _ = synthetic_sweep(0.34, 0.30, budgets=np.logspace(18, 22, 5), span=0.6)
+    check = extrapolation_check(runs)
+    assert check["held_out_flops"] == 1e22
+    assert check["approach3"]["loss_error"] == pytest.approx(0.0, abs=2e-3)  # noise-free: the law extrapolates
+    assert check["approach2"]["n_opt"] == pytest.approx(check["observed_n_opt"], rel=0.1)

@@ -17,7 +17,11 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
         "ci": {"E", "A", "B", "alpha", "beta", "a", "b", "n_opt@C", "d_opt@C", "loss@C": [lo, hi]},
         "failed_resamples": int
       },
-      "predictions": [{"flops", "approach2": {"n_opt", "d_opt"}, "approach3": {"n_opt", "d_opt", "loss"}}]
+      "predictions": [{"flops", "approach2": {"n_opt", "d_opt"}, "approach3": {"n_opt", "d_opt", "loss"}}],
+      "extrapolation": {                                # null with fewer than 3 budgets
+        "held_out_flops", "observed_best_loss", "observed_n_opt",   # the largest budget, fitted on its own
+        "approach2": {"n_opt"}, "approach3": {"n_opt", "loss", "loss_error"}   # refitted without it
+      }
     }
 
 ``@C`` keys hold predictions at each requested budget C (``--predict-flops``; default: the largest budget).
@@ -77,7 +81,29 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         for entry in summary["predictions"]:
             n_opt, d_opt = fit.optimal_allocation(entry["flops"])
             entry["approach3"] = {"n_opt": float(n_opt), "d_opt": float(d_opt), "loss": float(fit.optimal_loss(entry["flops"]))}
+    summary["extrapolation"] = extrapolation_check(runs)
     return _deep_clean(summary)
+
+
+def extrapolation_check(runs) -> dict | None:
+    """Refit without the largest budget and compare what each approach predicts there with what was observed:
+    the budget's best loss (its parabola's minimum when interior, else its lowest run) and its N_opt."""
+    budgets = sorted(runs["budget"].unique())
+    if len(budgets) < 3:
+        return None
+    held_out, rest = runs[runs["budget"] == budgets[-1]], runs[runs["budget"] != budgets[-1]]
+    flops = float(budgets[-1])
+    observed = fit_approach2(held_out).budgets[0]
+    best_loss = observed.loss_opt if observed.interior else float(held_out["loss"].min())
+    check = {"held_out_flops": flops, "observed_best_loss": best_loss, "observed_n_opt": observed.n_opt, "approach2": None, "approach3": None}
+    approach2 = fit_approach2(rest)
+    if approach2.n_opt is not None:
+        check["approach2"] = {"n_opt": float(approach2.n_opt(flops))}
+    if len(rest) >= 5:
+        fit = fit_parametric(rest["n_params"], rest["tokens"], rest["loss"])
+        loss = float(fit.optimal_loss(flops))
+        check["approach3"] = {"n_opt": float(fit.optimal_allocation(flops)[0]), "loss": loss, "loss_error": loss - best_loss}
+    return check
 
 
 def _deep_clean(value):
