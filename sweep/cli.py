@@ -111,10 +111,16 @@ def _with_interval(value: float | None, interval: list[float] | None, spec: str 
 
 
 def _print_summary(summary: dict, params: str) -> None:
-    a2, a3 = summary["approach2"], summary["approach3"]
+    a1, a2, a3 = summary["approach1"], summary["approach2"], summary["approach3"]
     print(f"{summary['n_runs']} runs fitted; N = {params} parameters; 95% intervals from {summary['bootstrap']['samples']} bootstrap resamples")
     for row in summary["excluded"]:
         print(f"not fitted: run {row['run_id']} ({row['status']})")
+    print(f"\nApproach 1 (envelope of final losses: {len(a1['envelope'])} runs)")
+    if a1["a"] is None:
+        print("fewer than 2 envelope points: no frontier fitted")
+    else:
+        ci = a1.get("ci", {})
+        print(f"a = {_with_interval(a1['a'], ci.get('a'), '.3f')}, b = {_with_interval(a1['b'], ci.get('b'), '.3f')}")
     print("\nApproach 2 (iso-FLOP parabolas)")
     print(f"{'budget C':>10}{'runs':>6}{'N_opt':>11}{'D_opt':>11}{'loss_opt':>10}  note")
     for fit in a2["budgets"]:
@@ -147,7 +153,7 @@ def _print_summary(summary: dict, params: str) -> None:
     for entry in summary["predictions"]:
         c = entry["flops"]
         print(f"\nAt C = {c:.3g} FLOPs:")
-        for name in ("approach2", "approach3"):
+        for name in ("approach1", "approach2", "approach3"):
             if name not in entry:
                 continue
             ci = summary[name].get("ci", {})
@@ -196,7 +202,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     c = args.flops
     print(f"Budget C = {c:.4g} FLOPs ({summary['n_runs']} runs fitted; 95% intervals from {args.bootstrap} bootstrap resamples)")
     print(f"{'approach':<12}{'N_opt':>34}{'D_opt':>34}{'tokens/param':>14}{'loss':>30}")
-    for name, label in (("approach2", "2 iso-FLOP"), ("approach3", "3 L(N,D)")):
+    for name, label in (("approach1", "1 envelope"), ("approach2", "2 iso-FLOP"), ("approach3", "3 L(N,D)")):
         if name not in prediction:
             print(f"{label:<12}{'(not enough data to fit)':>34}")
             continue

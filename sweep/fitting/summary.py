@@ -6,6 +6,11 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
       "n_runs": int,                       # runs fitted
       "excluded": [{"run_id", "status", "error"}],
       "bootstrap": {"samples": int, "seed": int, "level": 0.95},
+      "approach1": {                                    # envelope of final losses (see fitting/envelope.py)
+        "a": float | null, "b": float | null,
+        "envelope": [{"budget", "flops", "n_params", "tokens", "loss"}],
+        "ci": {"a", "b", "n_opt@C", "d_opt@C": [lo, hi]}, "failed_resamples": int
+      },
       "approach2": {
         "a": float | null, "b": float | null,          # N_opt ∝ C^a, D_opt ∝ C^b (null: < 2 usable budgets)
         "budgets": [{"flops", "n_runs", "interior", "n_opt", "d_opt", "loss_opt", "note"}],
@@ -17,7 +22,8 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
         "ci": {"E", "A", "B", "alpha", "beta", "a", "b", "n_opt@C", "d_opt@C", "loss@C": [lo, hi]},
         "failed_resamples": int
       },
-      "predictions": [{"flops", "approach2": {"n_opt", "d_opt"}, "approach3": {"n_opt", "d_opt", "loss"}}],
+      "predictions": [{"flops", "approach1": {"n_opt", "d_opt"}, "approach2": {"n_opt", "d_opt"},
+                       "approach3": {"n_opt", "d_opt", "loss"}}],
       "extrapolation": {                                # null with fewer than 3 budgets
         "held_out_flops", "observed_best_loss", "observed_n_opt",   # the largest budget, fitted on its own
         "approach2": {"n_opt"}, "approach3": {"n_opt", "loss", "loss_error"}   # refitted without it
@@ -31,7 +37,8 @@ from __future__ import annotations
 
 import math
 
-from sweep.fitting.bootstrap import bootstrap_isoflop, bootstrap_parametric
+from sweep.fitting.bootstrap import bootstrap_envelope, bootstrap_isoflop, bootstrap_parametric
+from sweep.fitting.envelope import fit_approach1
 from sweep.fitting.inputs import FitInputs
 from sweep.fitting.isoflop import fit_approach2
 from sweep.fitting.parametric import fit_parametric
@@ -63,12 +70,16 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         "approach3": None,
         "predictions": [{"flops": c} for c in predict_flops],
     }
-    if approach2.n_opt is not None:
-        samples = bootstrap_isoflop(runs, n_boot, seed, predict_flops) if n_boot else None
-        summary["approach2"]["ci"] = samples.intervals() if samples is not None and len(samples.samples) else {}
-        summary["approach2"]["failed_resamples"] = samples.failed if samples is not None else 0
+    approach1 = fit_approach1(runs)
+    summary["approach1"] = {"a": approach1.a, "b": approach1.b, "envelope": approach1.envelope.to_dict("records")}
+    for name, result, bootstrap in (("approach1", approach1, bootstrap_envelope), ("approach2", approach2, bootstrap_isoflop)):
+        if result.n_opt is None:
+            continue
+        samples = bootstrap(runs, n_boot, seed, predict_flops) if n_boot else None
+        summary[name]["ci"] = samples.intervals() if samples is not None and len(samples.samples) else {}
+        summary[name]["failed_resamples"] = samples.failed if samples is not None else 0
         for entry in summary["predictions"]:
-            entry["approach2"] = {"n_opt": float(approach2.n_opt(entry["flops"])), "d_opt": float(approach2.d_opt(entry["flops"]))}
+            entry[name] = {"n_opt": float(result.n_opt(entry["flops"])), "d_opt": float(result.d_opt(entry["flops"]))}
     if len(runs) >= 5:
         fit = fit_parametric(runs["n_params"], runs["tokens"], runs["loss"])
         samples = bootstrap_parametric(runs, fit, n_boot, seed, predict_flops) if n_boot else None

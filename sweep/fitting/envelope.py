@@ -1,0 +1,59 @@
+"""Approach 1 of Hoffmann et al. (2022): the lower envelope of loss against FLOPs over all runs, then power laws.
+
+Chinchilla read, for each FLOP count, the model with the lowest loss off the smoothed training curves of runs
+with several cosine cycle lengths. A point on a training curve is only valid where the run's own schedule has
+ended: a cosine-decayed run half-way through its schedule has a higher loss than a run scheduled to stop there
+(Chinchilla's Figure A1). Our runs decay over exactly their own steps, so each contributes one valid point, its
+final loss at its total FLOPs. The envelope is therefore taken at the resolution of the budgets: for each FLOP
+group (the ``budget`` column), the run of lowest loss, kept if its loss is below every smaller group's best (the
+envelope is monotone). Then log10 N_opt and log10 D_opt are fitted linearly in log10 C over the envelope runs.
+
+With one budget's best run per point, Approach 1 reads the argmin where Approach 2 interpolates a parabola; it
+is coarse on small grids and the two agree as the size ladder gets denser. Pure: a table in, a frozen result out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sweep.fitting.isoflop import PowerLaw, fit_power_law
+
+
+@dataclass(frozen=True)
+class Approach1Result:
+    envelope: pd.DataFrame
+    """The envelope runs, by increasing FLOPs: budget, flops, n_params, tokens, loss."""
+    n_opt: PowerLaw | None
+    d_opt: PowerLaw | None
+
+    @property
+    def a(self) -> float | None:
+        return None if self.n_opt is None else self.n_opt.exponent
+
+    @property
+    def b(self) -> float | None:
+        return None if self.d_opt is None else self.d_opt.exponent
+
+
+def lower_envelope(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each budget's lowest-loss run, where it improves on every smaller budget (see the module docstring)."""
+    best = runs.loc[runs.groupby("budget")["loss"].idxmin()].sort_values("budget")
+    improving = best["loss"] < best["loss"].cummin().shift(fill_value=np.inf)
+    columns = [c for c in ("budget", "flops", "n_params", "tokens", "loss") if c in best.columns]
+    return best.loc[improving, columns].reset_index(drop=True)
+
+
+def fit_approach1(runs: pd.DataFrame) -> Approach1Result:
+    """The envelope and its N_opt, D_opt power laws (None with fewer than two envelope points)."""
+    envelope = lower_envelope(runs)
+    if len(envelope) < 2:
+        return Approach1Result(envelope, None, None)
+    flops = envelope["flops"].to_numpy(dtype=float) if "flops" in envelope else envelope["budget"].to_numpy(dtype=float)
+    return Approach1Result(
+        envelope,
+        fit_power_law(flops, envelope["n_params"].to_numpy(dtype=float)),
+        fit_power_law(flops, envelope["tokens"].to_numpy(dtype=float)),
+    )
