@@ -6,6 +6,7 @@
     sweep status [--results DIR] [--json]              runs by status, FLOPs done of planned, runs in flight
     sweep fit [--results DIR | --input FILE] [--json PATH]  Approaches 2 and 3, bootstrap intervals, plot
     sweep predict --flops C | --gpu-hours H --peak-flops P [--mfu M]   N_opt, D_opt, loss per approach
+    sweep report [--results DIR | --input FILE] --out DIR   self-contained HTML report with every plot
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
 
 Exit status: 0 success (every planned run completed or diverged), 1 some runs failed after their retries,
@@ -238,6 +239,22 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a self-contained HTML report of the fits. Example: ``sweep report --results results --out report/``."""
+    from sweep.report import write_report
+    from sweep.storage import ResultsStore
+
+    inputs = _fit_inputs(args)
+    metrics = None
+    if not args.input:
+        metrics = ResultsStore(_results_root(args)).read_metrics(args.sweep)
+        metrics = metrics[metrics["run_id"].isin(set(inputs.runs["run_id"]))]
+    title = f"Scaling-law report: {args.sweep or args.input or _results_root(args)}"
+    path = write_report(inputs, args.out, metrics=metrics, title=title, n_boot=args.bootstrap, seed=args.seed)
+    print(f"report: {path.resolve()}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the bundled demo sweep on embedded Ray, then fit it. Example: ``sweep demo``."""
     args.config, args.cluster, args.address = demo_config_path(), None, None
@@ -247,6 +264,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.json, args.bootstrap, args.seed, args.predict_flops, args.drop_highest_loss = None, 1000, 0, None, 0
         status = cmd_fit(args)
         root = Path(_results_root(args)).resolve()
+        args.out = root / "report"
+        cmd_report(args)
         print(f"Parquet results: {root / 'runs'} (ledger) and {root / 'metrics'} (per-step metrics)")
     return status
 
@@ -300,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     predict.add_argument("--json", action="store_true", help="print the prediction as JSON")
     predict.set_defaults(handler=cmd_predict)
+
+    report = commands.add_parser("report", help="write a self-contained HTML report of the fits", description=cmd_report.__doc__)
+    _add_fit_inputs(report)
+    report.add_argument("--out", required=True, help="directory for report.html")
+    report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    report.set_defaults(handler=cmd_report)
 
     demo = commands.add_parser("demo", help="run the bundled demo sweep, then fit it", description=cmd_demo.__doc__)
     demo.add_argument("--results", help=f"results directory (default ./{DEFAULT_RESULTS})")

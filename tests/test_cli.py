@@ -10,7 +10,7 @@ import yaml
 from sweep.cli import build_parser, main
 from tests.conftest import tiny_config
 
-COMMANDS = ["plan", "run", "status", "fit", "predict", "demo"]
+COMMANDS = ["plan", "run", "status", "fit", "predict", "report", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
