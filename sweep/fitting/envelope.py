@@ -14,28 +14,18 @@ is coarse on small grids and the two agree as the size ladder gets denser. Pure:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from sweep.fitting.isoflop import PowerLaw, fit_power_law
+from sweep.fitting.isoflop import Frontier, fit_power_law
 
 
 @dataclass(frozen=True)
-class Approach1Result:
-    envelope: pd.DataFrame
+class Approach1Result(Frontier):
+    envelope: pd.DataFrame = field(default_factory=pd.DataFrame)
     """The envelope runs, by increasing FLOPs: budget, flops, n_params, tokens, loss."""
-    n_opt: PowerLaw | None
-    d_opt: PowerLaw | None
-
-    @property
-    def a(self) -> float | None:
-        return None if self.n_opt is None else self.n_opt.exponent
-
-    @property
-    def b(self) -> float | None:
-        return None if self.d_opt is None else self.d_opt.exponent
 
 
 def lower_envelope(runs: pd.DataFrame) -> pd.DataFrame:
@@ -50,10 +40,10 @@ def fit_approach1(runs: pd.DataFrame) -> Approach1Result:
     """The envelope and its N_opt, D_opt power laws (None with fewer than two envelope points)."""
     envelope = lower_envelope(runs)
     if len(envelope) < 2:
-        return Approach1Result(envelope, None, None)
+        return Approach1Result(n_opt=None, d_opt=None, envelope=envelope)
     flops = envelope["flops"].to_numpy(dtype=float) if "flops" in envelope else envelope["budget"].to_numpy(dtype=float)
     return Approach1Result(
-        envelope,
-        fit_power_law(flops, envelope["n_params"].to_numpy(dtype=float)),
-        fit_power_law(flops, envelope["tokens"].to_numpy(dtype=float)),
+        n_opt=fit_power_law(flops, envelope["n_params"].to_numpy(dtype=float)),
+        d_opt=fit_power_law(flops, envelope["tokens"].to_numpy(dtype=float)),
+        envelope=envelope,
     )

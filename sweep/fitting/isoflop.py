@@ -47,10 +47,11 @@ class IsoFlopFit:
 
 
 @dataclass(frozen=True)
-class Approach2Result:
-    budgets: tuple[IsoFlopFit, ...]
+class Frontier:
+    """The compute-optimal frontier as power laws, shared by Approaches 1 and 2."""
+
     n_opt: PowerLaw | None
-    """N_opt(C) = k C^a; None with fewer than two budgets that have an interior minimum."""
+    """N_opt(C) = k C^a; None when too few points were usable."""
     d_opt: PowerLaw | None
     """D_opt(C) = k C^b."""
 
@@ -61,6 +62,12 @@ class Approach2Result:
     @property
     def b(self) -> float | None:
         return None if self.d_opt is None else self.d_opt.exponent
+
+
+@dataclass(frozen=True)
+class Approach2Result(Frontier):
+    budgets: tuple[IsoFlopFit, ...] = ()
+    """Every budget's parabola; the frontier uses those with an interior minimum (at least two)."""
 
 
 def fit_power_law(flops: np.ndarray, values: np.ndarray) -> PowerLaw:
@@ -94,12 +101,12 @@ def frontier(fits: tuple[IsoFlopFit, ...]) -> Approach2Result:
     """The N_opt and D_opt power laws through the budgets that have an interior minimum."""
     usable = [f for f in fits if f.interior]
     if len(usable) < 2:
-        return Approach2Result(fits, None, None)
+        return Approach2Result(n_opt=None, d_opt=None, budgets=fits)
     flops = np.array([f.budget for f in usable])
     return Approach2Result(
-        fits,
-        fit_power_law(flops, np.array([f.n_opt for f in usable])),
-        fit_power_law(flops, np.array([f.d_opt for f in usable])),
+        n_opt=fit_power_law(flops, np.array([f.n_opt for f in usable])),
+        d_opt=fit_power_law(flops, np.array([f.d_opt for f in usable])),
+        budgets=fits,
     )
 
 
