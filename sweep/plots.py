@@ -1,4 +1,5 @@
-"""Figures: the iso-FLOP curves with their parabolas, and the compute-optimal frontier (PNG via matplotlib's Agg)."""
+"""Figures of ``sweep fit``: the iso-FLOP curves with their parabolas and the compute-optimal frontier (PNG via
+matplotlib's Agg). ``draw_isoflop`` is shared with the HTML report (``sweep.report``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,24 @@ import numpy as np
 import pandas as pd
 
 from sweep.fitting.isoflop import Approach2Result
+
+
+def draw_isoflop(ax, runs: pd.DataFrame, result: Approach2Result) -> None:
+    """Loss against N per budget, each budget's parabola (dotted where it has no interior minimum) and minimum."""
+    import matplotlib.pyplot as plt
+
+    colours = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len(result.budgets))))
+    for colour, fit in zip(colours, result.budgets):
+        group = runs[runs["budget"] == fit.budget]
+        ax.scatter(group["n_params"], group["loss"], color=colour, s=16, label=f"C = {fit.budget:.2g}")
+        if np.isfinite(fit.coefficients[0]):
+            x = np.linspace(np.log10(group["n_params"].min()), np.log10(group["n_params"].max()), 100)
+            ax.plot(10**x, np.polyval(fit.coefficients, x), color=colour, lw=1, ls="-" if fit.interior else ":")
+        if fit.interior:
+            ax.scatter([fit.n_opt], [fit.loss_opt], color=colour, marker="*", s=120, edgecolor="black", zorder=3)
+    ax.set(xscale="log", xlabel="parameters N", ylabel="final loss", title=f"Iso-FLOP curves (Approach 2), {len(result.budgets)} budgets")
+    if len(result.budgets) <= 10:
+        ax.legend(fontsize=8)
 
 
 def plot_approach2(runs: pd.DataFrame, result: Approach2Result, path: str | Path) -> Path:
@@ -20,18 +39,7 @@ def plot_approach2(runs: pd.DataFrame, result: Approach2Result, path: str | Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, (iso, frontier) = plt.subplots(1, 2, figsize=(12, 4.8))
-    colours = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len(result.budgets))))
-    for colour, fit in zip(colours, result.budgets):
-        group = runs[runs["budget"] == fit.budget]
-        iso.scatter(group["n_params"], group["loss"], color=colour, s=18, label=f"C = {fit.budget:.2g}")
-        if np.isfinite(fit.coefficients[0]):
-            x = np.linspace(np.log10(group["n_params"].min()), np.log10(group["n_params"].max()), 100)
-            iso.plot(10**x, np.polyval(fit.coefficients, x), color=colour, lw=1, ls="-" if fit.interior else ":")
-        if fit.interior:
-            iso.scatter([fit.n_opt], [fit.loss_opt], color=colour, marker="*", s=120, edgecolor="black", zorder=3)
-    iso.set(xscale="log", xlabel="parameters N", ylabel="final loss", title=f"Iso-FLOP curves (Approach 2), {len(result.budgets)} budgets")
-    if len(result.budgets) <= 10:
-        iso.legend(fontsize=8)
+    draw_isoflop(iso, runs, result)
 
     usable = [f for f in result.budgets if f.interior]
     if usable:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from sweep.fitting.inputs import FitInputs
 from sweep.fitting.isoflop import fit_approach2
 from sweep.fitting.parametric import ParametricFit
 from sweep.fitting.summary import fit_summary
+from sweep.plots import draw_isoflop
 
 APPROACH_COLOURS = {"approach1": "tab:green", "approach2": "tab:blue", "approach3": "tab:red"}
 
@@ -46,17 +46,7 @@ def _png(plt, fig) -> str:
 
 def isoflop_figure(runs: pd.DataFrame) -> str:
     plt, fig, ax = _figure()
-    result = fit_approach2(runs)
-    colours = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(result.budgets))))
-    for colour, fit in zip(colours, result.budgets):
-        group = runs[runs["budget"] == fit.budget]
-        ax.scatter(group["n_params"], group["loss"], color=colour, s=14)
-        if math.isfinite(fit.coefficients[0]):
-            x = np.linspace(np.log10(group["n_params"].min()), np.log10(group["n_params"].max()), 100)
-            ax.plot(10**x, np.polyval(fit.coefficients, x), color=colour, lw=1, ls="-" if fit.interior else ":")
-        if fit.interior:
-            ax.scatter([fit.n_opt], [fit.loss_opt], color=colour, marker="*", s=110, edgecolor="black", zorder=3)
-    ax.set(xscale="log", xlabel="parameters N", ylabel="final loss", title="Iso-FLOP curves and parabolas (Approach 2)")
+    draw_isoflop(ax, runs, fit_approach2(runs))
     return _png(plt, fig)
 
 
