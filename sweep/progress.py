@@ -15,10 +15,7 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from sweep.plan import RunSpec
-from sweep.storage import ResultsStore
-
-FINISHED_OK = ("completed", "diverged")
-
+from sweep.storage import FINISHED_STATUSES, ResultsStore
 
 def log(message: str, stream: TextIO | None = None) -> None:
     print(f"[sweep {datetime.now().strftime('%H:%M:%S')}] {message}", file=stream or sys.stderr, flush=True)
@@ -50,7 +47,7 @@ class Progress:
         self.durations = durations
         self.flops_done = sum(flops for run_id, flops in self.planned.items() if run_id not in self.todo)
         self.in_flight: dict[str, float] = {}
-        self.done, self.statuses = 0, {}
+        self.done = 0
         self.started = time.monotonic()
         self._status_written, self._status_stale = 0.0, False
         self._write_status(force=True)
@@ -67,8 +64,7 @@ class Progress:
         self.todo.discard(spec.run_id)
         self.done += 1
         status = summary["status"]
-        self.statuses[status] = self.statuses.get(status, 0) + 1
-        if status in FINISHED_OK:
+        if status in FINISHED_STATUSES:
             self.flops_done += spec.flops
         loss = summary.get("final_eval_loss")
         error = (summary.get("error") or "").strip().splitlines()

@@ -7,15 +7,18 @@ runs as ``interrupted`` (the next ``sweep run`` resumes them from their checkpoi
 
 from __future__ import annotations
 
+import pandas as pd
+
 from sweep.lock import lock_holder
 from sweep.progress import read_status
-from sweep.storage import RUN_STATUSES, ResultsStore
+from sweep.storage import FINISHED_STATUSES, RUN_STATUSES, ResultsStore
 
 
-def sweep_names(store: ResultsStore) -> list[str]:
+def sweep_names(store: ResultsStore, ledger: pd.DataFrame) -> list[str]:
+    """Sweeps with ledger rows or a driver status file."""
     import pyarrow.fs as pafs
 
-    names = set(store.read_runs()["sweep"])
+    names = set(ledger["sweep"])
     selector = pafs.FileSelector(f"{store.base}/progress", allow_not_found=True)
     for info in store.fs.get_file_info(selector):
         if info.base_name.startswith("sweep=") and info.base_name.endswith(".json"):
@@ -28,15 +31,16 @@ def sweep_status(store: ResultsStore, sweep: str | None = None) -> dict:
     holder = lock_holder(store)
     ledger = store.read_runs()
     entries = []
-    for name in [sweep] if sweep else sweep_names(store):
+    for name in [sweep] if sweep else sweep_names(store, ledger):
         runs = ledger[ledger["sweep"] == name]
         counts = {status: int((runs["status"] == status).sum()) for status in RUN_STATUSES}
         status = read_status(store, name) or {"planned": [], "in_flight": [], "driver": None}
         planned = {p["run_id"]: p["flops"] for p in status["planned"]}
         live = holder is not None and status.get("driver") and holder.get("pid") == status["driver"].get("pid")
         in_flight = status["in_flight"] if live else []
-        finished = runs[runs["status"].isin(("completed", "diverged"))]
-        pending = [r for r in planned if r not in set(finished["run_id"])]
+        finished = runs[runs["status"].isin(FINISHED_STATUSES)]
+        finished_ids = set(finished["run_id"])
+        pending = [r for r in planned if r not in finished_ids]
         entries.append(
             {
                 "sweep": name,
