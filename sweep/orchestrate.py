@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 from datetime import datetime, timezone
+from typing import Callable
 
 import ray
 
@@ -150,5 +150,6 @@ def _result(ref: ray.ObjectRef, spec: RunSpec, store: ResultsStore) -> dict:
     except (ray.exceptions.RayError, OSError) as error:
         message = f"{type(error).__name__}: {error}"
         now = datetime.now(timezone.utc)
-        store.write_run(spec.sweep, ledger_row(spec, RunOutcome(status="failed", error=message), now, now))
+        # Written by the driver, which does not know where the worker ran: the node stays null.
+        store.write_run(spec.sweep, ledger_row(spec, RunOutcome(status="failed", error=message), now, now, node=None))
         return {"status": "failed", "error": message, "run_id": spec.run_id}

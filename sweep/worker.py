@@ -36,8 +36,8 @@ def node_name() -> str:
     return socket.gethostname()
 
 
-def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finished_at: datetime) -> dict:
-    """The run's row in ``runs/`` (``sweep.storage.RUNS_SCHEMA``)."""
+def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finished_at: datetime, node: str | None) -> dict:
+    """The run's row in ``runs/`` (``sweep.storage.RUNS_SCHEMA``); ``node`` is where it trained, if known."""
     return {
         "run_id": spec.run_id,
         "status": outcome.status,
@@ -46,7 +46,7 @@ def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finishe
         "final_eval_loss": outcome.final_eval_loss,
         "wall_seconds": outcome.wall_seconds,
         "device": outcome.device,
-        "node": node_name(),
+        "node": node,
         "resumed_from_step": outcome.resumed_from_step,
         "started_at": started_at,
         "finished_at": finished_at,
@@ -76,7 +76,7 @@ def record(store: ResultsStore, spec: RunSpec, outcome: RunOutcome, started_at: 
     """
     if outcome.metrics:
         store.write_metrics(spec.sweep, spec.run_id, outcome.metrics)
-    store.write_run(spec.sweep, ledger_row(spec, outcome, started_at, datetime.now(timezone.utc)))
+    store.write_run(spec.sweep, ledger_row(spec, outcome, started_at, datetime.now(timezone.utc), node_name()))
     if outcome.status != "failed":
         CheckpointStore(store).clear(spec.sweep, spec.run_id)
 
