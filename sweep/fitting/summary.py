@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 
-from sweep.fitting.bootstrap import bootstrap_envelope, bootstrap_isoflop, bootstrap_parametric
+from sweep.fitting.bootstrap import BootstrapSamples, bootstrap_envelope, bootstrap_isoflop, bootstrap_parametric
 from sweep.fitting.envelope import fit_approach1
 from sweep.fitting.inputs import FitInputs
 from sweep.fitting.isoflop import fit_approach2
@@ -48,6 +48,13 @@ def _clean(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _uncertainty(samples: BootstrapSamples | None) -> dict:
+    """The ``ci`` and ``failed_resamples`` entries of one approach (empty with no bootstrap)."""
+    if samples is None:
+        return {"ci": {}, "failed_resamples": 0}
+    return {"ci": samples.intervals() if len(samples.samples) else {}, "failed_resamples": samples.failed}
 
 
 def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_flops: list[float] | None = None) -> dict:
@@ -75,19 +82,15 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
     for name, result, bootstrap in (("approach1", approach1, bootstrap_envelope), ("approach2", approach2, bootstrap_isoflop)):
         if result.n_opt is None:
             continue
-        samples = bootstrap(runs, n_boot, seed, predict_flops) if n_boot else None
-        summary[name]["ci"] = samples.intervals() if samples is not None and len(samples.samples) else {}
-        summary[name]["failed_resamples"] = samples.failed if samples is not None else 0
+        summary[name] |= _uncertainty(bootstrap(runs, n_boot, seed, predict_flops) if n_boot else None)
         for entry in summary["predictions"]:
             entry[name] = {"n_opt": float(result.n_opt(entry["flops"])), "d_opt": float(result.d_opt(entry["flops"]))}
     if len(runs) >= 5:
         fit = fit_parametric(runs["n_params"], runs["tokens"], runs["loss"])
-        samples = bootstrap_parametric(runs, fit, n_boot, seed, predict_flops) if n_boot else None
         summary["approach3"] = {
             "E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b,
             "objective": fit.objective,
-            "ci": samples.intervals() if samples is not None and len(samples.samples) else {},
-            "failed_resamples": samples.failed if samples is not None else 0,
+            **_uncertainty(bootstrap_parametric(runs, fit, n_boot, seed, predict_flops) if n_boot else None),
         }  # fmt: skip
         for entry in summary["predictions"]:
             n_opt, d_opt = fit.optimal_allocation(entry["flops"])
