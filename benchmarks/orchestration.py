@@ -8,7 +8,7 @@ Prints one table with three parts, all measured in this process:
 2. The demo sweep (``sweep/configs/demo.yaml``): wall time divided by its ideal, the sum of its runs' own
    wall times over the parallel slots (CPUs / CPUs per run).  ``--skip-demo`` leaves it out (it takes ~4 min).
 3. A simulated cluster: Ray with 32 fake GPUs runs >= 200 runs of mixed sizes (1, 2, 4 or 8 GPUs each) that
-   sleep in proportion to their FLOPs / GPUs, scheduled by the real driver loop (``sweep.orchestrate.run_planned``);
+   sleep in proportion to their FLOPs / GPUs, scheduled by the real driver loop (``sweep.execute.orchestrate.run_planned``);
    makespan divided by its lower bound max(sum(duration x GPUs) / 32, longest run). Target: at most 1.10.
 
     python benchmarks/orchestration.py [--skip-demo] [--single-runs 10] [--ddp-runs 3] [--sim-seconds 30]
@@ -33,10 +33,10 @@ import ray  # noqa: E402
 
 from sweep.cli import demo_config_path  # noqa: E402
 from sweep.config import load_config, parse_config  # noqa: E402
-from sweep.data import load_corpus  # noqa: E402
-from sweep.orchestrate import SweepOutcome, run_planned, run_sweep, submit  # noqa: E402
-from sweep.plan import estimated_seconds, plan_sweep  # noqa: E402
-from sweep.storage import ResultsStore  # noqa: E402
+from sweep.training.data import load_corpus  # noqa: E402
+from sweep.execute.orchestrate import SweepOutcome, run_planned, run_sweep, submit  # noqa: E402
+from sweep.planning.plan import estimated_seconds, plan_sweep  # noqa: E402
+from sweep.results.storage import ResultsStore  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

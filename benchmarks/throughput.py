@@ -1,6 +1,6 @@
 """Training throughput: tokens/s, achieved FLOP/s and MFU of the real training loop, per model size.
 
-Runs ``sweep.train.train_run`` (the code a sweep runs, data loading and all) for a fixed number of steps per size
+Runs ``sweep.training.train.train_run`` (the code a sweep runs, data loading and all) for a fixed number of steps per size
 and reports the median tokens/s of its logged intervals. Baseline, in the same process: the same runs with
 ``scaled_dot_product_attention`` forced to the math backend (what an unfused attention costs). MFU uses the
 6N+attention FLOPs per token against ``--peak-flops`` (default: a table of dense bf16 peaks for known GPUs; none on
@@ -24,9 +24,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sweep.config import parse_config  # noqa: E402
-from sweep.data import load_corpus  # noqa: E402
-from sweep.plan import plan_sweep  # noqa: E402
-from sweep.train import resolve_device, train_run  # noqa: E402
+from sweep.training.data import load_corpus  # noqa: E402
+from sweep.planning.plan import plan_sweep  # noqa: E402
+from sweep.training.train import resolve_device, train_run  # noqa: E402
 
 DENSE_BF16_PEAK_FLOPS = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 

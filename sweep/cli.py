@@ -22,9 +22,9 @@ from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
-from sweep.cluster import load_cluster
+from sweep.execute.cluster import load_cluster
 from sweep.config import ConfigError, SweepConfig, load_config
-from sweep.lock import SweepLocked
+from sweep.execute.lock import SweepLocked
 
 DEFAULT_RESULTS = "results"
 
@@ -39,8 +39,8 @@ def _results_root(args: argparse.Namespace, config: SweepConfig | None = None) -
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the planned runs. Example: ``sweep plan sweep/configs/demo.yaml --json``."""
-    from sweep.orchestrate import prepare_plan
-    from sweep.plan import estimated_seconds
+    from sweep.execute.orchestrate import prepare_plan
+    from sweep.planning.plan import estimated_seconds
 
     config = load_config(args.config)
     plan = prepare_plan(config)
@@ -69,8 +69,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Train the runs the results lack. Example: ``sweep run my.yaml --results /shared/results --address auto``."""
-    from sweep.orchestrate import run_sweep
-    from sweep.progress import log
+    from sweep.execute.orchestrate import run_sweep
+    from sweep.execute.progress import log
 
     config = load_config(args.config)
     root = _results_root(args, config)
@@ -85,8 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Show each sweep's progress. Example: ``sweep status --results /shared/results --json``."""
-    from sweep.status import sweep_status
-    from sweep.storage import ResultsStore
+    from sweep.execute.status import sweep_status
+    from sweep.results.storage import ResultsStore
 
     report = sweep_status(ResultsStore(_results_root(args)), args.sweep)
     if args.json:
@@ -168,7 +168,7 @@ def _print_summary(summary: dict, params: str) -> None:
 def _fit_inputs(args: argparse.Namespace):
     """The runs to fit: ``--input FILE`` or the results directory (``--sweep`` to pick one), minus dropped runs."""
     from sweep.fitting.inputs import drop_highest_loss, fit_inputs_from_file, fit_inputs_from_results
-    from sweep.storage import ResultsStore
+    from sweep.results.storage import ResultsStore
 
     if args.input:
         try:
@@ -220,7 +220,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """Fit the scaling laws (Approaches 2 and 3, bootstrap intervals). Example: ``sweep fit --sweep demo --json -``."""
     from sweep.fitting.isoflop import fit_approach2
     from sweep.fitting.summary import fit_summary
-    from sweep.plots import plot_approach2
+    from sweep.report.plots import plot_approach2
 
     inputs = _fit_inputs(args)
     plot_dir = Path("plots") if args.input else Path(_results_root(args)) / "plots"
@@ -241,8 +241,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write a self-contained HTML report of the fits. Example: ``sweep report --results results --out report/``."""
-    from sweep.report import write_report
-    from sweep.storage import ResultsStore
+    from sweep.report.html import write_report
+    from sweep.results.storage import ResultsStore
 
     inputs = _fit_inputs(args)
     metrics = None

@@ -106,7 +106,7 @@ class TrainingConfig(_Strict):
     batch_tokens: Annotated[int, Field(ge=1)] = 2048
     """Tokens per optimizer step (a multiple of model.seq_len)."""
     lr: Annotated[float, Field(gt=0)] | None = None
-    """Peak learning rate for every run; leave out for the per-size rule (see ``sweep.plan.learning_rate``)."""
+    """Peak learning rate for every run; leave out for the per-size rule (see ``sweep.planning.plan.learning_rate``)."""
     lr_scale: Annotated[float, Field(gt=0)] = 1.0
     """Multiplier on the per-size rule."""
     warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05

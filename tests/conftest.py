@@ -43,7 +43,7 @@ def write_synthetic_results(root, sweep: str = "synthetic", budgets=(1e9, 3e9, 1
 
     import numpy as np
 
-    from sweep.storage import ResultsStore
+    from sweep.results.storage import ResultsStore
 
     rng, store, now = np.random.default_rng(0), ResultsStore(root), datetime.now(timezone.utc)
     for budget in budgets:

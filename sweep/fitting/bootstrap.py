@@ -2,7 +2,7 @@
 
 - Approach 3: runs are resampled with replacement over the whole table, as Epoch AI did. Each refit starts from
   the full fit's parameters (L-BFGS, analytic gradients): on the Chinchilla data this reached the same optimum
-  as a full grid search in every resample checked (``tests/test_parametric.py``), at ~20 ms a refit.
+  as a full grid search in every resample checked (``tests/fitting/test_parametric.py``), at ~20 ms a refit.
 - Approaches 1 and 2: runs are resampled within each budget (a plain resample can leave a budget with too few
   sizes for a parabola); resamples whose frontier cannot be fitted are dropped and counted.
 

@@ -20,7 +20,7 @@ import numpy as np
 
 import pandas as pd
 
-from sweep.storage import ResultsStore
+from sweep.results.storage import ResultsStore
 
 
 @dataclass(frozen=True)

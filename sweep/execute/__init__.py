@@ -1,0 +1,1 @@
+"""Execution on Ray: connect, schedule, submit, lock, progress, status."""

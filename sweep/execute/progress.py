@@ -1,0 +1,132 @@
+"""Sweep progress: what the driver tells people while it runs, and the status file ``sweep status`` reads.
+
+On a terminal, one live line (runs done of planned, runs in flight, FLOPs done of planned, time left, by the
+planned durations still to go); elsewhere (cron, CI, logs), one plain line per run start and finish, with its
+FLOPs and loss. The driver also keeps ``RESULTS/progress/sweep=NAME.json`` current (written atomically): the
+planned runs with their FLOPs, the runs in flight, and the driver's pid and host.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from typing import TextIO
+
+from sweep.planning.plan import RunSpec
+from sweep.results.storage import FINISHED_STATUSES, ResultsStore
+
+def log(message: str, stream: TextIO | None = None) -> None:
+    print(f"[sweep {datetime.now().strftime('%H:%M:%S')}] {message}", file=stream or sys.stderr, flush=True)
+
+
+def describe(spec: RunSpec) -> str:
+    return f"{spec.run_id} N={spec.n_params_nonembedding:,} D={spec.tokens:,} C={spec.flops:.3g}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def status_path(store: ResultsStore, sweep: str) -> str:
+    return f"{store.base}/progress/sweep={sweep}.json"
+
+
+class Progress:
+    """Tracks one sweep invocation's runs; reports to a stream and the status file."""
+
+    def __init__(self, store: ResultsStore, sweep: str, planned: list[RunSpec], todo: list[RunSpec],
+                 durations: dict[str, float], driver: dict, stream: TextIO | None = None) -> None:  # fmt: skip
+        self.store, self.sweep, self.driver = store, sweep, driver
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.planned = {s.run_id: s.flops for s in planned}
+        self.todo = {s.run_id for s in todo}
+        self.durations = durations
+        self.flops_done = sum(flops for run_id, flops in self.planned.items() if run_id not in self.todo)
+        self.in_flight: dict[str, float] = {}
+        self.done = 0
+        self.started = time.monotonic()
+        self._status_written, self._status_stale = 0.0, False
+        self._write_status(force=True)
+
+    def run_started(self, spec: RunSpec) -> None:
+        self.in_flight[spec.run_id] = time.monotonic()
+        if not self.live:
+            log(f"start {describe(spec)} ({spec.workers} worker{'s' if spec.workers > 1 else ''})", self.stream)
+        self._write_status()
+        self.refresh()
+
+    def run_finished(self, spec: RunSpec, summary: dict) -> None:
+        self.in_flight.pop(spec.run_id, None)
+        self.todo.discard(spec.run_id)
+        self.done += 1
+        status = summary["status"]
+        if status in FINISHED_STATUSES:
+            self.flops_done += spec.flops
+        loss = summary.get("final_eval_loss")
+        error = (summary.get("error") or "").strip().splitlines()
+        detail = f"eval_loss={loss:.4f}" if loss is not None else (error[0] if error else "")
+        self._clear_line()
+        log(f"[{self.done}/{self.done + len(self.todo)}] {status} {describe(spec)} {detail} ({summary.get('wall_seconds') or 0:.1f} s)", self.stream)
+        self._write_status()
+        self.refresh()
+
+    def seconds_left(self) -> float:
+        """Planned durations of the runs still waiting, plus what remains of those in flight, over the runs in flight."""
+        now = time.monotonic()
+        waiting = sum(self.durations[r] for r in self.todo if r not in self.in_flight)
+        running = sum(max(0.0, self.durations[r] - (now - t)) for r, t in self.in_flight.items())
+        return (waiting + running) / max(1, len(self.in_flight))
+
+    def refresh(self) -> None:
+        """Write a pending status update; redraw the live line (terminal only)."""
+        if self._status_stale:
+            self._write_status()
+        if not self.live:
+            return
+        total = sum(self.planned.values())
+        line = (
+            f"runs {len(self.planned) - len(self.todo)}/{len(self.planned)} done, {len(self.in_flight)} running | "
+            f"FLOPs {self.flops_done:.3g}/{total:.3g} ({self.flops_done / total:.0%}) | "
+            f"elapsed {_clock(time.monotonic() - self.started)}, left ~{_clock(self.seconds_left())}"
+        )
+        self.stream.write("\r\033[K" + line)
+        self.stream.flush()
+
+    def _clear_line(self) -> None:
+        if self.live:
+            self.stream.write("\r\033[K")
+
+    def close(self) -> None:
+        self._clear_line()
+        self.in_flight.clear()
+        self._write_status(force=True)
+
+    def _write_status(self, force: bool = False) -> None:
+        """Rewrite the status file, at most once a second (a sweep of many short runs would otherwise spend its
+        time here); ``refresh`` catches up on what was skipped."""
+        now = time.monotonic()
+        if not force and now - self._status_written < 1.0:
+            self._status_stale = True
+            return
+        self._status_written, self._status_stale = now, False
+        status = {
+            "sweep": self.sweep,
+            "planned": [{"run_id": r, "flops": f} for r, f in self.planned.items()],
+            "in_flight": sorted(self.in_flight),
+            "driver": self.driver,
+            "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        self.store.write_atomic(status_path(self.store, self.sweep), json.dumps(status).encode())
+
+
+def read_status(store: ResultsStore, sweep: str) -> dict | None:
+    path = status_path(store, sweep)
+    try:
+        with store.fs.open_input_stream(path) as handle:
+            return json.loads(handle.read())
+    except (FileNotFoundError, OSError):
+        return None

@@ -1,0 +1,56 @@
+"""``sweep status``: counts by status, FLOPs done of planned, and runs in flight, for each sweep of a results root.
+
+Read from the ledger (what finished) and the driver's status file (what was planned, what is in flight). Runs in
+flight are only reported while a driver holds the results lock; a status file left by a killed driver shows its
+runs as ``interrupted`` (the next ``sweep run`` resumes them from their checkpoints).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from sweep.execute.lock import lock_holder
+from sweep.execute.progress import read_status
+from sweep.results.storage import FINISHED_STATUSES, RUN_STATUSES, ResultsStore
+
+
+def sweep_names(store: ResultsStore, ledger: pd.DataFrame) -> list[str]:
+    """Sweeps with ledger rows or a driver status file."""
+    import pyarrow.fs as pafs
+
+    names = set(ledger["sweep"])
+    selector = pafs.FileSelector(f"{store.base}/progress", allow_not_found=True)
+    for info in store.fs.get_file_info(selector):
+        if info.base_name.startswith("sweep=") and info.base_name.endswith(".json"):
+            names.add(info.base_name.removeprefix("sweep=").removesuffix(".json"))
+    return sorted(names)
+
+
+def sweep_status(store: ResultsStore, sweep: str | None = None) -> dict:
+    """``{"running": holder or None, "sweeps": [...]}`` with one entry per sweep (see the module docstring)."""
+    holder = lock_holder(store)
+    ledger = store.read_runs()
+    entries = []
+    for name in [sweep] if sweep else sweep_names(store, ledger):
+        runs = ledger[ledger["sweep"] == name]
+        counts = {status: int((runs["status"] == status).sum()) for status in RUN_STATUSES}
+        status = read_status(store, name) or {"planned": [], "in_flight": [], "driver": None}
+        planned = {p["run_id"]: p["flops"] for p in status["planned"]}
+        live = holder is not None and status.get("driver") and holder.get("pid") == status["driver"].get("pid")
+        in_flight = status["in_flight"] if live else []
+        finished = runs[runs["status"].isin(FINISHED_STATUSES)]
+        finished_ids = set(finished["run_id"])
+        pending = [r for r in planned if r not in finished_ids]
+        entries.append(
+            {
+                "sweep": name,
+                "counts": counts,
+                "planned_runs": len(planned),
+                "pending_runs": len(pending),
+                "in_flight": in_flight,
+                "interrupted": [] if live else [r for r in status["in_flight"] if r in pending],
+                "flops_done": float(finished["flops"].sum()),
+                "flops_planned": float(sum(planned.values())),
+            }
+        )
+    return {"running": holder, "sweeps": entries}

@@ -1,0 +1,1 @@
+"""Planning: a config becomes runs (shapes, horizons, learning rates, run ids)."""

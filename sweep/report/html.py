@@ -1,0 +1,161 @@
+"""``sweep report``: one self-contained HTML page (figures embedded as PNG data) with what a researcher checks.
+
+Figures: iso-FLOP curves with their parabolas (Approach 2); the frontier N_opt(C) and D_opt(C) of every approach
+with 95% bootstrap bands; Approach 3's surface against the data (its iso-FLOP curves L(N, C/6N) over the runs);
+residuals of Approach 3 in log loss; and, from a results directory, every run's training curve against FLOPs with
+the envelope of final losses (Approach 1). Then the table of fitted numbers with intervals and the extrapolation
+check. Everything shown comes from ``fit_summary`` and the runs table: the page holds no analysis of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sweep.fitting.envelope import fit_approach1
+from sweep.fitting.inputs import FitInputs
+from sweep.fitting.isoflop import fit_approach2
+from sweep.fitting.parametric import ParametricFit
+from sweep.fitting.summary import fit_summary
+from sweep.report.plots import draw_isoflop
+
+APPROACH_COLOURS = {"approach1": "tab:green", "approach2": "tab:blue", "approach3": "tab:red"}
+
+
+def _figure(width: float = 6.4, height: float = 4.4):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(width, height))
+
+
+def _png(plt, fig) -> str:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def isoflop_figure(runs: pd.DataFrame) -> str:
+    plt, fig, ax = _figure()
+    draw_isoflop(ax, runs, fit_approach2(runs))
+    return _png(plt, fig)
+
+
+def frontier_figure(summary: dict, grid: list[float], quantity: str) -> str:
+    """N_opt (``quantity="n_opt"``) or D_opt against C for each approach, with its bootstrap band."""
+    plt, fig, ax = _figure()
+    for name, colour in APPROACH_COLOURS.items():
+        entries = [p[name] for p in summary["predictions"] if name in p]
+        if len(entries) != len(grid):
+            continue
+        ax.plot(grid, [e[quantity] for e in entries], color=colour, label=name.replace("approach", "Approach "))
+        ci = (summary[name] or {}).get("ci", {})
+        bands = [ci.get(f"{quantity}@{c:.3g}") for c in grid]
+        if all(bands):
+            ax.fill_between(grid, [b[0] for b in bands], [b[1] for b in bands], color=colour, alpha=0.15)
+    points = [(f["flops"], f[quantity]) for f in summary["approach2"]["budgets"] if f["interior"]]
+    if points:
+        ax.scatter(*zip(*points), color=APPROACH_COLOURS["approach2"], s=20, zorder=3, label="per-budget parabola minima")
+    label = "N_opt (parameters)" if quantity == "n_opt" else "D_opt (tokens)"
+    ax.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel=label, title=f"{label} against compute, 95% bands")
+    ax.legend(fontsize=8)
+    return _png(plt, fig)
+
+
+def surface_figure(runs: pd.DataFrame, fit: ParametricFit) -> str:
+    plt, fig, ax = _figure()
+    budgets = sorted(runs["budget"].unique())
+    colours = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(budgets))))
+    for colour, budget in zip(colours, budgets):
+        group = runs[runs["budget"] == budget]
+        ax.scatter(group["n_params"], group["loss"], color=colour, s=14)
+        n = np.logspace(np.log10(group["n_params"].min()) - 0.2, np.log10(group["n_params"].max()) + 0.2, 80)
+        ax.plot(n, fit.loss(n, budget / (6 * n)), color=colour, lw=1)
+    ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="Approach 3: L(N, C/6N) against the runs")
+    return _png(plt, fig)
+
+
+def residual_figure(runs: pd.DataFrame, fit: ParametricFit) -> str:
+    plt, fig, ax = _figure(6.4, 3.6)
+    residual = np.log(runs["loss"]) - np.log(fit.loss(runs["n_params"], runs["tokens"]))
+    points = ax.scatter(runs["n_params"], residual, c=np.log10(runs["budget"]), s=14, cmap="viridis")
+    fig.colorbar(points, ax=ax, label="log10 C")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(xscale="log", xlabel="parameters N", ylabel="log loss - log fit", title="Approach 3 residuals")
+    return _png(plt, fig)
+
+
+def curves_figure(metrics: pd.DataFrame, runs: pd.DataFrame) -> str:
+    plt, fig, ax = _figure(7.5, 4.6)
+    for _, curve in metrics.groupby("run_id"):
+        ax.plot(curve["flops"], curve["train_loss"], color="grey", lw=0.6, alpha=0.6)
+    envelope = fit_approach1(runs).envelope
+    ax.plot(envelope["flops"], envelope["loss"], color=APPROACH_COLOURS["approach1"], marker="o", lw=2, label="envelope of final losses")
+    ax.scatter(runs["flops"], runs["loss"], color="black", s=8, zorder=3, label="final eval loss of each run")
+    ax.set(xscale="log", xlabel="FLOPs", ylabel="loss", title="Training curves against FLOPs (grey: train loss)")
+    ax.legend(fontsize=8)
+    return _png(plt, fig)
+
+
+def _value(value, interval=None) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.4g}"
+    return text + (f" [{interval[0]:.4g}, {interval[1]:.4g}]" if interval else "")
+
+
+def _table(summary: dict) -> str:
+    rows = []
+    for name in ("approach1", "approach2"):
+        part = summary[name] or {}
+        ci = part.get("ci", {})
+        rows += [(f"{name} {key}", _value(part.get(key), ci.get(key))) for key in ("a", "b")]
+    if summary["approach3"]:
+        ci = summary["approach3"]["ci"]
+        rows += [(f"approach3 {key}", _value(summary["approach3"][key], ci.get(key))) for key in ("E", "A", "B", "alpha", "beta", "a", "b")]
+        rows.append(("approach3 objective (summed Huber)", f"{summary['approach3']['objective']:.8g}"))
+    check = summary.get("extrapolation")
+    if check and check.get("approach3"):
+        rows.append((f"extrapolation to {check['held_out_flops']:.3g}: loss observed / predicted",
+                     f"{check['observed_best_loss']:.4f} / {check['approach3']['loss']:.4f}"))  # fmt: skip
+    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table><tr><th>quantity</th><th>value [95% interval]</th></tr>{body}</table>"
+
+
+def write_report(inputs: FitInputs, out_dir: str | Path, metrics: pd.DataFrame | None = None, title: str = "Scaling-law report",
+                 n_boot: int = 1000, seed: int = 0) -> Path:  # fmt: skip
+    """Fit, draw and write ``OUT/report.html``; returns its path."""
+    runs = inputs.runs
+    grid = list(np.logspace(np.log10(runs["budget"].min()), np.log10(runs["budget"].max()) + 1.0, 12))
+    summary = fit_summary(inputs, n_boot=n_boot, seed=seed, predict_flops=grid)
+    figures = [("Iso-FLOP curves", isoflop_figure(runs)), ("Compute-optimal parameters", frontier_figure(summary, grid, "n_opt")),
+               ("Compute-optimal tokens", frontier_figure(summary, grid, "d_opt"))]  # fmt: skip
+    if summary["approach3"]:
+        a3 = summary["approach3"]
+        fit = ParametricFit(a3["E"], a3["A"], a3["B"], a3["alpha"], a3["beta"], a3["objective"], summary["n_runs"])
+        figures += [("Parametric fit against the data", surface_figure(runs, fit)), ("Residuals", residual_figure(runs, fit))]
+    if metrics is not None and not metrics.empty and "flops" in runs:
+        figures.append(("Training curves and envelope", curves_figure(metrics, runs)))
+    excluded = "".join(f"<li>{html.escape(str(r['run_id']))}: {html.escape(str(r['status']))}</li>" for r in summary["excluded"])
+    sections = "".join(f'<h2>{html.escape(name)}</h2><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">' for name, data in figures)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}img{{max-width:100%}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
+<body><h1>{html.escape(title)}</h1><p>{summary['n_runs']} runs fitted; 95% intervals from {n_boot} bootstrap resamples (seed {seed}).</p>
+<h2>Fitted numbers</h2>{_table(summary)}{f'<h2>Not fitted</h2><ul>{excluded}</ul>' if excluded else ''}{sections}</body></html>"""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.html"
+    temporary = out / ".report.html.tmp"
+    temporary.write_text(page)
+    temporary.replace(path)
+    return path

@@ -1,0 +1,60 @@
+"""Figures of ``sweep fit``: the iso-FLOP curves with their parabolas and the compute-optimal frontier (PNG via
+matplotlib's Agg). ``draw_isoflop`` is shared with the HTML report (``sweep.report.html``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sweep.fitting.isoflop import Approach2Result
+
+
+def draw_isoflop(ax, runs: pd.DataFrame, result: Approach2Result) -> None:
+    """Loss against N per budget, each budget's parabola (dotted where it has no interior minimum) and minimum."""
+    import matplotlib.pyplot as plt
+
+    colours = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len(result.budgets))))
+    for colour, fit in zip(colours, result.budgets):
+        group = runs[runs["budget"] == fit.budget]
+        ax.scatter(group["n_params"], group["loss"], color=colour, s=16, label=f"C = {fit.budget:.2g}")
+        if np.isfinite(fit.coefficients[0]):
+            x = np.linspace(np.log10(group["n_params"].min()), np.log10(group["n_params"].max()), 100)
+            ax.plot(10**x, np.polyval(fit.coefficients, x), color=colour, lw=1, ls="-" if fit.interior else ":")
+        if fit.interior:
+            ax.scatter([fit.n_opt], [fit.loss_opt], color=colour, marker="*", s=120, edgecolor="black", zorder=3)
+    ax.set(xscale="log", xlabel="parameters N", ylabel="final loss", title=f"Iso-FLOP curves (Approach 2), {len(result.budgets)} budgets")
+    if len(result.budgets) <= 10:
+        ax.legend(fontsize=8)
+
+
+def plot_approach2(runs: pd.DataFrame, result: Approach2Result, path: str | Path) -> Path:
+    """Left: loss against N per budget with parabolas and minima. Right: N_opt and D_opt against C with power laws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (iso, frontier) = plt.subplots(1, 2, figsize=(12, 4.8))
+    draw_isoflop(iso, runs, result)
+
+    usable = [f for f in result.budgets if f.interior]
+    if usable:
+        flops = np.array([f.budget for f in usable])
+        frontier.scatter(flops, [f.n_opt for f in usable], color="tab:blue", label="N_opt per budget")
+        frontier.scatter(flops, [f.d_opt for f in usable], color="tab:orange", label="D_opt per budget")
+    if result.n_opt is not None and result.d_opt is not None:
+        span = np.logspace(np.log10(flops.min()) - 0.3, np.log10(flops.max()) + 0.3, 50)
+        frontier.plot(span, result.n_opt(span), color="tab:blue", label=f"N_opt ∝ C^{result.a:.3f}")
+        frontier.plot(span, result.d_opt(span), color="tab:orange", label=f"D_opt ∝ C^{result.b:.3f}")
+    frontier.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel="parameters / tokens", title="Compute-optimal frontier")
+    frontier.legend(fontsize=8)
+    fig.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(temporary, dpi=120)
+    plt.close(fig)
+    temporary.replace(path)
+    return path

@@ -1,0 +1,1 @@
+"""The Parquet results store: schemas, atomic writes, reads."""

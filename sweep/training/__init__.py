@@ -1,0 +1,1 @@
+"""One run on one or more workers: the loop, data, checkpoints, recording its results."""

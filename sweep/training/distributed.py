@@ -1,0 +1,67 @@
+"""Multi-worker runs: PyTorch DDP through Ray Train's ``TorchTrainer`` (gloo on CPU, NCCL on GPU).
+
+``execute_ddp_run`` runs inside a zero-CPU Ray task started by the driver; it builds a ``TorchTrainer`` whose
+``workers`` processes each reserve the run's CPUs and GPUs, placed with the ``PACK`` strategy (on one node where
+they fit). Ray Train sets up the process group; each worker calls ``sweep.training.train.train_run`` with its rank, and
+rank 0 records the run exactly as a single-worker run does (``sweep.training.worker.record``). A worker that dies makes
+Ray Train restart the group (``FailureConfig.max_failures``), and the restarted workers resume from the run's
+checkpoint. Single-worker runs never come here: they skip Ray Train's start-up cost.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sweep.training.checkpoint import CheckpointStore
+from sweep.planning.plan import RunSpec
+from sweep.results.storage import ResultsStore
+from sweep.training.train import Distributed, RunOutcome, train_run
+from sweep.training.worker import record, summarize
+
+
+def _train_worker(config: dict) -> None:
+    """Ray Train's per-worker loop: train this rank's share; rank 0 writes the results."""
+    import ray.train
+    import ray.train.torch
+
+    spec: RunSpec = config["spec"]
+    context = ray.train.get_context()
+    dist = Distributed(context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device())
+    store = ResultsStore(config["results_root"])
+    outcome = train_run(spec, CheckpointStore(store), dist)
+    if dist.rank == 0:
+        record(store, spec, outcome, config["started_at"])
+
+
+def execute_ddp_run(spec: RunSpec, results_root: str) -> dict:
+    """Train ``spec`` with ``spec.workers`` DDP workers and record it; returns the driver's summary."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    started_at = datetime.now(timezone.utc)
+    store = ResultsStore(results_root)
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"spec": spec, "results_root": results_root, "started_at": started_at},
+        scaling_config=ScalingConfig(
+            num_workers=spec.workers,
+            use_gpu=spec.gpus > 0,
+            resources_per_worker={"CPU": spec.cpus, "GPU": spec.gpus} if spec.gpus > 0 else {"CPU": spec.cpus},
+            placement_strategy="PACK",
+        ),
+        run_config=RunConfig(
+            name=f"{spec.sweep}-{spec.run_id}",
+            storage_path=f"{store.base}/ray_train" if "://" not in results_root else None,
+            failure_config=FailureConfig(max_failures=2),
+        ),
+    )
+    try:
+        trainer.fit()
+    except Exception as error:  # Ray Train gave up on the run: record it as failed, keep its checkpoints
+        outcome = RunOutcome(status="failed", error=f"{type(error).__name__}: {error}")
+        record(store, spec, outcome, started_at)
+        return summarize(spec, outcome)
+    row = store.read_runs(spec.sweep).set_index("run_id").loc[spec.run_id].astype(object)
+    row = row.where(row.notna(), None)
+    outcome = RunOutcome(status=row["status"], final_eval_loss=row["final_eval_loss"], wall_seconds=row["wall_seconds"], error=row["error"])
+    return summarize(spec, outcome)

@@ -1,0 +1,92 @@
+"""What a Ray worker does for one run: train it, then record its metrics and ledger row in the results store.
+
+The worker writes its own results (not the driver), so a multi-node sweep needs only a results root every node
+can reach. A Python exception inside training is recorded as a ``failed`` row with the error; a non-finite loss
+as ``diverged`` (by ``sweep.training.train``). A worker that dies outright leaves no ledger row: Ray retries the task, which
+resumes from the run's last checkpoint, and the driver records the run as failed only past its retries.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import traceback
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+from sweep.training.checkpoint import CheckpointStore
+from sweep.planning.plan import RunSpec
+from sweep.results.storage import ResultsStore
+from sweep.training.train import RunOutcome, train_run
+
+_SPEC_COLUMNS = (
+    "n_layer", "d_model", "n_head", "seq_len", "vocab_size", "n_params", "n_params_nonembedding", "tokens",
+    "flops", "flops_budget", "flops_convention", "flops_per_token", "flops_per_token_6n",
+    "flops_per_token_6n_attention", "flops_per_token_chinchilla", "steps", "lr", "batch_tokens", "seed",
+    "data_fingerprint",
+)  # fmt: skip
+
+
+def node_name() -> str:
+    """The Ray node this process runs on (its id), or the host name outside Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()
+    return socket.gethostname()
+
+
+def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finished_at: datetime, node: str | None) -> dict:
+    """The run's row in ``runs/`` (``sweep.results.storage.RUNS_SCHEMA``); ``node`` is where it trained, if known."""
+    return {
+        "run_id": spec.run_id,
+        "status": outcome.status,
+        **{column: getattr(spec, column) for column in _SPEC_COLUMNS},
+        "final_train_loss": outcome.final_train_loss,
+        "final_eval_loss": outcome.final_eval_loss,
+        "wall_seconds": outcome.wall_seconds,
+        "device": outcome.device,
+        "node": node,
+        "resumed_from_step": outcome.resumed_from_step,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "first_step_at": outcome.first_step_at,
+        "error": outcome.error,
+        "spec_json": json.dumps(asdict(spec), sort_keys=True, default=list),
+    }
+
+
+def execute_run(spec: RunSpec, results_root: str) -> dict:
+    """Train ``spec`` and record it; returns a small summary for the driver's log."""
+    started_at = datetime.now(timezone.utc)
+    store = ResultsStore(results_root)
+    checkpoints = CheckpointStore(store)
+    try:
+        outcome = train_run(spec, checkpoints)
+    except Exception as error:  # recorded, not raised: a bad run must not take the sweep down
+        outcome = RunOutcome(status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=5)}")
+    record(store, spec, outcome, started_at)
+    return summarize(spec, outcome)
+
+
+def record(store: ResultsStore, spec: RunSpec, outcome: RunOutcome, started_at: datetime) -> None:
+    """Write the run's metrics, then its ledger row (the commit), then drop its checkpoints if it finished.
+
+    A failed run keeps its checkpoints: the next ``sweep run`` retries it from there.
+    """
+    if outcome.metrics:
+        store.write_metrics(spec.sweep, spec.run_id, outcome.metrics)
+    store.write_run(spec.sweep, ledger_row(spec, outcome, started_at, datetime.now(timezone.utc), node_name()))
+    if outcome.status != "failed":
+        CheckpointStore(store).clear(spec.sweep, spec.run_id)
+
+
+def summarize(spec: RunSpec, outcome: RunOutcome) -> dict:
+    """The small summary a worker returns to the driver's log."""
+    return {
+        "run_id": spec.run_id,
+        "status": outcome.status,
+        "final_eval_loss": outcome.final_eval_loss,
+        "wall_seconds": outcome.wall_seconds,
+        "error": outcome.error,
+    }

@@ -1,0 +1,121 @@
+"""The cluster recipes in clusters/: each parses and has what its own tool (Ray, KubeRay, SLURM, cron, systemd) needs."""
+
+import configparser
+import copy
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweep.config import parse_config
+
+CLUSTERS = Path(__file__).resolve().parents[2] / "clusters"
+SLURM = CLUSTERS / "slurm.sbatch"
+
+
+def test_aws_recipe_passes_ray_validation():
+    from jsonschema import ValidationError
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((CLUSTERS / "aws.yaml").read_text())
+    assert raw["provider"]["type"] == "aws" and raw["head_node_type"] in raw["available_node_types"]
+    config = prepare_config(copy.deepcopy(raw))  # what `ray up` does first: merge Ray's AWS defaults in
+    validate_config(config)  # then Ray's schema and cross-field checks; raises on any problem
+    assert config["available_node_types"].keys() == raw["available_node_types"].keys()  # ours, not the defaults'
+    workers = [t for name, t in raw["available_node_types"].items() if name != raw["head_node_type"]]
+    assert any(t["resources"]["GPU"] > 0 and t["max_workers"] > t["min_workers"] for t in workers)  # autoscaled GPUs
+    assert any("pip install" in command and "scaling-sweep" in command for command in raw["setup_commands"])
+    config["available_node_types"]["head"]["max_worker"] = 1  # control: the validator does reject a misspelt key
+    with pytest.raises(ValidationError):
+        validate_config(config)
+
+
+def test_kuberay_rayjob_has_the_fields_kuberay_requires():
+    job, config_map = yaml.safe_load_all((CLUSTERS / "kuberay-rayjob.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob") and job["metadata"]["name"]
+    spec = job["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True
+    entrypoint = spec["entrypoint"].split()
+    assert entrypoint[:2] == ["sweep", "run"] and "--results" in entrypoint and "--address" in entrypoint
+    head = spec["rayClusterSpec"]["headGroupSpec"]
+    (head_container,) = head["template"]["spec"]["containers"]
+    (worker,) = spec["rayClusterSpec"]["workerGroupSpecs"]
+    assert worker["groupName"] and 0 <= worker["minReplicas"] <= worker["replicas"] <= worker["maxReplicas"]
+    (worker_container,) = worker["template"]["spec"]["containers"]
+    assert worker_container["resources"]["limits"]["nvidia.com/gpu"] >= 1 and worker_container["image"]
+    for params in head["rayStartParams"], worker["rayStartParams"]:  # KubeRay's CRD types them map[string]string
+        assert all(isinstance(value, str) for value in params.values())
+    # The entrypoint's sweep file is the ConfigMap's key, mounted on the head (where a RayJob entrypoint runs).
+    (mount,) = head_container["volumeMounts"]
+    (volume,) = [v for v in head["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert (config_map["kind"], config_map["metadata"]["name"]) == ("ConfigMap", volume["configMap"]["name"])
+    sweep_path = Path(entrypoint[2])
+    assert str(sweep_path.parent) == mount["mountPath"] and sweep_path.name in config_map["data"]
+    parse_config(yaml.safe_load(config_map["data"][sweep_path.name]))  # a sweep the project accepts
+
+
+def test_slurm_script_parses_and_requests_gpu_nodes():
+    subprocess.run(["bash", "-n", str(SLURM)], check=True)
+    text = SLURM.read_text()
+    requests = dict(re.findall(r"^#SBATCH --([\w-]+)=(\S+)", text, re.MULTILINE))
+    assert int(requests["nodes"]) >= 2 and int(requests["gpus-per-task"]) >= 1 and requests["time"]
+    assert "ray start --head" in text and re.search(r"^sweep run .*--address ", text, re.MULTILINE)
+
+
+# Stand-ins for SLURM, Ray and the sweep, so the script's control flow runs in milliseconds.
+STUBS = {
+    "scontrol": 'printf "node1\\nnode2\\n"',
+    "srun": 'while [[ $1 == -* ]]; do [[ $1 == -w ]] && shift; shift; done; exec "$@"',
+    "hostname": 'echo "10.0.0.1 fe80::1"',
+    "ray": 'echo "ray $*" >> "$LOG"',
+    "python": "cat > /dev/null",
+    "sleep": ":",
+    "sweep": 'echo "sweep $*" >> "$LOG"; exit "$SWEEP_STATUS"',
+}
+
+
+@pytest.mark.parametrize("status", [0, 1, 3])
+def test_slurm_script_starts_ray_then_exits_with_the_sweeps_status(tmp_path, status):
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for name, body in STUBS.items():
+        (stubs / name).write_text(f"#!/bin/bash\n{body}\n")
+        (stubs / name).chmod(0o755)
+    (stubs / "activate").write_text(f'PATH="{stubs}:$PATH"\n')  # the script sources $VENV/bin/activate
+    env = {**os.environ, "VENV": str(tmp_path), "LOG": str(tmp_path / "log"), "SWEEP_STATUS": str(status),
+           "SWEEP_CONFIG": "s.yaml", "RESULTS": "out", "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_NUM_NODES": "2",
+           "SLURM_CPUS_PER_TASK": "8", "SLURM_GPUS_PER_TASK": "4"}
+    result = subprocess.run(["bash", str(SLURM)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == status, result.stderr
+    log = (tmp_path / "log").read_text().splitlines()
+    head = "ray start --head --node-ip-address=10.0.0.1 --port=6379 --num-cpus=8 --num-gpus=4 --block"
+    assert head in log and "ray start --address=10.0.0.1:6379 --num-cpus=8 --num-gpus=4 --block" in log
+    assert log[-1] == "sweep run s.yaml --results out --address 10.0.0.1:6379"
+
+
+def _unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read_string((CLUSTERS / "cron" / name).read_text())
+    return parser
+
+
+def test_systemd_service_and_timer():
+    service, timer = _unit("scaling-sweep.service"), _unit("scaling-sweep.timer")
+    assert service["Unit"]["Description"] and service["Service"]["Type"] == "oneshot"
+    assert re.match(r"/\S+/sweep run \S+", service["Service"]["ExecStart"])  # systemd wants an absolute path
+    assert "3" in service["Service"]["SuccessExitStatus"].split()  # a locked results dir is not a failure
+    assert timer["Unit"]["Description"] and timer["Timer"]["OnCalendar"] == "*-*-* 02:00:00"
+    assert timer["Timer"]["Persistent"] == "true" and timer["Install"]["WantedBy"] == "timers.target"
+
+
+def test_crontab_runs_sweep_nightly_at_two():
+    lines = (CLUSTERS / "cron" / "crontab.txt").read_text().splitlines()
+    (entry,) = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    fields = entry.split()
+    assert all(re.fullmatch(r"[\d*/,-]+", field) for field in fields[:5]) and fields[:2] == ["0", "2"]
+    command = " ".join(fields[5:])
+    assert "sweep run " in command and not re.search(r"(?<!\\)%", command)  # cron turns a bare % into a newline

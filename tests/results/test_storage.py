@@ -1,0 +1,103 @@
+"""Parquet results: declared columns, atomic writes, readable by pandas, pyarrow, DuckDB and Polars."""
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+from sweep.results.storage import METRICS_SCHEMA, RUNS_SCHEMA, ResultsStore
+
+REQUIRED_RUN_COLUMNS = (
+    "sweep run_id status n_layer d_model n_head seq_len vocab_size n_params n_params_nonembedding tokens flops "
+    "flops_budget lr batch_tokens seed final_train_loss final_eval_loss wall_seconds device started_at finished_at "
+    "data_fingerprint error"
+).split()
+REQUIRED_METRIC_COLUMNS = "sweep run_id step tokens flops train_loss eval_loss lr grad_norm tokens_per_second wall_seconds".split()
+
+
+def run_row(run_id: str, status: str = "completed", loss: float | None = 2.5) -> dict:
+    now = datetime.now(timezone.utc)
+    return {
+        "run_id": run_id, "status": status, "n_layer": 2, "d_model": 64, "n_head": 4, "seq_len": 128,
+        "vocab_size": 256, "n_params": 1000, "n_params_nonembedding": 800, "tokens": 4096, "flops": 1e9,
+        "flops_budget": 1e9, "lr": 1e-3, "batch_tokens": 512, "seed": 0, "final_train_loss": loss,
+        "final_eval_loss": loss, "wall_seconds": 1.5, "device": "cpu", "started_at": now, "finished_at": now,
+        "data_fingerprint": "abc", "error": None,
+    }  # fmt: skip
+
+
+def metric_rows(n: int) -> list[dict]:
+    return [
+        {"step": s, "tokens": 512 * s, "flops": 1e6 * s, "train_loss": 3.0 - 0.1 * s, "eval_loss": None if s < n else 2.0,
+         "lr": 1e-3, "grad_norm": 1.0, "tokens_per_second": 1e4, "wall_seconds": 0.1 * s}
+        for s in range(1, n + 1)
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = ResultsStore(tmp_path / "results")
+    store.write_metrics("alpha", "r1", metric_rows(3))
+    store.write_run("alpha", run_row("r1"))
+    store.write_run("alpha", run_row("r2", status="diverged", loss=None))
+    store.write_metrics("beta", "r3", metric_rows(2))
+    store.write_run("beta", run_row("r3", status="failed", loss=None))
+    return store
+
+
+def test_round_trip_has_every_column(store):
+    runs = store.read_runs()
+    assert set(REQUIRED_RUN_COLUMNS) <= set(runs.columns)
+    assert sorted(runs["run_id"]) == ["r1", "r2", "r3"]
+    r1 = runs.set_index("run_id").loc["r1"]
+    assert r1["sweep"] == "alpha" and r1["final_eval_loss"] == 2.5 and r1["n_params"] == 1000
+    metrics = store.read_metrics()
+    assert set(REQUIRED_METRIC_COLUMNS) <= set(metrics.columns) and len(metrics) == 5
+    assert store.read_runs("beta")["status"].tolist() == ["failed"]
+    assert store.finished_run_ids("alpha") == {"r1", "r2"}
+
+
+def test_rewrite_replaces_not_duplicates(store):
+    store.write_metrics("alpha", "r1", metric_rows(4))
+    store.write_run("alpha", run_row("r1", loss=2.0))
+    assert len(store.read_runs("alpha")) == 2
+    assert store.read_metrics("alpha")["step"].tolist() == [1, 2, 3, 4]
+
+
+def test_no_temporary_files_left(store):
+    assert [p for p in Path(store.base).rglob("*") if p.name.startswith(".")] == []
+
+
+def test_empty_store_reads_empty_frames(tmp_path):
+    store = ResultsStore(tmp_path / "none")
+    assert store.read_runs().empty and store.finished_run_ids("x") == set()
+    assert list(store.read_metrics().columns) == ["sweep", *METRICS_SCHEMA.names]
+
+
+def test_invalid_rows_rejected(tmp_path):
+    store = ResultsStore(tmp_path)
+    with pytest.raises(ValueError, match="status"):
+        store.write_run("s", {**run_row("x"), "status": "running"})
+    with pytest.raises(ValueError, match="unknown ledger columns"):
+        store.write_run("s", {**run_row("x"), "colour": "red"})
+
+
+def test_readable_by_pandas_pyarrow_duckdb_polars(store):
+    root = store.base
+    frame = pd.read_parquet(f"{root}/runs")
+    assert set(REQUIRED_RUN_COLUMNS) <= set(frame.columns) and len(frame) == 3
+    table = ds.dataset(f"{root}/metrics", format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == 5 and "sweep" in table.column_names
+
+    duckdb = pytest.importorskip("duckdb")
+    count = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{root}/runs/*/*.parquet', hive_partitioning=true) WHERE sweep = 'alpha'"
+    ).fetchall()[0][0]
+    assert count == 2
+
+    polars = pytest.importorskip("polars")
+    metrics = polars.read_parquet(f"{root}/metrics/**/*.parquet", hive_partitioning=True)
+    assert metrics.height == 5 and "sweep" in metrics.columns
+    assert set(RUNS_SCHEMA.names) <= set(polars.read_parquet(f"{root}/runs/**/*.parquet", hive_partitioning=True).columns)

@@ -1,0 +1,76 @@
+"""Checkpoints and resume: a run stopped mid-way and started again gives bitwise the loss curve of one never stopped."""
+
+import pytest
+
+from sweep.training.checkpoint import CheckpointStore
+from sweep.config import parse_config
+from sweep.training.data import load_corpus
+from sweep.planning.plan import plan_sweep
+from sweep.results.storage import ResultsStore
+from sweep.training.train import train_run
+from sweep.training.worker import execute_run
+from tests.conftest import tiny_config
+
+CURVE = ("step", "tokens", "flops", "train_loss", "eval_loss", "lr", "grad_norm")
+
+
+@pytest.fixture(scope="module")
+def spec():
+    config = parse_config(tiny_config(training={"checkpoint_every_steps": 10, "log_every_steps": 5, "eval_points": 3}))
+    corpus = load_corpus(config.data)
+    return plan_sweep(config, corpus.vocab_size, corpus.fingerprint).runs[-1]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def stop_after(monkeypatch, steps):
+    """Make the optimizer raise after ``steps`` steps: a stand-in for a worker killed mid-run."""
+    import torch
+
+    calls = {"n": 0}
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > steps:
+            raise Interrupted
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+
+
+def curve(metrics):
+    return [tuple(row[k] for k in CURVE) for row in metrics]
+
+
+def test_resume_is_bitwise_identical(spec, tmp_path, monkeypatch):
+    assert spec.steps > 25
+    reference = train_run(spec)
+    checkpoints = CheckpointStore(ResultsStore(tmp_path))
+    with monkeypatch.context() as patch:
+        stop_after(patch, 25)
+        with pytest.raises(Interrupted):
+            train_run(spec, checkpoints)
+    state = checkpoints.latest(spec.sweep, spec.run_id)
+    assert state["step"] == 20 and [r["step"] for r in state["metrics"]][-1] == 20
+    resumed = train_run(spec, checkpoints)
+    assert curve(resumed.metrics) == curve(reference.metrics)
+    assert resumed.final_eval_loss == reference.final_eval_loss
+
+
+def test_only_newest_checkpoint_kept_and_cleared_when_finished(spec, tmp_path, monkeypatch):
+    store = ResultsStore(tmp_path)
+    checkpoints = CheckpointStore(store)
+    with monkeypatch.context() as patch:
+        stop_after(patch, 31)
+        with pytest.raises(Interrupted):
+            train_run(spec, checkpoints)
+    directory = tmp_path / "checkpoints" / f"sweep={spec.sweep}" / spec.run_id
+    assert [p.name for p in directory.iterdir()] == ["step-000000030.pt"]
+    summary = execute_run(spec, str(tmp_path))
+    assert summary["status"] == "completed"
+    assert not directory.exists()
+    metrics = store.read_metrics(spec.sweep)
+    assert metrics["step"].is_unique and metrics["step"].iloc[-1] == spec.steps
