@@ -137,7 +137,9 @@ def record_interrupted(store: ResultsStore, claims: RunClaims, spec: RunSpec, st
 
 
 @contextmanager
-def stopping_on_signals(sweep: str, store: ResultsStore, start_run: Callable[[RunSpec, str, int], Any], disconnect: bool) -> Iterator[StartedRuns]:
+def stopping_on_signals(
+    sweep: str, store: ResultsStore, start_run: Callable[[RunSpec, str, int], Any], disconnect: bool
+) -> Iterator[StartedRuns]:
     """Run the block (the scheduling loop, starting runs through the ``StartedRuns`` yielded) so that SIGINT and
     SIGTERM stop it cleanly (module docstring); ``disconnect``: this driver called ``ray.init`` and shuts Ray down.
     Outside the main thread (a driver in a thread, as some tests run it) signals cannot be handled: no-op."""

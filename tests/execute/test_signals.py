@@ -100,7 +100,8 @@ def test_signal_stops_the_sweep_cleanly_and_the_rerun_resumes(signum, exit_code,
     assert (ledger["status"] == "interrupted").all() and len(ledger) == 2
     assert set(ledger.index) == checkpointed_runs(results)  # checkpoints kept
 
-    status = subprocess.run([sys.executable, "-m", "sweep", "status", "--results", str(results), "--json"], env=env, capture_output=True, text=True, timeout=120)
+    status_command = [sys.executable, "-m", "sweep", "status", "--results", str(results), "--json"]
+    status = subprocess.run(status_command, env=env, capture_output=True, text=True, timeout=120)
     (entry,) = json.loads(status.stdout)["sweeps"]
     assert sorted(entry["interrupted"]) == sorted(ledger.index) and entry["counts"]["interrupted"] == 2
 
@@ -113,15 +114,21 @@ def test_signal_stops_the_sweep_cleanly_and_the_rerun_resumes(signum, exit_code,
     assert not metrics.duplicated(["run_id", "step"]).any()
 
 
+RESUME = "checkpoints kept; rerun the same command to resume"
+
+
 def test_stopped_names_the_signal_and_exits_128_plus_its_number(tmp_path, monkeypatch, capsys):
-    assert str(SweepStopped("s", signal.SIGINT, 1)).endswith("stopped by SIGINT; 1 run interrupted, checkpoints kept; rerun the same command to resume")
+    assert str(SweepStopped("s", signal.SIGINT, 1)) == f"sweep s: stopped by SIGINT; 1 run interrupted, {RESUME}"
     assert str(SweepStopped("s", signal.SIGTERM, 0)) == "sweep s: stopped by SIGTERM; no run was in flight"
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(tiny_config()))
     for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
-        monkeypatch.setattr("sweep.execute.orchestrate.run_sweep", lambda *args, s=signum: (_ for _ in ()).throw(SweepStopped("tiny", s, 2)))
+        def stopped(*args, signum=signum):
+            raise SweepStopped("tiny", signum, 2)
+
+        monkeypatch.setattr("sweep.execute.orchestrate.run_sweep", stopped)
         assert main(["run", str(config), "--results", str(tmp_path / "r")]) == code
-        assert capsys.readouterr().err.strip() == f"sweep tiny: stopped by {signal.Signals(signum).name}; 2 runs interrupted, checkpoints kept; rerun the same command to resume"
+        assert capsys.readouterr().err.strip() == f"sweep tiny: stopped by {signal.Signals(signum).name}; 2 runs interrupted, {RESUME}"
 
 
 def test_interrupted_row_is_written_only_for_a_run_that_did_not_end_by_itself(tmp_path, monkeypatch):
