@@ -10,7 +10,8 @@
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
 
 Exit status: 0 success (every planned run completed or diverged), 1 some runs failed after their retries,
-2 config or usage error, 3 another sweep holds the results directory's lock.
+2 config or usage error, 3 another sweep holds the results directory's lock, 130 stopped by SIGINT and 143 by
+SIGTERM (runs in flight recorded as interrupted, checkpoints kept: rerun the same command to resume them).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from sweep.execute.cluster import load_cluster
 from sweep.config import ConfigError, SweepConfig, load_config
 from sweep.execute.lock import SweepLocked
+from sweep.execute.stop import SweepStopped
 
 DEFAULT_RESULTS = "results"
 
@@ -343,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     except SweepLocked as error:
         print(f"sweep: {error}", file=sys.stderr)
         return 3
+    except SweepStopped as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_code
 
 
 if __name__ == "__main__":

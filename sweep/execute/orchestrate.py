@@ -9,6 +9,7 @@ existing cluster.
 Scheduling: the driver starts runs itself, longest first among those that fit the cluster's free CPUs and GPUs
 (``sweep.execute.schedule``), up to ``resources.max_concurrent_runs``, so Ray never holds a queue whose order it could
 reshuffle. A single-worker run is one Ray task; a multi-worker run is a ``TorchTrainer`` (``sweep.training.distributed``).
+SIGINT and SIGTERM stop the loop cleanly (``sweep.execute.stop``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sweep.execute.lock import results_lock
 from sweep.planning.plan import Plan, RunSpec, estimated_seconds, plan_sweep
 from sweep.execute.progress import Progress, log
 from sweep.execute.schedule import LptQueue, Resources
+from sweep.execute.stop import stopping_on_signals
 from sweep.results.storage import ResultsStore
 from sweep.training.train import RunOutcome
 from sweep.training.worker import execute_run, ledger_row
@@ -91,7 +93,9 @@ def submit(spec: RunSpec, results_root: str, max_retries: int) -> ray.ObjectRef:
 def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | None = None) -> SweepOutcome:
     """Train every planned run of ``config`` that the results store does not already hold as finished.
 
-    Raises ``sweep.execute.lock.SweepLocked`` if another sweep holds the results directory.
+    Raises ``sweep.execute.lock.SweepLocked`` if another sweep holds the results directory, and
+    ``sweep.execute.stop.SweepStopped`` after a clean stop on SIGINT or SIGTERM (runs in flight recorded as
+    ``interrupted``, Ray shut down or disconnected, the lock released).
     """
     started = time.perf_counter()
     plan = prepare_plan(config)
@@ -102,8 +106,10 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
         outcome = SweepOutcome(planned=len(plan.runs), skipped_finished=len(plan.runs) - len(todo))
         log(f"sweep {config.name}: {len(plan.runs)} runs planned, {outcome.skipped_finished} already finished, {len(todo)} to run; results in {store.base if '://' not in store.root else store.root}")
         if todo:
+            connected_here = not ray.is_initialized()
             connect(cluster or ClusterConfig())
-            run_planned(config, store, plan, todo, holder, outcome)
+            with stopping_on_signals(config.name, store, submit, disconnect=connected_here) as start:
+                run_planned(config, store, plan, todo, holder, outcome, start=start)
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
 

@@ -1,8 +1,10 @@
 """``sweep status``: counts by status, FLOPs done of planned, and runs in flight, for each sweep of a results root.
 
 Read from the ledger (what finished) and the driver's status file (what was planned, what is in flight). Runs in
-flight are only reported while a driver holds the results lock; a status file left by a killed driver shows its
-runs as ``interrupted`` (the next ``sweep run`` resumes them from their checkpoints).
+flight are only reported while a driver holds the results lock. ``interrupted`` lists the runs that will resume
+from their checkpoints at the next ``sweep run``: those with a ledger row ``interrupted`` (a driver stopped by
+SIGINT or SIGTERM wrote it) and those left in flight by a driver that died without one (SIGKILL, a crash); a run
+the live driver is training again is in flight, not interrupted.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ def sweep_names(store: ResultsStore, ledger: pd.DataFrame) -> list[str]:
         if info.base_name.startswith("sweep=") and info.base_name.endswith(".json"):
             names.add(info.base_name.removeprefix("sweep=").removesuffix(".json"))
     return sorted(names)
+
+
+def interrupted_runs(runs: pd.DataFrame, in_flight: list[str], pending: list[str], live: bool) -> list[str]:
+    """Runs stopped mid-way: rows ``interrupted``, plus a dead driver's runs in flight that are still pending."""
+    marked = set(runs.loc[runs["status"] == "interrupted", "run_id"])
+    left = set() if live else {r for r in in_flight if r in pending}
+    return sorted((marked | left) - (set(in_flight) if live else set()))
 
 
 def sweep_status(store: ResultsStore, sweep: str | None = None) -> dict:
@@ -48,7 +57,7 @@ def sweep_status(store: ResultsStore, sweep: str | None = None) -> dict:
                 "planned_runs": len(planned),
                 "pending_runs": len(pending),
                 "in_flight": in_flight,
-                "interrupted": [] if live else [r for r in status["in_flight"] if r in pending],
+                "interrupted": interrupted_runs(runs, status["in_flight"], pending, live),
                 "flops_done": float(finished["flops"].sum()),
                 "flops_planned": float(sum(planned.values())),
             }

@@ -30,9 +30,10 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-RUN_STATUSES = ("completed", "diverged", "failed")
+RUN_STATUSES = ("completed", "diverged", "failed", "interrupted")
+"""``interrupted``: in flight when the driver was stopped by a signal (its checkpoints are kept; trained again)."""
 FINISHED_STATUSES = ("completed", "diverged")
-"""Runs in these states are never trained again by ``sweep run``."""
+"""Runs in these states are never trained again by ``sweep run``; ``failed`` and ``interrupted`` runs are."""
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})

@@ -6,17 +6,23 @@ they fit). Ray Train sets up the process group; each worker calls ``sweep.traini
 rank 0 records the run exactly as a single-worker run does (``sweep.training.worker.record``). A worker that dies makes
 Ray Train restart the group (``FailureConfig.max_failures``), and the restarted workers resume from the run's
 checkpoint. Single-worker runs never come here: they skip Ray Train's start-up cost.
+
+The launcher holds the run's claim (``sweep.training.claim``) from before the trainer starts until the run is
+recorded, exactly as a single worker does, so a launcher of a killed driver still training the run is waited for
+and a run it committed meanwhile is not trained again. The claim is the launcher's: if the launcher itself is
+killed, Ray kills the trainer's workers with it (they are actors it owns), within Ray's usual grace period.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sweep.training.checkpoint import CheckpointStore
 from sweep.planning.plan import RunSpec
 from sweep.results.storage import ResultsStore
+from sweep.training.checkpoint import CheckpointStore
+from sweep.training.claim import RunClaims, claims_for
 from sweep.training.train import Distributed, RunOutcome, train_run
-from sweep.training.worker import record, summarize
+from sweep.training.worker import record, recorded_outcome, summarize
 
 
 def _train_worker(config: dict) -> None:
@@ -33,16 +39,24 @@ def _train_worker(config: dict) -> None:
         record(store, spec, outcome, config["started_at"])
 
 
-def execute_ddp_run(spec: RunSpec, results_root: str) -> dict:
-    """Train ``spec`` with ``spec.workers`` DDP workers and record it; returns the driver's summary."""
+def execute_ddp_run(spec: RunSpec, results_root: str, claims: RunClaims | None = None) -> dict:
+    """Train ``spec`` with ``spec.workers`` DDP workers and record it, holding the run's claim throughout (see the
+    module docstring); returns the driver's summary."""
+    store = ResultsStore(results_root)
+    with (claims or claims_for(store)).hold(spec.sweep, spec.run_id):
+        outcome = recorded_outcome(store, spec) or _fit(spec, store)
+    return summarize(spec, outcome)
+
+
+def _fit(spec: RunSpec, store: ResultsStore) -> RunOutcome:
+    """Run the ``TorchTrainer``; rank 0 records the run. Returns the recorded outcome (or the failure, recorded here)."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     started_at = datetime.now(timezone.utc)
-    store = ResultsStore(results_root)
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"spec": spec, "results_root": results_root, "started_at": started_at},
+        train_loop_config={"spec": spec, "results_root": store.root, "started_at": started_at},
         scaling_config=ScalingConfig(
             num_workers=spec.workers,
             use_gpu=spec.gpus > 0,
@@ -51,7 +65,7 @@ def execute_ddp_run(spec: RunSpec, results_root: str) -> dict:
         ),
         run_config=RunConfig(
             name=f"{spec.sweep}-{spec.run_id}",
-            storage_path=f"{store.base}/ray_train" if "://" not in results_root else None,
+            storage_path=f"{store.base}/ray_train" if "://" not in store.root else None,
             failure_config=FailureConfig(max_failures=2),
         ),
     )
@@ -60,8 +74,5 @@ def execute_ddp_run(spec: RunSpec, results_root: str) -> dict:
     except Exception as error:  # Ray Train gave up on the run: record it as failed, keep its checkpoints
         outcome = RunOutcome(status="failed", error=f"{type(error).__name__}: {error}")
         record(store, spec, outcome, started_at)
-        return summarize(spec, outcome)
-    row = store.read_runs(spec.sweep).set_index("run_id").loc[spec.run_id].astype(object)
-    row = row.where(row.notna(), None)
-    outcome = RunOutcome(status=row["status"], final_eval_loss=row["final_eval_loss"], wall_seconds=row["wall_seconds"], error=row["error"])
-    return summarize(spec, outcome)
+        return outcome
+    return recorded_outcome(store, spec) or RunOutcome(status="failed", error="rank 0 recorded no finished row")

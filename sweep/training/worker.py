@@ -4,6 +4,10 @@ The worker writes its own results (not the driver), so a multi-node sweep needs 
 can reach. A Python exception inside training is recorded as a ``failed`` row with the error; a non-finite loss
 as ``diverged`` (by ``sweep.training.train``). A worker that dies outright leaves no ledger row: Ray retries the task, which
 resumes from the run's last checkpoint, and the driver records the run as failed only past its retries.
+
+A worker trains only while it holds the run's claim (``sweep.training.claim``): a worker of a killed driver that
+is still training the same run is waited for, and if it commits the run meanwhile, its recorded outcome is
+returned instead of training the run again.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import traceback
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-from sweep.training.checkpoint import CheckpointStore
 from sweep.planning.plan import RunSpec
-from sweep.results.storage import ResultsStore
+from sweep.results.storage import FINISHED_STATUSES, ResultsStore
+from sweep.training.checkpoint import CheckpointStore
+from sweep.training.claim import RunClaims, claims_for
 from sweep.training.train import RunOutcome, train_run
 
 _SPEC_COLUMNS = (
@@ -56,28 +61,46 @@ def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finishe
     }
 
 
-def execute_run(spec: RunSpec, results_root: str) -> dict:
-    """Train ``spec`` and record it; returns a small summary for the driver's log."""
-    started_at = datetime.now(timezone.utc)
+def execute_run(spec: RunSpec, results_root: str, claims: RunClaims | None = None) -> dict:
+    """Train ``spec`` and record it, holding the run's claim (default: ``claims_for`` the results root) throughout;
+    a run found finished once the claim is held is not trained again. Returns a small summary for the driver's log."""
     store = ResultsStore(results_root)
-    checkpoints = CheckpointStore(store)
-    try:
-        outcome = train_run(spec, checkpoints)
-    except Exception as error:  # recorded, not raised: a bad run must not take the sweep down
-        outcome = RunOutcome(status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=5)}")
-    record(store, spec, outcome, started_at)
+    with (claims or claims_for(store)).hold(spec.sweep, spec.run_id):
+        recorded = recorded_outcome(store, spec)
+        if recorded is not None:
+            return summarize(spec, recorded)
+        started_at = datetime.now(timezone.utc)
+        try:
+            outcome = train_run(spec, CheckpointStore(store))
+        except Exception as error:  # recorded, not raised: a bad run must not take the sweep down
+            outcome = RunOutcome(status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=5)}")
+        record(store, spec, outcome, started_at)
     return summarize(spec, outcome)
+
+
+def recorded_outcome(store: ResultsStore, spec: RunSpec) -> RunOutcome | None:
+    """The run's outcome as its ledger row records it, if the run is finished (completed or diverged); else None."""
+    runs = store.read_runs(spec.sweep)
+    rows = runs[(runs["run_id"] == spec.run_id) & runs["status"].isin(FINISHED_STATUSES)]
+    if rows.empty:
+        return None
+    row = rows.iloc[0].astype(object)
+    row = row.where(row.notna(), None)
+    return RunOutcome(
+        status=row["status"], final_train_loss=row["final_train_loss"], final_eval_loss=row["final_eval_loss"],
+        wall_seconds=row["wall_seconds"] or 0.0, error=row["error"], resumed_from_step=row["resumed_from_step"] or 0,
+    )  # fmt: skip
 
 
 def record(store: ResultsStore, spec: RunSpec, outcome: RunOutcome, started_at: datetime) -> None:
     """Write the run's metrics, then its ledger row (the commit), then drop its checkpoints if it finished.
 
-    A failed run keeps its checkpoints: the next ``sweep run`` retries it from there.
+    A run that did not finish (failed) keeps its checkpoints: the next ``sweep run`` retries it from there.
     """
     if outcome.metrics:
         store.write_metrics(spec.sweep, spec.run_id, outcome.metrics)
     store.write_run(spec.sweep, ledger_row(spec, outcome, started_at, datetime.now(timezone.utc), node_name()))
-    if outcome.status != "failed":
+    if outcome.status in FINISHED_STATUSES:
         CheckpointStore(store).clear(spec.sweep, spec.run_id)
 
 

@@ -108,6 +108,10 @@ def test_systemd_service_and_timer():
     assert service["Unit"]["Description"] and service["Service"]["Type"] == "oneshot"
     assert re.match(r"/\S+/sweep run \S+", service["Service"]["ExecStart"])  # systemd wants an absolute path
     assert "3" in service["Service"]["SuccessExitStatus"].split()  # a locked results dir is not a failure
+    assert "143" in service["Service"]["SuccessExitStatus"].split()  # the sweep's clean stop on SIGTERM
+    # systemctl stop: SIGTERM to the driver alone (it stops its own Ray first), then SIGKILL to whatever is left
+    assert service["Service"]["KillSignal"] == "SIGTERM" and service["Service"]["KillMode"] == "mixed"
+    assert int(service["Service"]["TimeoutStopSec"]) >= 30  # comfortably above the sweep's 10 s to stop
     assert timer["Unit"]["Description"] and timer["Timer"]["OnCalendar"] == "*-*-* 02:00:00"
     assert timer["Timer"]["Persistent"] == "true" and timer["Install"]["WantedBy"] == "timers.target"
 

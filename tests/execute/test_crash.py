@@ -1,11 +1,15 @@
 """Surviving a bad night: a worker or the driver SIGKILLed mid-sweep loses nothing and duplicates nothing.
 
-- Worker: the Ray worker process of a run in flight is killed after the run's first checkpoint; Ray retries the
-  task, the retry resumes from the checkpoint, and the final metrics hold each logged step once, equal to the
-  curve of a run never stopped.
-- Driver: ``sweep run`` is killed once some runs are finished and another has a checkpoint; the same command,
-  run again, trains only what is missing (finished runs keep their ledger rows untouched) and resumes the
-  interrupted run from its checkpoint.
+- Worker: the Ray worker process of a run in flight (found through this test's own Ray session's state API) is
+  killed after the run's first checkpoint; Ray retries the task, the retry resumes from the checkpoint, and the
+  final metrics hold each logged step once, equal to the curve of a run never stopped.
+- Driver: ``sweep run`` and its whole process tree (its embedded Ray: GCS, raylet, workers) are killed at once, as
+  a crashed host would be, once some runs are finished and another has a checkpoint; the same command, run again,
+  trains only what is missing (finished runs keep their ledger rows untouched) and resumes the interrupted run
+  from its checkpoint. (Killing the driver alone is a different case: its workers outlive it for Ray's grace
+  period and may finish the run themselves; ``sweep.training.claim`` keeps that from training a run twice at once.)
+
+Every signal goes to processes this test started: its Ray session's workers, or its driver subprocess's tree.
 """
 
 import os
@@ -27,6 +31,7 @@ from sweep.planning.plan import plan_sweep
 from sweep.results.storage import ResultsStore
 from sweep.training.train import train_run
 from tests.conftest import tiny_config
+from tests.execute.processes import kill_tree
 
 pytestmark = pytest.mark.slow
 CURVE = ["step", "tokens", "flops", "train_loss", "eval_loss", "lr", "grad_norm"]
@@ -55,16 +60,12 @@ def wait_for(condition, timeout=120.0, interval=0.05):
     raise TimeoutError("condition not met in time")
 
 
-def ray_task_pids(title: str) -> list[int]:
-    """Pids of processes whose title (Ray sets ``ray::FUNCTION`` while a task runs) starts with ``title``."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(title.encode()):
-                pids.append(int(proc.name))
-        except OSError:
-            continue
-    return pids
+def running_worker_pids(function: str) -> list[int]:
+    """Pids of the workers running tasks of ``function`` in this test's own Ray session (its state API)."""
+    from ray.util.state import list_tasks
+
+    tasks = list_tasks(filters=[("name", "=", function), ("state", "=", "RUNNING")])
+    return [task.worker_pid for task in tasks if task.worker_pid]
 
 
 def test_worker_killed_mid_run_resumes_from_checkpoint(ray_session, tmp_path):
@@ -74,8 +75,8 @@ def test_worker_killed_mid_run_resumes_from_checkpoint(ray_session, tmp_path):
     result = {}
     driver = threading.Thread(target=lambda: result.update(outcome=run_sweep(config, str(tmp_path))))
     driver.start()
-    wait_for(lambda: checkpoints_of(tmp_path) and ray_task_pids("ray::execute_run"))
-    killed = ray_task_pids("ray::execute_run")
+    wait_for(lambda: checkpoints_of(tmp_path) and running_worker_pids("execute_run"), interval=0.5)
+    killed = running_worker_pids("execute_run")
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
     driver.join(timeout=300)
@@ -99,14 +100,10 @@ def test_driver_killed_mid_sweep_then_rerun_finishes_only_what_is_missing(tmp_pa
     store = ResultsStore(results)
     try:
         wait_for(lambda: len(store.read_runs("driver-kill")) >= 1 and checkpoints_of(results), timeout=240, interval=0.2)
-        os.kill(first.pid, signal.SIGKILL)  # the driver alone; its Ray processes notice and wind down
-        first.wait()
     finally:
-        time.sleep(1)
-        try:
-            os.killpg(first.pid, signal.SIGKILL)  # then whatever of its embedded Ray is left, as a crashed host would
-        except ProcessLookupError:
-            pass
+        killed = kill_tree(first.pid)  # the driver and its embedded Ray at once, as a crashed host
+        first.wait()
+    assert len(killed) > 3  # the driver, Ray's GCS and raylet, workers
     before = store.read_runs("driver-kill").set_index("run_id")
     interrupted = {p.parent.name for p in checkpoints_of(results)} - set(before.index)
     assert len(before) < 3 and interrupted
