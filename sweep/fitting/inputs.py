@@ -1,6 +1,6 @@
 """Fit inputs: the table every fitter takes (``n_params, tokens, loss, budget``), from a results store or a file.
 
-From a results store, only ``completed`` runs are fitted; diverged and failed runs are returned beside the table so
+From a results store, only ``completed`` runs are fitted; diverged, failed and interrupted runs are returned beside the table so
 callers can list them. N is the non-embedding parameter count by default (Kaplan et al. 2020 show it gives
 cleaner laws at small scale, where embeddings are a large share of the total); ``params="total"`` uses
 Chinchilla's total count.
@@ -28,7 +28,7 @@ class FitInputs:
     runs: pd.DataFrame
     """Columns n_params, tokens, loss, budget (plus sweep, run_id, seed, flops)."""
     excluded: pd.DataFrame
-    """Ledger rows not fitted (diverged, failed), with their status and error."""
+    """Ledger rows not fitted (diverged, failed, interrupted), with their status and error."""
 
 
 def fit_inputs_from_results(store: ResultsStore, sweep: str | None = None, params: str = "nonembedding") -> FitInputs:
