@@ -51,7 +51,7 @@ class RunDemand:
         return cls(spec.workers, Resources(cpus=spec.cpus, gpus=spec.gpus))
 
     def __str__(self) -> str:
-        return f"{self.workers} x ({format_resources(self.per_worker)})"
+        return f"{self.workers} worker{'s' if self.workers > 1 else ''} of {format_resources(self.per_worker)}"
 
     def bundles(self) -> list[dict[str, float]]:
         """The run's workers as Ray resource bundles (``request_resources`` form; zero amounts left out)."""
@@ -77,8 +77,9 @@ class AutoscalerView:
     """Where this came from, for messages (e.g. "embedded Ray", "the v1 autoscaler's status")."""
 
 
-def format_resources(resources: Resources) -> str:
-    return f"{resources.cpus:g} CPU" + (f", {resources.gpus:g} GPU" if resources.gpus else "")
+def format_resources(resources: Resources, gpus: bool = False) -> str:
+    """``2 CPU`` or ``2 CPU + 1 GPU`` (GPUs shown when there are some, or when ``gpus``)."""
+    return f"{resources.cpus:g} CPU" + (f" + {resources.gpus:g} GPU" if resources.gpus or gpus else "")
 
 
 def workers_per_node(node: Resources, worker: Resources) -> int:
@@ -115,14 +116,15 @@ def refuse_unplaceable(specs: Sequence[RunSpec], nodes: Sequence[Resources], sca
     if not never:
         return
     spec, others = never[0], len(never) - 1
-    where = f"the largest node has {format_resources(largest(nodes))}" if nodes else "the cluster has no nodes"
+    gpus = spec.gpus > 0
+    where = f"the largest node has {format_resources(largest(nodes), gpus)}" if nodes else "the cluster has no nodes"
     if scaler.node_types:
-        where += f"; the largest node type the autoscaler can add has {format_resources(largest(n for n, _ in scaler.node_types))}"
-    grow = "" if scaler.autoscales else f" and the cluster does not autoscale ({scaler.source})"
+        where += f", the largest the autoscaler can add {format_resources(largest(n for n, _ in scaler.node_types), gpus)}"
+    grow = "" if scaler.autoscales else f" and the cluster cannot grow ({scaler.source})"
     more = f" ({others} more run{'s' if others > 1 else ''} likewise)" if others else ""
     raise Unplaceable(
-        f"run {spec.run_id} (N={spec.n_params_nonembedding:,}) needs {RunDemand.of(spec)} per run; "
-        f"{where}{grow}: no node can ever hold it{more}; lower resources.cpus_per_worker / gpus_per_worker or add nodes"
+        f"run {spec.run_id} (N={spec.n_params_nonembedding:,}) needs {RunDemand.of(spec)}; {where}{grow}: "
+        f"no node will ever hold it{more}; lower resources.cpus_per_worker / gpus_per_worker, or add nodes"
     )
 
 
@@ -153,15 +155,15 @@ def autoscaler_view(settle_seconds: float = 12.0) -> AutoscalerView:
             if group.max_count != 0 and group.resources
         )
         grows = any(group.max_count == -1 or group.max_count > group.min_count for group in config.node_group_configs)
-        return AutoscalerView(grows, groups, "the cluster config in the GCS")
+        return AutoscalerView(grows, groups, "no node group of its autoscaler can grow")
     if is_autoscaler_v2(fetch_from_server=True):
-        return AutoscalerView(_v2_autoscaler_reported(), None, "the v2 autoscaler's state")
+        return AutoscalerView(_v2_autoscaler_reported(), None, "its v2 autoscaler has not reported")
     deadline = time.monotonic() + settle_seconds
     while (report := _v1_autoscaler_report()) is None and time.monotonic() < deadline:
         time.sleep(0.5)
     if report is None:
-        return AutoscalerView(False, None, "no autoscaler status in the GCS")
-    return AutoscalerView(_v1_has_node_types(report), None, "the v1 autoscaler's status")
+        return AutoscalerView(False, None, "no autoscaler reports to its GCS")
+    return AutoscalerView(_v1_has_node_types(report), None, "Ray's monitor runs without an autoscaling config")
 
 
 def _v2_autoscaler_reported() -> bool:

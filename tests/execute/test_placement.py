@@ -58,7 +58,7 @@ def test_refusal_names_the_run_its_demand_and_the_largest_node(tmp_path):
     with pytest.raises(Unplaceable) as error:
         refuse_unplaceable(plan.runs, [Resources(2, 0)], FIXED)
     message = str(error.value)
-    assert plan.runs[0].run_id in message and "1 x (1 CPU, 1 GPU)" in message and "largest node has 2 CPU" in message
+    assert plan.runs[0].run_id in message and "needs 1 worker of 1 CPU + 1 GPU" in message and "largest node has 2 CPU + 0 GPU" in message
     assert "1 more run likewise" in message and "\n" not in message
     refuse_unplaceable(plan.runs, [Resources(2, 0)], GROWS_UNKNOWN)  # may grow: no refusal
 
@@ -71,7 +71,7 @@ def test_sweep_run_refuses_a_run_no_node_can_hold(ray_session, tmp_path, capsys,
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("sweep: error:")]
     assert status == 2, err
-    assert len(errors) == 1 and "no node can ever hold it" in errors[0] and "largest node has 2 CPU" in errors[0], err
+    assert len(errors) == 1 and "no node will ever hold it" in errors[0] and "largest node has 2 CPU" in errors[0], err
     assert "Traceback" not in err
     assert ResultsStore(str(tmp_path / "results")).read_runs("tiny").empty  # nothing trained, nothing recorded
 
@@ -114,3 +114,24 @@ def test_capacity_request_asks_only_on_change_and_clears():
     request.update(plan.runs[:1])
     request.clear()
     assert asked == [[{"CPU": 1}, {"CPU": 1}], [{"CPU": 1}], []]
+
+
+@pytest.mark.slow
+def test_sweep_run_as_a_user_runs_it_refuses_in_one_line(tmp_path):
+    """The same refusal from a fresh process that starts its own embedded Ray, as a user would run it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = tmp_path / "sweep.yaml"
+    config.write_text(__import__("yaml").safe_dump(tiny_config(resources={"cpus_per_worker": 1.0e6})))
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"} | {"RAY_AUTH_MODE": "disabled"}
+    result = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "run", str(config), "--results", str(tmp_path / "results")],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    errors = [line for line in result.stderr.splitlines() if line.startswith("sweep: error:")]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(errors) == 1 and "needs 1 worker of 1e+06 CPU;" in errors[0] and "cannot grow" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "results" / "runs").exists()
