@@ -135,3 +135,14 @@ def test_sweep_run_as_a_user_runs_it_refuses_in_one_line(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(errors) == 1 and "needs 1 worker of 1e+06 CPU;" in errors[0] and "cannot grow" in errors[0], result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "results" / "runs").exists()
+
+
+def test_a_read_only_monitor_is_no_autoscaler():
+    """The v1 monitor's report as Ray 2.60 writes it: ``node_<id>`` placeholder types without an autoscaling config
+    (``ray.init()``, ``ray start`` without one), the config's node types with one (the fake autoscaler's head)."""
+    from sweep.execute.placement import _v1_has_node_types
+
+    node = "c9fe008a6c6897eae078d00d1728b0d0ccd24e01c402ecad1cfb52be"
+    assert not _v1_has_node_types({"node_type_mapping": {node: f"node_{node}"}})
+    assert _v1_has_node_types({"node_type_mapping": {node: "ray.head.default"}})
+    assert not _v1_has_node_types({"node_type_mapping": None})
