@@ -17,7 +17,8 @@ the GCS where an autoscaler publishes one (its node groups give the launchable n
 autoscaler's state, else the status the v1 monitor writes, whose node types are ``node_<id>`` placeholders when
 no autoscaling config was given (``ray start`` without ``--autoscaling-config``, ``ray.init()``).
 Open-source Ray 2.60's autoscalers do not publish their node types, so there "might a new node hold it" is
-unknown and such a run waits for the timeout rather than being refused.
+unknown and such a run waits for the timeout rather than being refused. These reads use Ray's private state API
+and internal KV (as Ray Data's own autoscaling code does); if they fail (a ``ray://`` client), runs wait likewise.
 """
 
 from __future__ import annotations
