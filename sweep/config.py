@@ -164,6 +164,11 @@ class ResourcesConfig(_Strict):
     """At most this many runs in flight (default: as many as Ray's resources allow)."""
     max_retries: Annotated[int, Field(ge=0)] = 2
     """Ray retries of a run whose worker or node died; the retry resumes from the run's checkpoint."""
+    placement_timeout_seconds: Annotated[float, Field(gt=0)] = 900.0
+    """How long a run that no node alive now can hold waits for Ray's autoscaler to add one (cloud nodes take
+    minutes to boot). On timeout the run is recorded ``failed`` with its demand in the error, the sweep goes on, and
+    ``sweep run`` exits 1. A run that no node can ever hold (embedded Ray, or a cluster without an autoscaler) is
+    refused before any training starts instead (exit 2)."""
 
     def for_size(self, n_params: int) -> tuple[int, float, float]:
         """(workers, cpus per worker, gpus per worker) for a model of ``n_params`` non-embedding parameters."""

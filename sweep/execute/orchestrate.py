@@ -8,7 +8,11 @@ existing cluster.
 
 Scheduling: the driver starts runs itself, longest first among those that fit the cluster's free CPUs and GPUs
 (``sweep.execute.schedule``), up to ``resources.max_concurrent_runs``, so Ray never holds a queue whose order it could
-reshuffle. A single-worker run is one Ray task; a multi-worker run is a ``TorchTrainer`` (``sweep.training.distributed``).
+reshuffle. Ray's autoscaler still sees the whole queue: the driver asks it (``request_resources``) for the bundles of
+the runs in flight and waiting, up to that limit, and uses new nodes within seconds of their joining. A run no node
+can ever hold is refused before anything starts; one that waits for the autoscaler waits at most
+``resources.placement_timeout_seconds`` (``sweep.execute.placement``). A single-worker run is one Ray task; a
+multi-worker run is a ``TorchTrainer`` (``sweep.training.distributed``).
 SIGINT and SIGTERM stop the loop cleanly (``sweep.execute.stop``).
 """
 
@@ -27,6 +31,9 @@ from sweep.config import ConfigError, SweepConfig
 from sweep.training.data import epochs_for, load_corpus
 from sweep.execute.lock import results_lock
 from sweep.planning.plan import Plan, RunSpec, estimated_seconds, plan_sweep
+from sweep.execute.placement import (
+    ClusterAccess, CapacityRequest, PlacementWaits, RunDemand, holds, refuse_unplaceable, unplaced_error,
+)  # fmt: skip
 from sweep.execute.progress import Progress, log
 from sweep.execute.schedule import LptQueue, Resources
 from sweep.execute.stop import stopping_on_signals
@@ -66,17 +73,20 @@ def demand(spec: RunSpec) -> Resources:
 
 
 class _Capacity:
-    """The cluster's total CPUs and GPUs, re-read from Ray at most every few seconds (it changes when nodes join
-    or leave, rarely compared with how often the scheduling loop asks)."""
+    """The cluster's nodes (total CPUs and GPUs of each), re-read from Ray at most every ``max_age_seconds``:
+    they change when nodes join or leave, rarely compared with how often the scheduling loop asks, and a node the
+    autoscaler adds is used within that time (reading costs well under a millisecond)."""
 
-    def __init__(self, max_age_seconds: float = 5.0) -> None:
-        self.max_age, self.read_at, self.value = max_age_seconds, -math.inf, Resources()
+    def __init__(self, read: Callable[[], list[Resources]], max_age_seconds: float = 2.0) -> None:
+        self.read, self.max_age, self.read_at, self.value = read, max_age_seconds, -math.inf, []
 
-    def __call__(self) -> Resources:
+    def nodes(self) -> list[Resources]:
         if time.monotonic() - self.read_at > self.max_age:
-            total = ray.cluster_resources()
-            self.value, self.read_at = Resources(cpus=total.get("CPU", 0.0), gpus=total.get("GPU", 0.0)), time.monotonic()
+            self.value, self.read_at = self.read(), time.monotonic()
         return self.value
+
+    def total(self) -> Resources:
+        return sum(self.nodes(), Resources())
 
 
 def submit(spec: RunSpec, results_root: str, max_retries: int) -> ray.ObjectRef:
@@ -116,37 +126,63 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
 
 def run_planned(
     config: SweepConfig, store: ResultsStore, plan: Plan, todo: list[RunSpec], holder: dict, outcome: SweepOutcome,
-    start: Callable[[RunSpec, str, int], ray.ObjectRef] = submit,
+    start: Callable[[RunSpec, str, int], ray.ObjectRef] = submit, cluster: ClusterAccess = ClusterAccess(),
 ) -> None:  # fmt: skip
-    """The scheduling loop: start runs (by ``start``, normally ``submit``) as resources free up, collect results."""
+    """The scheduling loop: start runs (by ``start``, normally ``submit``) as resources free up, collect results.
+
+    Raises ``sweep.execute.placement.Unplaceable`` before starting anything if a run can never be placed.
+    """
     r = config.resources
     durations = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, r.assumed_seconds_per_step) for s in plan.runs}
+    capacity = _Capacity(cluster.nodes)
+    if not all(holds(capacity.nodes(), RunDemand.of(s)) for s in todo):
+        refuse_unplaceable(todo, capacity.nodes(), cluster.autoscaler_or_unknown())
     queue = LptQueue(todo, duration=lambda s: durations[s.run_id], demand=demand)
     progress = Progress(store, config.name, plan.runs, todo, durations, holder)
     in_flight: dict[ray.ObjectRef, RunSpec] = {}
     limit = r.max_concurrent_runs or len(todo)
-    capacity = _Capacity()
+    waits, wanted = PlacementWaits(r.placement_timeout_seconds), CapacityRequest(cluster.request)
     try:
         while queue or in_flight:
-            free = capacity() - sum((demand(s) for s in in_flight.values()), Resources())
+            nodes = capacity.nodes()
+            placeable = {s.run_id for s in queue if holds(nodes, RunDemand.of(s))}
+            for spec in waits.update([s for s in queue if s.run_id not in placeable], nodes):
+                queue.remove(spec)
+                _record_unplaced(spec, store, outcome, progress, unplaced_error(spec, r.placement_timeout_seconds, nodes))
+            free = capacity.total() - sum((demand(s) for s in in_flight.values()), Resources())
             while queue and len(in_flight) < limit:
-                spec = queue.pop_fitting(free) or (queue.pop_longest() if not in_flight else None)
+                spec = queue.pop_fitting(free, eligible=lambda s: s.run_id in placeable)
                 if spec is None:
                     break
-                if not demand(spec).fits_in(capacity()):
-                    log(f"warning: run {spec.run_id} needs {demand(spec)}, more than the cluster has now; waiting for Ray to place it")
                 in_flight[start(spec, store.root, r.max_retries)] = spec
                 free = free - demand(spec)
                 progress.run_started(spec)
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
-            for ref in ready:
+            wanted.update([*in_flight.values(), *queue][:limit])
+            for ref in _finished_within_a_second(in_flight):
                 spec = in_flight.pop(ref)
                 summary = _result(ref, spec, store)
                 outcome.statuses[summary["status"]] = outcome.statuses.get(summary["status"], 0) + 1
                 progress.run_finished(spec, summary)
             progress.refresh()
     finally:
+        wanted.clear()
         progress.close()
+
+
+def _finished_within_a_second(in_flight: dict[ray.ObjectRef, RunSpec]) -> list[ray.ObjectRef]:
+    """At most one finished run; with none in flight (every waiting run waits for a node) just a second's pause."""
+    if not in_flight:
+        time.sleep(1.0)
+        return []
+    return ray.wait(list(in_flight), num_returns=1, timeout=1.0)[0]
+
+
+def _record_unplaced(spec: RunSpec, store: ResultsStore, outcome: SweepOutcome, progress: Progress, error: str) -> None:
+    """A run that waited out ``resources.placement_timeout_seconds`` for a node: recorded failed, never started."""
+    now = datetime.now(timezone.utc)
+    store.write_run(spec.sweep, ledger_row(spec, RunOutcome(status="failed", error=error), now, now, node=None))
+    outcome.statuses["failed"] = outcome.statuses.get("failed", 0) + 1
+    progress.run_finished(spec, {"status": "failed", "error": error, "run_id": spec.run_id})
 
 
 def _result(ref: ray.ObjectRef, spec: RunSpec, store: ResultsStore) -> dict:

@@ -10,7 +10,7 @@ Pure bookkeeping, no Ray: the driver (``sweep.execute.orchestrate``) and the sch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -40,11 +40,16 @@ class LptQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def pop_fitting(self, free: Resources) -> T | None:
+    def __iter__(self) -> Iterator[T]:
+        """The waiting items, longest first."""
+        return iter(list(self._items))
+
+    def pop_fitting(self, free: Resources, eligible: Callable[[T], bool] = lambda item: True) -> T | None:
+        """The longest waiting item that fits ``free`` (and is ``eligible``), taken off the queue."""
         for index, item in enumerate(self._items):
-            if self._demand(item).fits_in(free):
+            if self._demand(item).fits_in(free) and eligible(item):
                 return self._items.pop(index)
         return None
 
-    def pop_longest(self) -> T:
-        return self._items.pop(0)
+    def remove(self, item: T) -> None:
+        self._items.remove(item)

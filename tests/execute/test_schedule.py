@@ -9,7 +9,10 @@ def test_longest_fitting_first():
     assert queue.pop_fitting(Resources(8, 4))[0] == "big"
     assert queue.pop_fitting(Resources(1, 0))[0] == "small"  # "mid" needs a GPU
     assert queue.pop_fitting(Resources(0, 0)) is None
-    assert queue.pop_longest()[0] == "mid" and len(queue) == 0
+    assert queue.pop_fitting(Resources(8, 4), eligible=lambda r: r[0] != "mid") is None  # "mid" is held back
+    assert [r[0] for r in queue] == ["mid"]
+    queue.remove(runs[2])
+    assert len(queue) == 0
 
 
 def test_resources_arithmetic():
