@@ -25,6 +25,7 @@ from pathlib import Path
 from sweep.execute.cluster import load_cluster
 from sweep.config import ConfigError, SweepConfig, load_config
 from sweep.execute.lock import SweepLocked
+from sweep.results.uri import redact_uri
 
 DEFAULT_RESULTS = "results"
 
@@ -79,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cluster = cluster.model_copy(update={"address": args.address})
     outcome = run_sweep(config, root, cluster)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing to run"
-    log(f"sweep {config.name} finished in {outcome.wall_seconds:.1f} s: {counts}; results in {Path(root).resolve() if '://' not in root else root}")
+    log(f"sweep {config.name} finished in {outcome.wall_seconds:.1f} s: {counts}; results in {redact_uri(root) if '://' in root else Path(root).resolve()}")
     return 1 if outcome.failed else 0
 
 
@@ -180,7 +181,7 @@ def _fit_inputs(args: argparse.Namespace):
         inputs = fit_inputs_from_results(ResultsStore(source), args.sweep, params=args.params)
     inputs = drop_highest_loss(inputs, args.drop_highest_loss)
     if inputs.runs.empty:
-        raise ConfigError(f"no completed runs{' of sweep ' + args.sweep if args.sweep else ''} in {source}")
+        raise ConfigError(f"no completed runs{' of sweep ' + args.sweep if args.sweep else ''} in {redact_uri(source)}")
     return inputs
 
 
@@ -223,7 +224,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from sweep.report.plots import plot_approach2
 
     inputs = _fit_inputs(args)
-    plot_dir = Path("plots") if args.input else Path(_results_root(args)) / "plots"
+    root = _results_root(args)
+    plot_dir = Path("plots") if args.input or "://" in root else Path(root) / "plots"  # a URI root is no local path
     summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=args.predict_flops)
     if args.json == "-":
         print(json.dumps(summary, indent=2))
@@ -249,7 +251,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.input:
         metrics = ResultsStore(_results_root(args)).read_metrics(args.sweep)
         metrics = metrics[metrics["run_id"].isin(set(inputs.runs["run_id"]))]
-    title = f"Scaling-law report: {args.sweep or args.input or _results_root(args)}"
+    title = f"Scaling-law report: {args.sweep or args.input or redact_uri(_results_root(args))}"
     path = write_report(inputs, args.out, metrics=metrics, title=title, n_boot=args.bootstrap, seed=args.seed)
     print(f"report: {path.resolve()}")
     return 0
