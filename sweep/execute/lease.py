@@ -10,7 +10,8 @@ Built on S3's conditional writes (boto3; pyarrow's ``S3FileSystem`` has none), o
   means someone took the lease over (this process stalled past its TTL): the lease is lost, ``on_lost`` is told.
 - **release**: the thread stops and the object is deleted with ``If-Match: <its ETag>`` (never someone else's).
 
-The object's body names the holder (pid, host, start time, TTL, and what the caller adds; never credentials).
+The object's body names the holder (pid, host, start time, TTL, a random lease id, and what the caller adds;
+never credentials).
 Stores that ignore the conditional headers (some S3-compatible servers) are detected on acquire by a second
 ``If-None-Match: *`` PUT that must fail: if it succeeds, ``acquire`` warns once that the lease guards nothing
 against a contender that starts at the same moment (a live holder is still seen, since contenders read first).
@@ -30,6 +31,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable
@@ -85,13 +87,14 @@ class ObjectLease:
         self.warn = warn or (lambda message: None)
         self.etag: str | None = None
         self.holder: dict | None = None
+        self.lease_id = uuid.uuid4().hex  # tells this holder's object from any other's, same process included
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _body(self) -> bytes:
         now = datetime.now(timezone.utc)
         self.holder = {
-            "pid": os.getpid(), "host": socket.gethostname(), **self.extra,
+            "pid": os.getpid(), "host": socket.gethostname(), **self.extra, "lease_id": self.lease_id,
             "started_at": (self.holder or {}).get("started_at", now.isoformat(timespec="seconds")),
             "renewed_at": now.isoformat(timespec="seconds"), "ttl_seconds": self.ttl,
             "expires_at": (now + timedelta(seconds=self.ttl)).isoformat(timespec="seconds"),
@@ -193,7 +196,7 @@ class ObjectLease:
             current = self.read()
         except Exception:
             return False
-        mine = current is not None and all(current[0].get(k) == (self.holder or {}).get(k) for k in ("pid", "host", "started_at"))
+        mine = current is not None and current[0].get("lease_id") == self.lease_id
         if mine:
             self.etag = current[1]
         return mine
@@ -206,8 +209,13 @@ class ObjectLease:
             self._thread = None
         if self.etag is None:
             return
+        from botocore.exceptions import ParamValidationError
+
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
+        except ParamValidationError:  # a botocore without conditional deletes: check, then delete (a narrow race)
+            if self._still_ours():
+                self.client.delete_object(Bucket=self.bucket, Key=self.key)
         except Exception as error:
             if not (_conflict(error) or _missing(error)):
                 raise
