@@ -25,7 +25,7 @@ from pathlib import Path
 from sweep.execute.cluster import load_cluster
 from sweep.config import ConfigError, SweepConfig, load_config
 from sweep.execute.lock import SweepLocked
-from sweep.results.uri import redact_uri
+from sweep.results.uri import redact_uri, secrets_of
 
 DEFAULT_RESULTS = "results"
 
@@ -75,6 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     root = _results_root(args, config)
+    if args.results and secrets_of(args.results):
+        log("warning: --results carries credentials, which other users see in `ps` and Ray records as this job's "
+            "entrypoint; prefer AWS_* environment variables or a profile, or the sweep file's results key")
     cluster = load_cluster(args.cluster)
     if args.address:
         cluster = cluster.model_copy(update={"address": args.address})

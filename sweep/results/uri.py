@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -82,6 +83,21 @@ def scrub(text: str, root: str) -> str:
         if len(secret) >= _MIN_SCRUB_LENGTH:
             text = text.replace(secret, REDACTED)
     return text
+
+
+@dataclass(frozen=True)
+class SecretRoot:
+    """A results root handed to code that records what it is given: it pickles whole (workers use ``.root``) but
+    prints redacted. Ray Train keeps ``str()`` of each ``train_loop_config`` value in its run state (the
+    dashboard's Train API, and export-event files under the Ray session when Ray's export API is on)."""
+
+    root: str
+
+    def __str__(self) -> str:
+        return redact_uri(self.root)
+
+    def __repr__(self) -> str:
+        return f"SecretRoot({redact_uri(self.root)!r})"
 
 
 def s3_client_options(root: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@ credentials and honours S3's conditional writes), one per test session, a fresh 
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
     server_module = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per request otherwise
     server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
