@@ -110,15 +110,27 @@ def test_holder_record_names_no_command_line(tmp_path):
         assert json.loads((tmp_path / ".sweep.lock").read_text()) == holder
 
 
+def test_object_stores_without_conditional_writes_warn_and_lock_this_host(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("SWEEP_CACHE", str(tmp_path))
+    store = SimpleNamespace(fs=SimpleNamespace(type_name="gcs"), is_object_store=True, base="bucket/results", shown="gs://bucket/results")
+    warnings = []
+    with results_lock(store, warn=warnings.append) as holder:
+        assert lock_holder(store)["pid"] == holder["pid"] == os.getpid()
+    assert warnings == ["warning: gcs stores offer no conditional writes here: the lock on gs://bucket/results guards this host only"]
+    assert list((tmp_path / "locks").glob("*.lock"))
+
+
 @pytest.mark.slow
 def test_s3_lease_refuses_a_second_driver_until_the_first_is_gone(tmp_path, s3_endpoint, s3_bucket):
     """Drivers in separate processes on one S3 root: refused while the first lives (renewed past its TTL), taken
     over only once a SIGKILLed holder's lease expired, and at once after a clean release."""
-    ttl = 4.0
+    ttl = 6.0
     uri, env = s3_root(s3_endpoint, s3_bucket[0]), {**os.environ, "SWEEP_LEASE_TTL_SECONDS": str(ttl)}
     first = hold_lock_in_child(uri, env)
     try:
-        time.sleep(2 * ttl + 1)  # only its renewals keep the lease now
+        time.sleep(ttl + 1)  # from now on only its renewals keep the lease
         assert lock_holder(ResultsStore(uri))["pid"] == first.pid  # what sweep status shows
         config = tmp_path / "sweep.yaml"
         config.write_text(yaml.safe_dump(tiny_config()))
