@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (0: none; default 1000)")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     fit.add_argument("--predict-flops", type=float, nargs="+", help="budgets to predict N_opt, D_opt and loss at (default: the largest)")
-    fit.add_argument("--plot", help="PNG path (default RESULTS/plots/isoflop-SWEEP.png; with --input, ./plots/isoflop-NAME.png)")
+    fit.add_argument("--plot", help="PNG path (default RESULTS/plots/isoflop-SWEEP.png; with --input or a URI root, ./plots/isoflop-NAME.png)")
     fit.set_defaults(handler=cmd_fit)
 
     predict = commands.add_parser("predict", help="N_opt, D_opt and loss for a budget, per approach", description=cmd_predict.__doc__)

@@ -76,8 +76,11 @@ class ObjectLease:
         if store.fs.type_name != "s3":
             raise LeaseUnsupported(f"{store.fs.type_name} stores have no conditional writes here")
         import boto3
+        from botocore.config import Config
 
-        self.client = boto3.client("s3", **s3_client_options(store.root))
+        # Short timeouts: a lease request is tiny, and a hung store must not hold up the driver's exit for minutes.
+        timeouts = Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 2})
+        self.client = boto3.client("s3", config=timeouts, **s3_client_options(store.root))
         self.bucket, _, prefix = store.base.partition("/")
         self.key = f"{prefix}/{key}" if prefix else key
         self.where = f"s3://{self.bucket}/{self.key}"
@@ -205,7 +208,7 @@ class ObjectLease:
         """Stop renewing and delete the lease object if it is still ours."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=5)  # a renewal in flight ends within its timeouts; past that, the TTL frees it
             self._thread = None
         if self.etag is None:
             return
@@ -219,7 +222,7 @@ class ObjectLease:
         except Exception as error:
             if not (_conflict(error) or _missing(error)):
                 raise
-        self.etag = None
+        self.etag, self.holder = None, None
 
     def __enter__(self) -> dict:
         return self.acquire()
