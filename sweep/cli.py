@@ -27,6 +27,7 @@ from sweep.execute.cluster import load_cluster
 from sweep.config import ConfigError, SweepConfig, load_config
 from sweep.execute.lock import SweepLocked
 from sweep.execute.stop import SweepStopped
+from sweep.results.uri import redact_uri, secrets_of
 
 DEFAULT_RESULTS = "results"
 
@@ -76,12 +77,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     root = _results_root(args, config)
+    if args.results and secrets_of(args.results):
+        log("warning: --results carries credentials, which other users see in `ps` and Ray records as this job's "
+            "entrypoint; prefer AWS_* environment variables or a profile, or the sweep file's results key")
     cluster = load_cluster(args.cluster)
     if args.address:
         cluster = cluster.model_copy(update={"address": args.address})
     outcome = run_sweep(config, root, cluster)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing to run"
-    log(f"sweep {config.name} finished in {outcome.wall_seconds:.1f} s: {counts}; results in {Path(root).resolve() if '://' not in root else root}")
+    log(f"sweep {config.name} finished in {outcome.wall_seconds:.1f} s: {counts}; results in {redact_uri(root) if '://' in root else Path(root).resolve()}")
     return 1 if outcome.failed else 0
 
 
@@ -182,7 +186,7 @@ def _fit_inputs(args: argparse.Namespace):
         inputs = fit_inputs_from_results(ResultsStore(source), args.sweep, params=args.params)
     inputs = drop_highest_loss(inputs, args.drop_highest_loss)
     if inputs.runs.empty:
-        raise ConfigError(f"no completed runs{' of sweep ' + args.sweep if args.sweep else ''} in {source}")
+        raise ConfigError(f"no completed runs{' of sweep ' + args.sweep if args.sweep else ''} in {redact_uri(source)}")
     return inputs
 
 
@@ -225,7 +229,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from sweep.report.plots import plot_approach2
 
     inputs = _fit_inputs(args)
-    plot_dir = Path("plots") if args.input else Path(_results_root(args)) / "plots"
+    root = _results_root(args)
+    plot_dir = Path("plots") if args.input or "://" in root else Path(root) / "plots"  # a URI root is no local path
     summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=args.predict_flops)
     if args.json == "-":
         print(json.dumps(summary, indent=2))
@@ -251,7 +256,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.input:
         metrics = ResultsStore(_results_root(args)).read_metrics(args.sweep)
         metrics = metrics[metrics["run_id"].isin(set(inputs.runs["run_id"]))]
-    title = f"Scaling-law report: {args.sweep or args.input or _results_root(args)}"
+    title = f"Scaling-law report: {args.sweep or args.input or redact_uri(_results_root(args))}"
     path = write_report(inputs, args.out, metrics=metrics, title=title, n_boot=args.bootstrap, seed=args.seed)
     print(f"report: {path.resolve()}")
     return 0
@@ -308,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (0: none; default 1000)")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     fit.add_argument("--predict-flops", type=float, nargs="+", help="budgets to predict N_opt, D_opt and loss at (default: the largest)")
-    fit.add_argument("--plot", help="PNG path (default RESULTS/plots/isoflop-SWEEP.png; with --input, ./plots/isoflop-NAME.png)")
+    fit.add_argument("--plot", help="PNG path (default RESULTS/plots/isoflop-SWEEP.png; with --input or a URI root, ./plots/isoflop-NAME.png)")
     fit.set_defaults(handler=cmd_fit)
 
     predict = commands.add_parser("predict", help="N_opt, D_opt and loss for a budget, per approach", description=cmd_predict.__doc__)

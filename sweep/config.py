@@ -16,6 +16,7 @@ Example (``sweep/configs/demo.yaml`` is a complete one)::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 class ConfigError(ValueError):
     """A sweep file or command-line value is wrong; the message names the offending key."""
+
+
+def cache_dir() -> Path:
+    """This machine's cache (built corpora, local locks): ``$SWEEP_CACHE``, default ``~/.cache/scaling-sweep``."""
+    return Path(os.environ.get("SWEEP_CACHE", Path.home() / ".cache" / "scaling-sweep"))
 
 
 class _Strict(BaseModel):

@@ -110,11 +110,11 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
     started = time.perf_counter()
     plan = prepare_plan(config)
     store = ResultsStore(results_root)
-    with results_lock(store) as holder:
+    with results_lock(store, sweep=config.name) as holder:
         finished = store.finished_run_ids(config.name)
         todo = [s for s in plan.runs if s.run_id not in finished]
         outcome = SweepOutcome(planned=len(plan.runs), skipped_finished=len(plan.runs) - len(todo))
-        log(f"sweep {config.name}: {len(plan.runs)} runs planned, {outcome.skipped_finished} already finished, {len(todo)} to run; results in {store.base if '://' not in store.root else store.root}")
+        log(f"sweep {config.name}: {len(plan.runs)} runs planned, {outcome.skipped_finished} already finished, {len(todo)} to run; results in {store.shown}")
         if todo:
             connected_here = not ray.is_initialized()
             connect(cluster or ClusterConfig())

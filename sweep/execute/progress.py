@@ -3,7 +3,8 @@
 On a terminal, one live line (runs done of planned, runs in flight, FLOPs done of planned, time left, by the
 planned durations still to go); elsewhere (cron, CI, logs), one plain line per run start and finish, with its
 FLOPs and loss. The driver also keeps ``RESULTS/progress/sweep=NAME.json`` current (written atomically): the
-planned runs with their FLOPs, the runs in flight, and the driver's pid and host.
+planned runs with their FLOPs, the runs in flight, and the driver's pid, host and start time (nothing else of
+the lock's holder record, and never the command line, which may carry credentials).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import TextIO
 
 from sweep.planning.plan import RunSpec
 from sweep.results.storage import FINISHED_STATUSES, ResultsStore
+
+DRIVER_FIELDS = ("pid", "host", "started_at")
+"""What the status file records of the driver: enough for ``sweep status`` to match it with the lock's holder."""
+
 
 def log(message: str, stream: TextIO | None = None) -> None:
     print(f"[sweep {datetime.now().strftime('%H:%M:%S')}] {message}", file=stream or sys.stderr, flush=True)
@@ -39,7 +44,8 @@ class Progress:
 
     def __init__(self, store: ResultsStore, sweep: str, planned: list[RunSpec], todo: list[RunSpec],
                  durations: dict[str, float], driver: dict, stream: TextIO | None = None) -> None:  # fmt: skip
-        self.store, self.sweep, self.driver = store, sweep, driver
+        self.store, self.sweep = store, sweep
+        self.driver = {key: driver[key] for key in DRIVER_FIELDS if key in driver}
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self.planned = {s.run_id: s.flops for s in planned}

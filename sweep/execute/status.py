@@ -45,7 +45,8 @@ def sweep_status(store: ResultsStore, sweep: str | None = None) -> dict:
         counts = {status: int((runs["status"] == status).sum()) for status in RUN_STATUSES}
         status = read_status(store, name) or {"planned": [], "in_flight": [], "driver": None}
         planned = {p["run_id"]: p["flops"] for p in status["planned"]}
-        live = holder is not None and status.get("driver") and holder.get("pid") == status["driver"].get("pid")
+        driver = status.get("driver") or {}
+        live = holder is not None and bool(driver) and all(holder.get(k) == driver.get(k) for k in ("pid", "host"))
         in_flight = status["in_flight"] if live else []
         finished = runs[runs["status"].isin(FINISHED_STATUSES)]
         finished_ids = set(finished["run_id"])

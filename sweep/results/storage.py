@@ -17,6 +17,10 @@ name starting with ``.`` (which readers skip and ``*.parquet`` globs do not matc
 object store (S3, GCS) straight to its key, since a PUT is atomic there and a "rename" would be a copy. A run's metrics file is written before its
 ledger row: the ledger row is the commit, and a rerun of a run without one overwrites its metrics file whole, so a
 metrics row is never duplicated.
+
+A root may carry credentials (``s3://KEY:SECRET@bucket/x``); ``ResultsStore.shown`` is the form of it that may be
+printed (``sweep.results.uri.redact_uri``), an error opening it names only that form, and a ledger row's ``error``
+is scrubbed of the root's secrets before it is written.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from sweep.config import ConfigError
+from sweep.results.uri import redact_uri, scrub
 
 RUN_STATUSES = ("completed", "diverged", "failed", "interrupted")
 """``interrupted``: in flight when the driver was stopped by a signal (its checkpoints are kept; trained again)."""
@@ -92,10 +99,17 @@ METRICS_SCHEMA = pa.schema(
 )
 
 
+class ResultsRootError(ConfigError):
+    """The results root cannot be opened (a malformed URI, an unreachable store); names the root redacted."""
+
+
 def _open_root(root: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in root:
+    if "://" not in root:
+        return pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
+    try:
         return pafs.FileSystem.from_uri(root)
-    return pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
+    except (ValueError, OSError) as error:  # pyarrow's messages may quote the URI: re-worded, scrubbed, unchained
+        raise ResultsRootError(f"results root {redact_uri(root)}: {scrub(str(error), root)}") from None
 
 
 class ResultsStore:
@@ -105,6 +119,15 @@ class ResultsStore:
         self.root = str(root)
         self.fs, self.base = _open_root(self.root)
 
+    @property
+    def is_object_store(self) -> bool:
+        return self.fs.type_name in _OBJECT_STORES
+
+    @property
+    def shown(self) -> str:
+        """The root as it may be printed or stored: a local root resolved, a URI without its credentials."""
+        return redact_uri(self.root) if "://" in self.root else self.base
+
     def _dir(self, dataset: str, sweep: str) -> str:
         return f"{self.base}/{dataset}/sweep={sweep}"
 
@@ -112,7 +135,7 @@ class ResultsStore:
         """Write ``data`` to ``path`` so that readers see the old file or the new one, never part of one."""
         directory, name = path.rsplit("/", 1)
         self.fs.create_dir(directory, recursive=True)
-        if self.fs.type_name in _OBJECT_STORES:
+        if self.is_object_store:
             with self.fs.open_output_stream(path) as out:
                 out.write(data)
             return
@@ -145,6 +168,8 @@ class ResultsStore:
             raise ValueError(f"unknown ledger columns: {sorted(unknown)}")
         if row.get("status") not in RUN_STATUSES:
             raise ValueError(f"status must be one of {RUN_STATUSES}, got {row.get('status')!r}")
+        if row.get("error"):
+            row = {**row, "error": scrub(row["error"], self.root)}
         self._write(pa.Table.from_pylist([row], schema=RUNS_SCHEMA), "runs", sweep, row["run_id"])
 
     def _read(self, dataset: str, schema: pa.Schema, sweep: str | None) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sweep.config import DataConfig
+from sweep.config import DataConfig, cache_dir
 
 STDLIB_VOCAB_SIZE = 256
 _SEPARATOR = b"\x00"
@@ -45,10 +45,6 @@ class Corpus:
     fingerprint: str
     """SHA-256 of the token files (hex, first 16 characters), recorded with every run."""
     description: str
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SWEEP_CACHE", Path.home() / ".cache" / "scaling-sweep"))
 
 
 def _stdlib_sources() -> list[Path]:

@@ -21,6 +21,7 @@ from sweep.planning.plan import RunSpec
 from sweep.results.storage import ResultsStore
 from sweep.training.checkpoint import CheckpointStore
 from sweep.training.claim import RunClaims, claims_for
+from sweep.results.uri import SecretRoot
 from sweep.training.train import Distributed, RunOutcome, train_run
 from sweep.training.worker import record, recorded_outcome, summarize
 
@@ -33,7 +34,7 @@ def _train_worker(config: dict) -> None:
     spec: RunSpec = config["spec"]
     context = ray.train.get_context()
     dist = Distributed(context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device())
-    store = ResultsStore(config["results_root"])
+    store = ResultsStore(config["results_root"].root)
     outcome = train_run(spec, CheckpointStore(store), dist)
     if dist.rank == 0:
         record(store, spec, outcome, config["started_at"])
@@ -56,7 +57,8 @@ def _fit(spec: RunSpec, store: ResultsStore) -> RunOutcome:
     started_at = datetime.now(timezone.utc)
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"spec": spec, "results_root": store.root, "started_at": started_at},
+        # Ray Train records str() of this config in its run state: the root travels whole but shows redacted.
+        train_loop_config={"spec": spec, "results_root": SecretRoot(store.root), "started_at": started_at},
         scaling_config=ScalingConfig(
             num_workers=spec.workers,
             use_gpu=spec.gpus > 0,
