@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import uuid
 
 import pytest
 
@@ -62,3 +64,33 @@ def write_synthetic_results(root, sweep: str = "synthetic", budgets=(1e9, 3e9, 1
                 "tokens": int(d), "flops": budget, "flops_budget": budget, "final_eval_loss": loss, "final_train_loss": loss,
                 "started_at": now, "finished_at": now,
             })  # fmt: skip
+
+
+# A local S3 server for the object-store tests: moto's ThreadedMotoServer on 127.0.0.1 (it accepts any credentials
+# and honours S3's conditional writes), one per test session, a fresh bucket per test.
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    server_module = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per request otherwise
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"{host}:{port}"
+    server.stop()
+
+
+def s3_root(endpoint: str, bucket: str, path: str = "results", userinfo: str = "test:test") -> str:
+    """A pyarrow results URI on the local server (credentials in the userinfo, as users may write them)."""
+    return f"s3://{userinfo}@{bucket}/{path}?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint):
+    """A fresh bucket on the local server; yields ``(name, pyarrow S3FileSystem)``."""
+    import pyarrow.fs as pafs
+
+    s3 = pafs.S3FileSystem(access_key="test", secret_key="test", endpoint_override=s3_endpoint, scheme="http",
+                           region="us-east-1", allow_bucket_creation=True)  # fmt: skip
+    name = f"sweeps-{uuid.uuid4().hex[:12]}"
+    s3.create_dir(name)
+    yield name, s3

@@ -4,7 +4,7 @@
   SIGKILL included, so a stale lock is taken over by simply acquiring it. It guards one host, or every host of a
   shared filesystem whose locks work across clients (NFSv4, or v3 with lockd). The file is opened with
   ``O_NOFOLLOW``: a symlink planted at the lock path is refused (``LockPathError``, exit 2), never followed.
-- **S3** (``s3://`` roots): a lease object ``RESULTS/.sweep.lease`` (``sweep.execute.lease``) created with a
+- **S3** (``s3://`` roots): a lease object ``RESULTS/.sweep.lease`` (``sweep.results.lease``) created with a
   conditional PUT, renewed while the driver lives and taken over once it expired, so it holds across hosts. A
   SIGKILLed driver's lease blocks others until its TTL passes (``SWEEP_LEASE_TTL_SECONDS``, default 60 s).
 - **Other object stores** (``gs://``, ``abfs://``): pyarrow gives no conditional write, so the lock is a local
@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from sweep.config import ConfigError, cache_dir
-from sweep.execute.lease import LeaseHeld, ObjectLease
+from sweep.results.lease import LeaseHeld, ObjectLease, lease_ttl_seconds
 from sweep.results.storage import ResultsStore
 
 LOCK_NAME = ".sweep.lock"
 LEASE_KEY = ".sweep.lease"
-DEFAULT_LEASE_TTL_SECONDS = 60.0
 
 
 class SweepLocked(Exception):
@@ -49,10 +48,6 @@ class SweepLocked(Exception):
 
 class LockPathError(ConfigError):
     """The lock path is a symlink or not a regular file: refused rather than followed or overwritten."""
-
-
-def lease_ttl_seconds() -> float:
-    return float(os.environ.get("SWEEP_LEASE_TTL_SECONDS", DEFAULT_LEASE_TTL_SECONDS))
 
 
 def uses_lease(store: ResultsStore) -> bool:

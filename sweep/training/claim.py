@@ -18,10 +18,13 @@ followed). The kernel drops an ``flock`` when its holder dies, SIGKILL included,
 stale claim. Claim files are never deleted (deleting a lock file races with a process about to lock it); they
 are empty but for the holder's pid and host, a few bytes per run.
 
-``NoClaims`` (object-store roots such as ``s3://``): ``flock`` is impossible there, so the claim is a no-op and
-the protection above does not hold across hosts. The worker takes any object with ``RunClaims``'s ``hold``, so a
-lease kept in the store itself (a conditional put, like the results lock's lease for object stores) plugs in here
-without changing the worker.
+``LeaseClaims`` (``s3://`` roots, where there is no ``flock``): a lease object
+``RESULTS/claims/sweep=NAME/RUN_ID.lease`` (``sweep.results.lease``: created with S3's conditional put, renewed by a
+thread while the trainer lives). A trainer that dies without releasing it blocks the run's next trainer until its
+TTL passes (``SWEEP_LEASE_TTL_SECONDS``, default 60 s), after which the lease is taken over.
+
+``NoClaims`` (other object stores, e.g. ``gs://``, ``abfs://``, which have no conditional writes here): the claim is a
+no-op, and the protection above does not hold there; the results lock says so when the sweep starts.
 """
 
 from __future__ import annotations
@@ -111,8 +114,43 @@ class FlockClaims:
             time.sleep(self.poll_seconds)
 
 
+class LeaseClaims:
+    """Claims as object-store leases (``s3://`` roots): ``RESULTS/claims/sweep=NAME/RUN_ID.lease``."""
+
+    def __init__(self, store: ResultsStore, log: Callable[[str], None] = _stderr, poll_seconds: float = 2.0) -> None:
+        self.store, self.log, self.poll_seconds = store, log, poll_seconds
+
+    @contextmanager
+    def hold(self, sweep: str, run_id: str, timeout: float | None = None) -> Iterator[None]:
+        from sweep.results.lease import LeaseHeld, ObjectLease, lease_ttl_seconds
+
+        lease = ObjectLease(self.store, f"claims/sweep={sweep}/{run_id}.lease", lease_ttl_seconds(), holder={"run_id": run_id},
+                            on_lost=self.log, warn=self.log)  # fmt: skip
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiting = False
+        while True:
+            try:
+                lease.acquire(block=False)
+                break
+            except LeaseHeld as held:
+                who = f"pid {held.holder.get('pid', '?')} on {held.holder.get('host', '?')}"
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ClaimTimeout(f"run {run_id} is still claimed by {who}") from None
+                if not waiting and timeout is None:
+                    self.log(f"run {run_id}: waiting for an earlier worker of this run ({who}) to finish, or its lease to expire")
+                waiting = True
+            time.sleep(self.poll_seconds)
+        try:
+            yield
+        finally:
+            lease.release()
+
+
 def claims_for(store: ResultsStore, log: Callable[[str], None] = _stderr) -> RunClaims:
-    """``FlockClaims`` under ``RESULTS/claims`` for a POSIX results root; ``NoClaims`` for an object store."""
+    """``FlockClaims`` under ``RESULTS/claims`` for a POSIX results root, ``LeaseClaims`` for ``s3://``,
+    ``NoClaims`` for other object stores."""
     if store.fs.type_name == "local":
         return FlockClaims(Path(store.base) / "claims", log)
+    if store.fs.type_name == "s3":
+        return LeaseClaims(store, log)
     return NoClaims()

@@ -16,7 +16,7 @@ from sweep.cli import main
 from sweep.execute.lock import LockPathError, SweepLocked, lock_holder, results_lock
 from sweep.results.storage import ResultsStore
 from tests.conftest import tiny_config
-from tests.execute.conftest import s3_root
+from tests.conftest import s3_root
 
 HOLD = textwrap.dedent(
     """

@@ -19,7 +19,7 @@ import yaml
 from sweep.config import cache_dir
 from sweep.results.storage import ResultsStore
 from tests.conftest import tiny_config
-from tests.execute.conftest import s3_root
+from tests.conftest import s3_root
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from sweep.config import parse_config
 from sweep.execute.orchestrate import run_sweep
 from sweep.results.storage import ResultsStore
 from tests.conftest import tiny_config
-from tests.execute.conftest import s3_root
+from tests.conftest import s3_root
 
 pytestmark = pytest.mark.slow
 

@@ -19,10 +19,10 @@ from sweep.planning.plan import RunSpec, plan_sweep
 from sweep.results.storage import ResultsStore
 from sweep.training import worker
 from sweep.training.checkpoint import CheckpointStore
-from sweep.training.claim import ClaimTimeout, FlockClaims, NoClaims, claims_for
+from sweep.training.claim import ClaimTimeout, FlockClaims, LeaseClaims, NoClaims, claims_for
 from sweep.training.data import load_corpus
 from sweep.training.train import train_run
-from tests.conftest import tiny_config
+from tests.conftest import s3_root, tiny_config
 
 # The orphan: holds the run's claim, says so, then on "commit" trains and records the run as a worker would; on
 # anything else (or when killed) it leaves without writing.
@@ -149,7 +149,22 @@ def test_a_symlink_at_a_claim_path_is_refused(tmp_path):
     assert target.read_text() == "keep me"
 
 
-def test_claims_for_picks_flock_on_posix_roots_and_nothing_on_object_stores(tmp_path):
+def test_claims_for_picks_flock_on_posix_roots_leases_on_s3_and_nothing_elsewhere(tmp_path):
     assert isinstance(claims_for(ResultsStore(tmp_path)), FlockClaims)
-    object_store = SimpleNamespace(fs=SimpleNamespace(type_name="s3"), base="bucket/results")
-    assert isinstance(claims_for(object_store), NoClaims)
+    s3 = SimpleNamespace(fs=SimpleNamespace(type_name="s3"), base="bucket/results", root="s3://bucket/results")
+    assert isinstance(claims_for(s3), LeaseClaims)
+    gcs = SimpleNamespace(fs=SimpleNamespace(type_name="gcs"), base="bucket/results")
+    assert isinstance(claims_for(gcs), NoClaims)
+
+
+def test_s3_claims_are_exclusive_leases_released_on_exit(s3_endpoint, s3_bucket):
+    store = ResultsStore(s3_root(s3_endpoint, s3_bucket[0]))
+    first, second = LeaseClaims(store, poll_seconds=0.1), LeaseClaims(store, poll_seconds=0.1)
+    with first.hold("s", "run"):
+        with pytest.raises(ClaimTimeout, match="run run is still claimed by pid"):
+            with second.hold("s", "run", timeout=0.5):
+                pass
+        with second.hold("s", "other", timeout=0.5):  # another run's claim is independent
+            pass
+    with second.hold("s", "run", timeout=0.5):  # released on exit: free at once
+        pass

@@ -39,6 +39,15 @@ from typing import Any, Callable
 from sweep.results.storage import ResultsStore
 from sweep.results.uri import s3_client_options
 
+DEFAULT_LEASE_TTL_SECONDS = 60.0
+
+
+def lease_ttl_seconds() -> float:
+    """Leases' time to live: ``SWEEP_LEASE_TTL_SECONDS`` (tests shorten it), else 60 s. A SIGKILLed holder's lease
+    blocks others for at most this long."""
+    return float(os.environ.get("SWEEP_LEASE_TTL_SECONDS", DEFAULT_LEASE_TTL_SECONDS))
+
+
 _CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 
 

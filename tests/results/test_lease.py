@@ -1,4 +1,4 @@
-"""The object-store lease (``sweep.execute.lease``) against a local S3 server: exclusive while renewed, taken over
+"""The object-store lease (``sweep.results.lease``) against a local S3 server: exclusive while renewed, taken over
 only once expired, by exactly one of two contenders, and released at once on a clean exit."""
 
 import threading
@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from sweep.execute.lease import LeaseHeld, LeaseUnsupported, ObjectLease
+from sweep.results.lease import LeaseHeld, LeaseUnsupported, ObjectLease
 from sweep.results.storage import ResultsStore
-from tests.execute.conftest import s3_root
+from tests.conftest import s3_root
 
 
 @pytest.fixture
