@@ -7,8 +7,26 @@ connect, schedule, lock, progress) -> ``training`` (one run: loop, data, checkpo
 command.
 """
 
-from sweep.config import ConfigError, SweepConfig, load_config, parse_config
-from sweep.planning.plan import Plan, RunSpec, plan_sweep
-from sweep.results.storage import ResultsStore
+from __future__ import annotations
 
-__all__ = ["ConfigError", "Plan", "ResultsStore", "RunSpec", "SweepConfig", "load_config", "parse_config", "plan_sweep"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sweep.config import ConfigError, SweepConfig, load_config, parse_config
+    from sweep.planning.plan import Plan, RunSpec, plan_sweep
+    from sweep.results.storage import ResultsStore
+
+_PUBLIC = {
+    "ConfigError": "sweep.config", "SweepConfig": "sweep.config", "load_config": "sweep.config",
+    "parse_config": "sweep.config", "Plan": "sweep.planning.plan", "RunSpec": "sweep.planning.plan",
+    "plan_sweep": "sweep.planning.plan", "ResultsStore": "sweep.results.storage",
+}  # fmt: skip
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use, so ``sweep --help`` does not load torch (``planning`` does)."""
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'sweep' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

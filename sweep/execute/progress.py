@@ -13,10 +13,12 @@ import json
 import sys
 import time
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from sweep.planning.plan import RunSpec
 from sweep.results.storage import FINISHED_STATUSES, ResultsStore
+
+if TYPE_CHECKING:  # the plan imports torch: not needed at run time here, nor by ``sweep --help``
+    from sweep.planning.plan import RunSpec
 
 DRIVER_FIELDS = ("pid", "host", "started_at")
 """What the status file records of the driver: enough for ``sweep status`` to match it with the lock's holder."""

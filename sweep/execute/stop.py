@@ -30,14 +30,16 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pandas as pd
 
 from sweep.execute.progress import log
-from sweep.planning.plan import RunSpec
 from sweep.results.storage import ResultsStore
 from sweep.training.claim import ClaimTimeout, RunClaims, claims_for
+
+if TYPE_CHECKING:  # the plan imports torch: not needed at run time here, nor by ``sweep --help``
+    from sweep.planning.plan import RunSpec
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CANCEL_WAIT_SECONDS = 3.0
