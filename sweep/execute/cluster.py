@@ -107,8 +107,9 @@ def connect(cluster: ClusterConfig) -> None:
     else:
         context = _start_embedded(cluster, log_to_driver=not quiet)
     if quiet:
-        session = context.address_info.get("session_dir")
-        logging.getLogger("ray").warning("Ray session logs (workers' output, raylet, autoscaler): %s/logs", session)
+        session = getattr(context, "address_info", {}).get("session_dir")  # (a Ray Client context has none)
+        if session:
+            logging.getLogger("ray").warning("Ray session logs (workers' output, raylet, autoscaler): %s/logs", session)
 
 
 def _start_embedded(cluster: ClusterConfig, log_to_driver: bool):
@@ -159,7 +160,7 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, port), timeout=REACH_TIMEOUT_S).close()
     except OSError as error:
-        cause = error.strerror or ("no answer within %g s" % REACH_TIMEOUT_S if isinstance(error, TimeoutError) else str(error))
+        cause = f"no answer within {REACH_TIMEOUT_S:g} s" if isinstance(error, TimeoutError) else error.strerror or str(error)
         raise ClusterUnreachable(f"cannot connect to Ray at {address}: {cause}") from None
 
 

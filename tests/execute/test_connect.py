@@ -136,3 +136,12 @@ def test_a_dead_address_is_one_line_and_exit_5(tmp_path):
     assert time.monotonic() - started < 60  # a dead address used to hang for 80 s or more
     errors = [line for line in result.stderr.splitlines() if not line.startswith("[sweep ")]
     assert errors == [f"sweep: error: cannot connect to Ray at {address}: Connection refused"]
+
+
+@pytest.mark.parametrize(("address", "cause"), [("junk", "not HOST:PORT, ray://HOST:PORT or auto"),
+                                                ("nohost.invalid:6379", "")])  # fmt: skip
+def test_an_address_that_names_no_server_is_refused_before_ray_starts(address, cause):
+    from sweep.execute.cluster import ClusterUnreachable, _check_reachable
+
+    with pytest.raises(ClusterUnreachable, match=f"^cannot connect to Ray at {re.escape(address)}: {re.escape(cause)}"):
+        _check_reachable(address)  # (the resolver's own words for an unknown host vary)
