@@ -24,6 +24,10 @@ and joining presents the token Ray finds on this machine (``RAY_AUTH_TOKEN``, ``
 ``~/.ray/auth_token``), as ``ray start`` does; an explicit ``RAY_AUTH_MODE`` is respected. The token is never
 printed. Ray's notice that it turned tokens on goes to the log file with Ray's other logs.
 
+Quiet by default: with ``log_file`` set (``sweep run`` sets it) and not ``verbose``, Ray's driver-side logging and
+everything Ray forwards to the driver (workers' stdout/stderr, raylet and autoscaler messages) go to that file,
+without colour codes, and the terminal carries only the sweep's own lines.
+
 A join is checked before the driver commits to it: the address must accept a TCP connection within
 ``REACH_TIMEOUT_S``, and a throw-away ``ray.init`` in a child process must succeed within ``PROBE_TIMEOUT_S``
 (a wrong token otherwise retries for minutes, printing C++ warnings). Any failure is one ``ClusterUnreachable``
@@ -102,17 +106,15 @@ def connect(cluster: ClusterConfig) -> None:
     if ray.is_initialized():
         return
     quiet = _route_ray_logs(cluster)
-    if cluster.address:
-        context = _join(cluster.address, log_to_driver=not quiet)
-    else:
-        context = _start_embedded(cluster, log_to_driver=not quiet)
+    context = _join(cluster.address) if cluster.address else _start_embedded(cluster)
     if quiet:
+        _forward_worker_output(Path(cluster.log_file))
         session = getattr(context, "address_info", {}).get("session_dir")  # (a Ray Client context has none)
         if session:
-            logging.getLogger("ray").warning("Ray session logs (workers' output, raylet, autoscaler): %s/logs", session)
+            logging.getLogger("ray").warning("Ray session logs (all of Ray's processes): %s/logs", session)
 
 
-def _start_embedded(cluster: ClusterConfig, log_to_driver: bool):
+def _start_embedded(cluster: ClusterConfig):
     import ray
     from ray._private import ray_constants
 
@@ -129,11 +131,10 @@ def _start_embedded(cluster: ClusterConfig, log_to_driver: bool):
         include_dashboard=cluster.dashboard,
         dashboard_host="127.0.0.1",
         logging_level="WARNING",
-        log_to_driver=log_to_driver,
     )
 
 
-def _join(address: str, log_to_driver: bool):
+def _join(address: str):
     import ray
     from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
 
@@ -141,7 +142,7 @@ def _join(address: str, log_to_driver: bool):
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)  # what `ray.init(address="auto")` does
     _probe(address)
     try:
-        return ray.init(address=address, logging_level="WARNING", log_to_driver=log_to_driver)
+        return ray.init(address=address, logging_level="WARNING")
     except (ConnectionError, RuntimeError, ray.exceptions.RayError) as error:
         raise ClusterUnreachable(f"cannot connect to Ray at {address}: {_first_line(str(error))}") from None
 
@@ -218,12 +219,13 @@ def _first_line(text: str) -> str:
 def _route_ray_logs(cluster: ClusterConfig) -> bool:
     """Send Ray's driver-side logging to ``cluster.log_file`` (unless verbose); True when Ray is to be quiet.
 
-    No colour codes in Ray's forwarded lines when stdout is not a terminal (``RAY_COLOR_PREFIX=0``).
+    No colour codes in Ray's forwarded lines when stdout is not a terminal (``RAY_COLOR_PREFIX=0``), nor in the file.
     """
     if not sys.stdout.isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     if cluster.verbose or not cluster.log_file:
         return False
+    os.environ["RAY_COLOR_PREFIX"] = "0"
     path = Path(cluster.log_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
@@ -237,3 +239,14 @@ def _route_ray_logs(cluster: ClusterConfig) -> bool:
 
     log(f"Ray's logs: {path.resolve()} (--verbose shows them here)")
     return True
+
+
+def _forward_worker_output(path: Path) -> None:
+    """Write what Ray forwards to the driver (workers' stdout and stderr, raylet and autoscaler messages) to ``path``
+    instead of this process's stdout/stderr: Ray's own printer, given the file in place of the terminal."""
+    from ray._private import worker as ray_worker
+
+    sink = open(path, "a", buffering=1, encoding="utf-8")  # line-buffered appends, beside the logging handler's
+    dispatcher = ray_worker.global_worker_stdstream_dispatcher
+    dispatcher.remove_handler("ray_print_logs")
+    dispatcher.add_handler("ray_print_logs", lambda batch: ray_worker.print_worker_logs(batch, sink))

@@ -73,3 +73,25 @@ def test_embedded_sweep_is_quiet_loopback_only_and_ignores_ray_address(tmp_path)
     log_file = Path(log_line.split("Ray's logs: ")[1].split(" (")[0])
     assert log_file.is_file() and log_file.parent == (tmp_path / "results" / "logs").resolve()
     assert "Ray session logs" in log_file.read_text()
+
+
+FORWARD = """
+import sys, ray
+from sweep.execute.cluster import ClusterConfig, connect
+connect(ClusterConfig(num_cpus=1, dashboard=False, log_file=sys.argv[1]))
+@ray.remote
+def shout():
+    print("out from a worker"); print("err from a worker", file=sys.stderr)
+ray.get(shout.remote())
+ray.shutdown()  # flushes what the workers printed to the driver
+"""
+
+
+def test_what_workers_print_goes_to_the_log_file_not_the_terminal(tmp_path):
+    log_file = tmp_path / "logs" / "ray.log"
+    driver = subprocess.run([str(BIN / "python"), "-c", FORWARD, str(log_file)], env=clean_env(), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    assert driver.stdout == "" and "from a worker" not in driver.stderr and "\x1b[" not in driver.stderr
+    text = log_file.read_text()
+    assert "out from a worker" in text and "err from a worker" in text and "\x1b[" not in text
