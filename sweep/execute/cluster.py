@@ -207,8 +207,8 @@ def _auth_cause() -> str:
     elif (Path.home() / ".ray" / "auth_token").exists():
         source = "~/.ray/auth_token"
     else:
-        return ("the cluster requires an authentication token and none was found "
-                "(set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH to the head's ~/.ray/auth_token)")  # fmt: skip
+        return ("the cluster requires an authentication token and none was found (copy the head's ~/.ray/auth_token "
+                "here, or set RAY_AUTH_TOKEN_PATH to a copy, or RAY_AUTH_TOKEN to its contents)")  # fmt: skip
     return f"the cluster rejected the authentication token from {source}"
 
 
