@@ -128,6 +128,17 @@ def test_a_wrong_token_is_one_line_and_exit_5(tmp_path, ray_head):
     assert "0" * 32 not in result.stderr + result.stdout
 
 
+def test_no_token_on_this_machine_is_one_line_naming_where_to_put_it(tmp_path, ray_head):
+    address, _ = ray_head
+    home = tmp_path / "home"  # a machine that never saw the head's ~/.ray/auth_token
+    home.mkdir()
+    result = sweep_run(tmp_path, address, clean_env(HOME=str(home)))
+    assert result.returncode == 5, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("[sweep ")]
+    assert len(errors) == 1 and errors[0].startswith(f"sweep: error: cannot connect to Ray at {address}: the cluster "
+                                                     "requires an authentication token and none was found")  # fmt: skip
+
+
 def test_a_dead_address_is_one_line_and_exit_5(tmp_path):
     address = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
