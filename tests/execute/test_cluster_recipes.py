@@ -109,6 +109,15 @@ def test_slurm_script_starts_ray_then_exits_with_the_sweeps_status(tmp_path, sta
     assert "sweep run s.yaml --results out --address 10.0.0.1:6379" in log  # (the stub worker step may log after it)
 
 
+def test_slurm_script_exits_5_when_the_ray_cluster_never_comes_up(tmp_path):
+    _stub_bin(tmp_path, {**STUBS, "python": "cat > /dev/null; exit 1"})  # the wait step gives up
+    env = {**os.environ, "VENV": str(tmp_path), "LOG": str(tmp_path / "log"), "SWEEP_STATUS": "0", "SWEEP_CONFIG": "s.yaml",
+           "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_NUM_NODES": "2", "SLURM_CPUS_PER_TASK": "8"}  # fmt: skip
+    result = subprocess.run(["bash", str(SLURM)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 5, result.stderr
+    assert not any(line.startswith("sweep ") for line in (tmp_path / "log").read_text().splitlines())
+
+
 @pytest.mark.slow
 def test_slurm_script_runs_a_real_two_node_ray_cluster_on_loopback(tmp_path):
     """The script's launch logic for real: stubs only for SLURM (scontrol, srun running its command here, hostname
