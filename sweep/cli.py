@@ -1,7 +1,7 @@
 """The ``sweep`` command line: a map from subcommand to function. Usage and config errors exit 2 with one line.
 
     sweep plan CONFIG [--json]                         show the planned runs without training
-    sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR]
+    sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--verbose]
                                                        train what the results directory lacks
     sweep status [--results DIR] [--json]              runs by status, FLOPs done of planned, runs in flight
     sweep fit [--results DIR | --input FILE] [--json PATH]  Approaches 2 and 3, bootstrap intervals, plot
@@ -10,8 +10,10 @@
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
 
 Exit status: 0 success (every planned run completed or diverged), 1 some runs failed after their retries,
-2 config or usage error, 3 another sweep holds the results directory's lock, 130 stopped by SIGINT and 143 by
-SIGTERM (runs in flight recorded as interrupted, checkpoints kept: rerun the same command to resume them).
+2 config or usage error (a run no node can ever hold included), 3 another sweep holds the results directory's
+lock, 5 cannot connect to the Ray cluster, 130 stopped by SIGINT and 143 by SIGTERM (runs in flight recorded as
+interrupted, checkpoints kept: rerun the same command to resume them).
+The sweep's own lines go to stderr; Ray's logs go to a file whose path ``sweep run`` prints (``--verbose``: the terminal).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
-from sweep.execute.cluster import load_cluster
+from sweep.execute.cluster import ClusterUnreachable, load_cluster
 from sweep.config import ConfigError, SweepConfig, load_config
 from sweep.execute.lock import SweepLocked
 from sweep.execute.stop import SweepStopped
@@ -70,6 +73,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray_log_file(root: str) -> Path:
+    """Where Ray's logs go: RESULTS/logs/ray-TIME.log, or ./logs/ for an object-store root (Ray writes local files)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return (Path("logs") if "://" in root else Path(root) / "logs") / f"ray-{stamp}.log"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Train the runs the results lack. Example: ``sweep run my.yaml --results /shared/results --address auto``."""
     from sweep.execute.orchestrate import run_sweep
@@ -83,6 +92,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     cluster = load_cluster(args.cluster)
     if args.address:
         cluster = cluster.model_copy(update={"address": args.address})
+    if args.verbose:
+        cluster = cluster.model_copy(update={"verbose": True})
+    if not cluster.log_file:
+        cluster = cluster.model_copy(update={"log_file": str(_ray_log_file(root))})
     outcome = run_sweep(config, root, cluster)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing to run"
     log(f"sweep {config.name} finished in {outcome.wall_seconds:.1f} s: {counts}; results in {redact_uri(root) if '://' in root else Path(root).resolve()}")
@@ -264,7 +277,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the bundled demo sweep on embedded Ray, then fit it. Example: ``sweep demo``."""
-    args.config, args.cluster, args.address = demo_config_path(), None, None
+    args.config, args.cluster, args.address, args.verbose = demo_config_path(), None, None, False
     status = cmd_run(args)
     if status == 0:
         args.sweep, args.params, args.plot, args.input = load_config(args.config).name, "nonembedding", None, None
@@ -299,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", help=f"results directory or URI (default: the config's, else ./{DEFAULT_RESULTS})")
     run.add_argument("--cluster", help="cluster file (default: embedded Ray, as clusters/local.yaml)")
     run.add_argument("--address", help="Ray cluster to join: auto, ray://host:port or host:port (overrides --cluster)")
+    run.add_argument("--verbose", action="store_true", help="show Ray's own logs on the terminal (default: in a file)")
     run.set_defaults(handler=cmd_run)
 
     status = commands.add_parser("status", help="runs by status, FLOPs done, runs in flight", description=cmd_status.__doc__)
@@ -350,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     except SweepLocked as error:
         print(f"sweep: {error}", file=sys.stderr)
         return 3
+    except ClusterUnreachable as error:
+        print(f"sweep: error: {error}", file=sys.stderr)
+        return 5
     except SweepStopped as stop:
         print(stop, file=sys.stderr)
         return stop.exit_code

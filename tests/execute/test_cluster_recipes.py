@@ -4,13 +4,19 @@ import configparser
 import copy
 import os
 import re
+import shutil
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
 from sweep.config import parse_config
+from sweep.results.storage import ResultsStore
+from tests.conftest import tiny_config
 
 CLUSTERS = Path(__file__).resolve().parents[2] / "clusters"
 SLURM = CLUSTERS / "slurm.sbatch"
@@ -70,30 +76,101 @@ STUBS = {
     "scontrol": 'printf "node1\\nnode2\\n"',
     "srun": 'while [[ $1 == -* ]]; do [[ $1 == -w ]] && shift; shift; done; exec "$@"',
     "hostname": 'echo "10.0.0.1 fe80::1"',
-    "ray": 'echo "ray $*" >> "$LOG"',
+    "ray": 'echo "ray $*" >> "$LOG"; [[ $* != *--block* ]] || exec sleep 60',  # a Ray step lives until stopped
     "python": "cat > /dev/null",
-    "sleep": ":",
     "sweep": 'echo "sweep $*" >> "$LOG"; exit "$SWEEP_STATUS"',
 }
 
 
-@pytest.mark.parametrize("status", [0, 1, 3])
+def _stub_bin(tmp_path: Path, stubs: dict[str, str], path_after: str = "") -> Path:
+    """A directory of stub commands and an ``activate`` (the script sources $VENV/bin/activate) that puts it first."""
+    stub_dir = tmp_path / "bin"
+    stub_dir.mkdir()
+    for name, body in stubs.items():
+        (stub_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (stub_dir / name).chmod(0o755)
+    (stub_dir / "activate").write_text(f'PATH="{stub_dir}:{path_after}$PATH"\n')
+    return stub_dir
+
+
+@pytest.mark.parametrize("status", [0, 1, 3, 5])
 def test_slurm_script_starts_ray_then_exits_with_the_sweeps_status(tmp_path, status):
-    stubs = tmp_path / "bin"
-    stubs.mkdir()
-    for name, body in STUBS.items():
-        (stubs / name).write_text(f"#!/bin/bash\n{body}\n")
-        (stubs / name).chmod(0o755)
-    (stubs / "activate").write_text(f'PATH="{stubs}:$PATH"\n')  # the script sources $VENV/bin/activate
+    _stub_bin(tmp_path, STUBS)
     env = {**os.environ, "VENV": str(tmp_path), "LOG": str(tmp_path / "log"), "SWEEP_STATUS": str(status),
            "SWEEP_CONFIG": "s.yaml", "RESULTS": "out", "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_NUM_NODES": "2",
-           "SLURM_CPUS_PER_TASK": "8", "SLURM_GPUS_PER_TASK": "4"}
+           "SLURM_CPUS_PER_TASK": "8", "SLURM_GPUS_PER_TASK": "4"}  # fmt: skip
+    env.pop("RAY_AUTH_MODE", None)
     result = subprocess.run(["bash", str(SLURM)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert result.returncode == status, result.stderr
     log = (tmp_path / "log").read_text().splitlines()
-    head = "ray start --head --node-ip-address=10.0.0.1 --port=6379 --num-cpus=8 --num-gpus=4 --block"
-    assert head in log and "ray start --address=10.0.0.1:6379 --num-cpus=8 --num-gpus=4 --block" in log
-    assert log[-1] == "sweep run s.yaml --results out --address 10.0.0.1:6379"
+    assert log[0] == "ray get-auth-token --generate"  # a token exists before the head starts
+    head = "ray start --head --node-ip-address=10.0.0.1 --port=6379 --temp-dir=/tmp/ray --log-color=false --num-cpus=8 --num-gpus=4 --block"
+    assert head in log and "ray start --address=10.0.0.1:6379 --log-color=false --num-cpus=8 --num-gpus=4 --block" in log
+    assert "sweep run s.yaml --results out --address 10.0.0.1:6379" in log  # (the stub worker step may log after it)
+
+
+def test_slurm_script_exits_5_when_the_ray_cluster_never_comes_up(tmp_path):
+    _stub_bin(tmp_path, {**STUBS, "python": "cat > /dev/null; exit 1"})  # the wait step gives up
+    env = {**os.environ, "VENV": str(tmp_path), "LOG": str(tmp_path / "log"), "SWEEP_STATUS": "0", "SWEEP_CONFIG": "s.yaml",
+           "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_NUM_NODES": "2", "SLURM_CPUS_PER_TASK": "8"}  # fmt: skip
+    result = subprocess.run(["bash", str(SLURM)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 5, result.stderr
+    assert not any(line.startswith("sweep ") for line in (tmp_path / "log").read_text().splitlines())
+
+
+@pytest.mark.slow
+def test_slurm_script_runs_a_real_two_node_ray_cluster_on_loopback(tmp_path):
+    """The script's launch logic for real: stubs only for SLURM (scontrol, srun running its command here, hostname
+    giving 127.0.0.1); a real token-auth Ray head plus one real worker node, a real sweep; then nothing left."""
+    from tests.execute.test_connect import BIN, PORT_FLAGS, clean_env, free_port, node_ids, stop_tree
+
+    real_stubs = {name: body for name, body in STUBS.items() if name in ("scontrol", "srun")}
+    _stub_bin(tmp_path, {**real_stubs, "hostname": "echo 127.0.0.1"}, path_after=f"{BIN}:")
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(name="slurm")))
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths must stay under 107 bytes
+    extra = "--disable-usage-stats"
+    env = clean_env(VENV=str(tmp_path), SWEEP_CONFIG=str(config), RESULTS=str(tmp_path / "results"),
+                    SLURM_JOB_NODELIST="node[1-2]", SLURM_JOB_NUM_NODES="2", SLURM_CPUS_PER_TASK="1",
+                    SLURM_GPUS_PER_TASK="0", RAY_PORT=str(free_port()), RAY_TEMP_DIR=str(ray_tmp),
+                    RAY_HEAD_ARGS=" ".join([extra, "--include-dashboard=false", *(f"--{flag}={free_port()}" for flag in PORT_FLAGS)]),
+                    RAY_WORKER_ARGS=" ".join([extra, *(f"--{flag}={free_port()}" for flag in PORT_FLAGS[1:])]))  # fmt: skip
+    script = subprocess.Popen(["bash", str(SLURM)], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    started: dict[int, float] = {}  # every process the script started: pid -> create time
+    nodes: set[str] = set()
+    try:
+        deadline = time.monotonic() + 400
+        while script.poll() is None and time.monotonic() < deadline:
+            try:
+                children = psutil.Process(script.pid).children(recursive=True)
+                started |= {p.pid: p.create_time() for p in children if p.is_running()}
+                nodes |= node_ids(script.pid)
+            except psutil.Error:
+                pass
+            time.sleep(0.5)
+        output, _ = script.communicate(timeout=420)
+        assert script.returncode == 0, output[-4000:]
+        runs = ResultsStore(str(tmp_path / "results")).read_runs("slurm")
+        assert len(runs) == 4 and set(runs["status"]) == {"completed"}, output[-4000:]
+        assert len(nodes) == 2 and set(runs["node"]) == nodes  # the sweep used both nodes: head and worker
+        time.sleep(2)
+        left = [pid for pid, created in started.items() if _alive(pid, created)]
+        assert left == [], [psutil.Process(pid).name() for pid in left]  # the trap stopped every Ray step
+    finally:
+        script.kill() if script.poll() is None else None
+        for pid, created in started.items():  # only what this test's script started
+            if _alive(pid, created):
+                stop_tree(pid, timeout=5)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _alive(pid: int, created: float) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _unit(name: str) -> configparser.ConfigParser:
