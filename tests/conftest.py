@@ -8,7 +8,9 @@ import uuid
 
 import pytest
 
-# The embedded test cluster listens on loopback only; token authentication adds nothing there but a warning.
+# The tests' own Ray instances (the shared session below, subprocess drivers) run without token authentication, so
+# the suite needs no token on the machine; `sweep run` itself keeps it on (tests/execute/test_connect.py and
+# test_quiet.py check joins with a token and an embedded sweep's output).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
