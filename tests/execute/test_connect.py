@@ -5,6 +5,7 @@ process's descendants), never by name."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -60,15 +61,13 @@ def stop_tree(pid: int, timeout: float = 30.0) -> list[psutil.Process]:
     return procs
 
 
-def node_ids(pid: int) -> set[str]:
-    """Node ids of the raylets among a process's descendants (from the raylet's own --node_id flag)."""
-    ids = set()
-    for proc in psutil.Process(pid).children(recursive=True):
-        try:
-            ids.update(m.group(1) for arg in proc.cmdline() if (m := re.match(r"--node_id=(\w+)", arg)))
-        except psutil.Error:
-            pass
-    return ids
+def node_ids(address: str) -> set[str]:
+    """Node ids of the cluster at ``address`` (the head this module started), asked of its GCS with the token."""
+    probe = "import json, sys, ray; ray.init(address=sys.argv[1], logging_level='ERROR'); print(json.dumps([n['NodeID'] for n in ray.nodes()]))"
+    result = subprocess.run([sys.executable, "-c", probe, address], env=clean_env(RAY_AUTH_MODE="token"),
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def wait_listening(port: int, deadline_s: float = 120.0) -> None:
@@ -107,12 +106,12 @@ def sweep_run(tmp_path: Path, address: str, env: dict[str, str], name: str = "jo
 
 
 def test_sweep_joins_a_token_cluster_and_records_its_runs_there(tmp_path, ray_head):
-    address, head_pid = ray_head
+    address, _ = ray_head
     result = sweep_run(tmp_path, address, clean_env())  # the token: ~/.ray/auth_token, written by `ray start`
     assert result.returncode == 0, result.stderr[-3000:]
     runs = ResultsStore(str(tmp_path / "results")).read_runs("joined")
     assert len(runs) == 4 and set(runs["status"]) == {"completed"}
-    assert set(runs["node"]) <= node_ids(head_pid)  # trained on the cluster's node, not an embedded Ray
+    assert set(runs["node"]) <= node_ids(address)  # trained on the cluster's node, not an embedded Ray
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
