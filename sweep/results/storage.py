@@ -189,6 +189,17 @@ class ResultsStore:
         """The ledger (all sweeps, or one), one row per run."""
         return self._read("runs", RUNS_SCHEMA, sweep)
 
+    def read_run(self, sweep: str, run_id: str) -> dict | None:
+        """One run's ledger row as a dict (nulls as None), or None when the run has none: one file read, not the
+        whole ledger (workers ask this at every run start)."""
+        path = f"{self._dir('runs', sweep)}/{run_id}.parquet"
+        try:
+            with self.fs.open_input_file(path) as handle:
+                rows = pq.read_table(handle, schema=RUNS_SCHEMA).to_pylist()
+        except FileNotFoundError:
+            return None
+        return rows[0] if rows else None
+
     def read_metrics(self, sweep: str | None = None) -> pd.DataFrame:
         """All metrics rows (all sweeps, or one), sorted by run and step."""
         frame = self._read("metrics", METRICS_SCHEMA, sweep)

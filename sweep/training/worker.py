@@ -80,12 +80,9 @@ def execute_run(spec: RunSpec, results_root: str, claims: RunClaims | None = Non
 
 def recorded_outcome(store: ResultsStore, spec: RunSpec) -> RunOutcome | None:
     """The run's outcome as its ledger row records it, if the run is finished (completed or diverged); else None."""
-    runs = store.read_runs(spec.sweep)
-    rows = runs[(runs["run_id"] == spec.run_id) & runs["status"].isin(FINISHED_STATUSES)]
-    if rows.empty:
+    row = store.read_run(spec.sweep, spec.run_id)
+    if row is None or row["status"] not in FINISHED_STATUSES:
         return None
-    row = rows.iloc[0].astype(object)
-    row = row.where(row.notna(), None)
     return RunOutcome(
         status=row["status"], final_train_loss=row["final_train_loss"], final_eval_loss=row["final_eval_loss"],
         wall_seconds=row["wall_seconds"] or 0.0, error=row["error"], resumed_from_step=row["resumed_from_step"] or 0,

@@ -59,6 +59,14 @@ def test_round_trip_has_every_column(store):
     assert store.finished_run_ids("alpha") == {"r1", "r2"}
 
 
+def test_read_run_reads_one_row_as_the_ledger_has_it(store):
+    r2 = store.read_run("alpha", "r2")
+    ledger = store.read_runs("alpha").set_index("run_id").loc["r2"]
+    assert r2["status"] == ledger["status"] == "diverged" and r2["final_eval_loss"] is None
+    assert r2["started_at"] == ledger["started_at"] and r2["n_params"] == ledger["n_params"]
+    assert store.read_run("alpha", "r3") is None and store.read_run("gamma", "r1") is None  # other sweep, none
+
+
 def test_rewrite_replaces_not_duplicates(store):
     store.write_metrics("alpha", "r1", metric_rows(4))
     store.write_run("alpha", run_row("r1", loss=2.0))
