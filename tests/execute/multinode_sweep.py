@@ -47,7 +47,8 @@ def main(results: str) -> None:
     deadline = time.monotonic() + 240
     while set(store.read_runs("multinode")["node"]) != {keep.node_id, lose.node_id} and time.monotonic() < deadline:
         time.sleep(0.2)  # until runs have finished on both worker nodes
-    running = list_tasks(filters=[("state", "=", "RUNNING"), ("name", "=", "execute_run")])
+    # Our cluster's address: without it Ray's state API guesses one machine-wide and fails if other Rays run here.
+    running = list_tasks(address=cluster.address, filters=[("state", "=", "RUNNING"), ("name", "=", "execute_run")])
     lost = [t.node_id for t in running if t.node_id == lose.node_id]
     removed_at = pd.Timestamp.now(tz="UTC")
     cluster.remove_node(lose)

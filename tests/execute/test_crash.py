@@ -62,9 +62,13 @@ def wait_for(condition, timeout=120.0, interval=0.05):
 
 def running_worker_pids(function: str) -> list[int]:
     """Pids of the workers running tasks of ``function`` in this test's own Ray session (its state API)."""
+    import ray
     from ray.util.state import list_tasks
 
-    tasks = list_tasks(filters=[("name", "=", function), ("state", "=", "RUNNING")])
+    # The address names this session's own cluster: without it Ray's state API guesses one machine-wide, and fails
+    # ("Found multiple active Ray instances") while other Rays run on the machine.
+    own_cluster = ray.get_runtime_context().gcs_address
+    tasks = list_tasks(address=own_cluster, filters=[("name", "=", function), ("state", "=", "RUNNING")])
     return [task.worker_pid for task in tasks if task.worker_pid]
 
 
