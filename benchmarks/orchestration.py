@@ -119,7 +119,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as root:
         if not (args.skip_overhead and args.skip_demo):
-            ray.init(include_dashboard=True, logging_level="ERROR")
+            ray.init(address="local", include_dashboard=True, logging_level="ERROR")
         if not args.skip_overhead:
             single = startup_overheads(1, args.single_runs, root)
             rows.append(("overhead, single worker (s)", f"p50 {percentile(single, 50):.2f}, p95 {percentile(single, 95):.2f}", f"{len(single)} runs"))
@@ -132,7 +132,7 @@ def main() -> None:
         # As many fake CPUs as concurrent runs can be, so Ray keeps that many worker processes instead of
         # killing idle ones above the CPU count; the pool is warmed before timing, since a 2-core machine starts
         # Python processes one after another (~0.5 s each) where a real cluster starts them on every node at once.
-        ray.init(num_cpus=args.sim_devices + 4, num_gpus=args.sim_devices, include_dashboard=False, logging_level="ERROR")
+        ray.init(address="local", num_cpus=args.sim_devices + 4, num_gpus=args.sim_devices, include_dashboard=False, logging_level="ERROR")
         ray.get([_sleeping_run.options(num_gpus=1).remote(2.0, "warm-up") for _ in range(args.sim_devices)])
         runs, makespan, lower, ratio = simulated_makespan(args.sim_devices, args.sim_seconds, root)
         rows.append((f"simulated makespan / lower bound", f"{ratio:.3f}", f"{runs} runs on {args.sim_devices} fake GPUs: {makespan:.1f} s / {lower:.1f} s"))

@@ -19,7 +19,9 @@ def ray_session():
     """One Ray instance for every test that needs it (starting Ray costs seconds)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=True, logging_level="ERROR")  # Ray Train queries the state API
+    # address="local": our own Ray, even while a `ray start` cluster (another test's, anyone's) is recorded on the
+    # machine as the one a plain ray.init() joins. The dashboard: Ray Train queries its state API.
+    ray.init(address="local", num_cpus=2, include_dashboard=True, logging_level="ERROR")
     yield ray
     ray.shutdown()
 

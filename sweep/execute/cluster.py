@@ -17,7 +17,9 @@ Embedded Ray listens on loopback only: Ray picks its node address by asking the 
 (GCS, raylet, object manager, workers, dashboard and its agents) binds 127.0.0.1. It is read when ``ray`` is
 imported, so ``connect`` sets it for the processes Ray starts and for this process's already-imported copy.
 Embedded means embedded: an inherited ``RAY_ADDRESS`` (which ``ray.init()`` would silently join) is named and
-dropped; joining needs an address.
+dropped, and Ray is started with ``address="local"``: a plain ``ray.init()`` also joins whatever cluster the last
+``ray start`` on this machine recorded in ``/tmp/ray/ray_current_cluster`` (anyone's, or a dead one); joining needs
+an address.
 
 Token authentication stays on (Ray 2.60's default): embedded Ray uses ``~/.ray/auth_token`` (created if missing),
 and joining presents the token Ray finds on this machine (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, else
@@ -126,6 +128,7 @@ def _start_embedded(cluster: ClusterConfig):
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # the Ray processes started below: bind loopback
     ray_constants.ENABLE_RAY_CLUSTER = False  # this process imported ray before the variable was set
     return ray.init(
+        address="local",  # a new Ray of our own, never the cluster /tmp/ray/ray_current_cluster names
         num_cpus=cluster.num_cpus,
         num_gpus=cluster.num_gpus,
         include_dashboard=cluster.dashboard,

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -155,3 +157,22 @@ def test_an_address_that_names_no_server_is_refused_before_ray_starts(address, c
 
     with pytest.raises(ClusterUnreachable, match=f"^cannot connect to Ray at {re.escape(address)}: {re.escape(cause)}"):
         _check_reachable(address)  # (the resolver's own words for an unknown host vary)
+
+
+@pytest.mark.slow
+def test_embedded_sweep_never_joins_the_cluster_ray_start_recorded(tmp_path):
+    """`ray start` records its cluster in RAY_TMPDIR/ray/ray_current_cluster, and a plain ray.init() joins it (a
+    dead one included). An embedded sweep starts its own Ray all the same."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths must stay under 107 bytes
+    try:
+        (ray_tmp / "ray").mkdir()
+        (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")  # a cluster long gone
+        config = tmp_path / "sweep.yaml"
+        config.write_text(yaml.safe_dump(tiny_config(name="own", budgets=[2e9], model={"sizes": [3e3]})))
+        command = [str(BIN / "sweep"), "run", str(config), "--results", str(tmp_path / "results")]
+        result = subprocess.run(command, env=clean_env(RAY_TMPDIR=str(ray_tmp)), cwd=tmp_path, capture_output=True,
+                                text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert ResultsStore(str(tmp_path / "results")).read_runs("own")["status"].tolist() == ["completed"]
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
