@@ -141,7 +141,14 @@ class TrainingConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``auto`` trains on CUDA when the worker has a GPU, else on CPU."""
     compile: bool = False
-    """``torch.compile`` the model (CUDA only)."""
+    """``torch.compile`` the model (inductor; on CPU and CUDA)."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Matmul precision: ``bf16`` trains under bf16 autocast (master weights and optimizer states stay fp32), on
+    CPU too; ``fp32`` trains in float32 (TF32 matmuls on CUDA); ``auto``: bf16 on CUDA, fp32 on CPU."""
+    micro_batch_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """Tokens per forward/backward pass on one worker (a multiple of model.seq_len dividing the worker's share of
+    the batch); gradients accumulate over the micro-batches of a step. ``auto``: the largest that fits the memory
+    (see ``sweep.planning.memory``)."""
 
 
 class SizeResources(_Strict):
@@ -185,6 +192,11 @@ class ResourcesConfig(_Strict):
                 cpus = rule.cpus_per_worker or cpus
                 gpus = rule.gpus_per_worker if rule.gpus_per_worker is not None else gpus
         return workers, cpus, gpus
+    gpu_memory_gb: Annotated[float, Field(gt=0)] | None = None
+    """Memory per GPU in GiB, for the plan's memory check and ``training.micro_batch_tokens: auto`` (default: the
+    device's free memory, read when the run starts)."""
+    peak_flops: Annotated[float, Field(gt=0)] | None = None
+    """Peak FLOP/s of one device at the run's precision, for MFU (default: a table of known GPUs; none on CPU)."""
     assumed_flops_per_second: Annotated[float, Field(gt=0)] = 3e10
     """Sustained training FLOP/s per worker, for time estimates (``sweep plan``, scheduling order, time left)."""
     assumed_seconds_per_step: Annotated[float, Field(ge=0)] = 0.004

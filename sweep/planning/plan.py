@@ -92,6 +92,22 @@ class RunSpec:
     """CPUs per worker (and torch threads on CPU)."""
     gpus: float = 0
     """GPUs per worker."""
+    precision: str = "auto"
+    """``training.precision``: ``auto``, ``fp32`` or ``bf16`` (the run resolves ``auto`` by its device)."""
+    micro_batch_tokens: int = 0
+    """Tokens per forward/backward pass on one worker; 0: the run picks the largest that fits its device's memory."""
+    lr_rule: str = "kaplan"
+    """The rule that gave ``lr``: ``kaplan``, ``power`` or ``fixed``."""
+    batch_rule: str = "fixed"
+    """The rule that gave ``batch_tokens``: ``fixed`` or ``power``."""
+    warmup_tokens: int = 0
+    """Warm-up length in tokens (``warmup_steps * batch_tokens``)."""
+    memory_estimate_bytes: int = 0
+    """Estimated peak memory of one worker (``sweep.planning.memory``); 0: not estimated."""
+    peak_flops: float | None = None
+    """``resources.peak_flops``: one device's peak FLOP/s for MFU (None: looked up by device name)."""
+    data_order: str = "lanes"
+    """Which batch order ``sweep.training.data.TokenStream`` implements (part of the run's identity)."""
 
     @property
     def shape(self) -> GPTShape:
@@ -110,9 +126,14 @@ class RunSpec:
 
 
 _NOT_IDENTITY = frozenset(
-    {"sweep", "flops_budget", "flops_convention", "flops_per_token", "flops", "device", "compile", "checkpoint_every_steps", "workers", "cpus", "gpus"}
+    {
+        "sweep", "flops_budget", "flops_convention", "flops_per_token", "flops", "device", "compile",
+        "checkpoint_every_steps", "workers", "cpus", "gpus", "precision", "micro_batch_tokens", "lr_rule",
+        "batch_rule", "warmup_tokens", "memory_estimate_bytes", "peak_flops",
+    }  # fmt: skip
 )
-"""How and where a run trains does not change which run it is (DDP matches one worker within float noise)."""
+"""How and where a run trains does not change which run it is (DDP and gradient accumulation match one worker and
+one pass within float noise; the rules are recorded through the values they resolved to)."""
 
 
 def estimated_seconds(spec: RunSpec, flops_per_second: float, seconds_per_step: float) -> float:
@@ -197,6 +218,11 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
                         workers=workers,
                         cpus=cpus,
                         gpus=gpus,
+                        precision=t.precision,
+                        micro_batch_tokens=0 if t.micro_batch_tokens == "auto" else t.micro_batch_tokens,
+                        lr_rule="fixed" if t.lr is not None else "kaplan",
+                        warmup_tokens=round(t.warmup_fraction * steps) * t.batch_tokens,
+                        peak_flops=config.resources.peak_flops,
                     )
                 )
     return Plan(runs=runs, skipped=skipped)

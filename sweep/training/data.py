@@ -131,8 +131,12 @@ class TokenStream:
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets, each (batch_size, seq_len) int64, for optimizer step ``step`` (0-based)."""
+        return self.rows(step, 0, self.batch_size)
+
+    def rows(self, step: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows ``start:stop`` of ``batch(step)`` (a worker's or a micro-batch's share), reading only those rows."""
         offset = (self.shift + (step % self.steps_per_epoch) * self.seq_len) % (self.lane_len - self.seq_len)
-        rows = np.stack([np.asarray(self.tokens[s + offset : s + offset + self.seq_len + 1]) for s in self.lane_starts])
+        rows = np.stack([np.asarray(self.tokens[s + offset : s + offset + self.seq_len + 1]) for s in self.lane_starts[start:stop]])
         rows = torch.from_numpy(rows.astype(np.int64))
         return rows[:, :-1], rows[:, 1:]
 

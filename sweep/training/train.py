@@ -51,6 +51,14 @@ class RunOutcome:
     """The checkpoint step this invocation resumed from (0: trained from the start)."""
     first_step_at: datetime | None = None
     """When this invocation's first optimizer step began (after building the model and data): start-up cost."""
+    tokens_per_second: float | None = None
+    """Mean training throughput of the whole run (all workers), evaluation and checkpoint time left out."""
+    model_flops_per_second: float | None = None
+    """``tokens_per_second * spec.flops_per_token``: achieved model FLOP/s under the sweep's convention."""
+    precision: str | None = None
+    """The precision the run trained at (``fp32`` or ``bf16``), ``auto`` resolved."""
+    micro_batch_tokens: int | None = None
+    """Tokens per forward/backward pass per worker, as resolved when the run started."""
 
 
 def lr_factor(step: int, steps: int, warmup_steps: int, min_lr_ratio: float) -> float:
