@@ -106,15 +106,64 @@ class DataConfig(_Strict):
         return self
 
 
+class LrPowerRule(_Strict):
+    """``training.lr_rule: power``: peak LR = coefficient * (N / reference_params) ** exponent, times ``lr_scale``.
+
+    N is the run's non-embedding parameter count. The defaults are OLMo-core's model ladder (which takes them from
+    Porian et al. 2024): 0.0047 at 108M, falling as N^(-1/3)."""
+
+    coefficient: Annotated[float, Field(gt=0)] = 0.0047
+    """Peak learning rate at N = ``reference_params``."""
+    reference_params: Annotated[float, Field(gt=0)] = 108e6
+    """Non-embedding parameters at which the rate equals ``coefficient``."""
+    exponent: float = -1 / 3
+    """Power of N / reference_params (negative: larger models train at lower rates)."""
+
+
+class BatchPowerRule(_Strict):
+    """``training.batch_rule: power``: batch tokens = coefficient_tokens * (N / reference_params) ** exponent.
+
+    The defaults are OLMo-core's model ladder (after Porian et al. 2024): 160 sequences of 2,048 tokens at 108M
+    non-embedding parameters, growing as N^(2/3)."""
+
+    coefficient_tokens: Annotated[float, Field(gt=0)] = 2048 * 160
+    """Batch size in tokens at N = ``reference_params``."""
+    reference_params: Annotated[float, Field(gt=0)] = 108e6
+    """Non-embedding parameters at which the batch equals ``coefficient_tokens``."""
+    exponent: float = 2 / 3
+    """Power of N / reference_params."""
+
+
 class TrainingConfig(_Strict):
     """Training rules shared by every run of the sweep."""
 
     batch_tokens: Annotated[int, Field(ge=1)] = 2048
-    """Tokens per optimizer step (a multiple of model.seq_len)."""
+    """Tokens per optimizer step (a multiple of model.seq_len) for ``batch_rule: fixed``; each run's workers must split
+    its sequences evenly."""
     lr: Annotated[float, Field(gt=0)] | None = None
-    """Peak learning rate for every run; leave out for the per-size rule (see ``sweep.planning.plan.learning_rate``)."""
+    """Peak learning rate for every run (``lr_rule: fixed``); leave out for a per-size rule (``sweep.planning.rules``)."""
     lr_scale: Annotated[float, Field(gt=0)] = 1.0
-    """Multiplier on the per-size rule."""
+    """Multiplier on the per-size rule (``kaplan`` or ``power``); a fixed ``lr`` is used as given."""
+    # Per-size rules (sweep/planning/rules.py resolves them for each run; docs/rules.md derives and cites them).
+    lr_rule: Literal["kaplan", "power", "fixed"] | None = None
+    """Peak LR by size: ``kaplan`` (Kaplan et al. 2020, eq. D.1), ``power`` (``lr_power``: OLMo-core's ladder, after
+    Porian et al. 2024) or ``fixed`` (``lr``). Left out: ``fixed`` when ``lr`` is given, else ``kaplan``."""
+    lr_power: LrPowerRule = LrPowerRule()
+    """The ``power`` LR rule's constants (only with ``lr_rule: power``)."""
+    batch_rule: Literal["fixed", "power"] = "fixed"
+    """Tokens per step: ``fixed`` (``batch_tokens`` for every run) or ``power`` (``batch_power``, rounded to whole
+    sequences and to a multiple of the run's workers)."""
+    batch_power: BatchPowerRule = BatchPowerRule()
+    """The ``power`` batch rule's constants (only with ``batch_rule: power``)."""
+    warmup_tokens: Annotated[int, Field(ge=0)] | Literal["params"] | None = None
+    """Warm-up length in tokens instead of ``warmup_fraction``: a count, or ``params`` for as many tokens as the run's
+    non-embedding parameters (Porian et al. 2024; OLMo-core's ladder). Rounded to whole steps, below the run's steps."""
+    beta2_rule: Literal["fixed", "half_life"] = "fixed"
+    """AdamW beta2 by batch: ``fixed`` (``beta2`` for every run) or ``half_life``: beta2 ** (B / B_ref), which keeps the
+    second moment's half-life in tokens constant across batch sizes B (Marek et al. 2025)."""
+    beta2_reference_batch_tokens: Annotated[int, Field(ge=1)] | None = None
+    """B_ref of ``half_life``: the batch (tokens) at which ``beta2`` holds. Default ``batch_tokens`` with
+    ``batch_rule: fixed``; required with ``batch_rule: power``."""
     warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
     """Linear warm-up length as a fraction of the run's steps."""
     min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
@@ -123,6 +172,7 @@ class TrainingConfig(_Strict):
     """AdamW decoupled weight decay on matrices (not on LayerNorm weights or embeddings)."""
     beta1: Annotated[float, Field(ge=0, lt=1)] = 0.9
     beta2: Annotated[float, Field(ge=0, lt=1)] = 0.95
+    """AdamW second-moment decay (at ``beta2_reference_batch_tokens`` under ``beta2_rule: half_life``)."""
     grad_clip: Annotated[float, Field(gt=0)] | None = 1.0
     """Global gradient-norm clip; null disables clipping."""
     seeds: list[int] = [0]
@@ -222,16 +272,36 @@ class SweepConfig(_Strict):
     @model_validator(mode="after")
     def _batch_holds_whole_sequences(self) -> "SweepConfig":
         t = self.training
-        if t.batch_tokens % self.model.seq_len:
+        if t.batch_rule == "fixed" and t.batch_tokens % self.model.seq_len:
             raise ValueError(f"training.batch_tokens ({t.batch_tokens}) must be a multiple of model.seq_len ({self.model.seq_len})")
         if t.checkpoint_every_steps % t.log_every_steps:
             raise ValueError(
                 f"training.checkpoint_every_steps ({t.checkpoint_every_steps}) must be a multiple of training.log_every_steps ({t.log_every_steps})"
             )
-        sequences = t.batch_tokens // self.model.seq_len
-        for workers in {self.resources.workers_per_run, *(r.workers_per_run for r in self.resources.by_size if r.workers_per_run)}:
-            if sequences % workers:
-                raise ValueError(f"resources: {workers} workers cannot split a batch of {sequences} sequences evenly")
+        # Whether a run's workers split its batch evenly depends on the run's size (resources.for_size) and, under
+        # batch_rule power, on its batch: sweep.planning.rules checks it for each run when the sweep is planned.
+        return self
+
+    @model_validator(mode="after")
+    def _rules_fit_together(self) -> "SweepConfig":
+        """Keys that contradict the rule they would feed are errors naming the key, not silently ignored."""
+        t, given = self.training, self.training.model_fields_set
+        if t.lr_rule == "fixed" and t.lr is None:
+            raise ValueError("training.lr: required by training.lr_rule fixed")
+        if t.lr_rule in ("kaplan", "power") and t.lr is not None:
+            raise ValueError(f"training.lr: a fixed rate contradicts training.lr_rule {t.lr_rule} (leave one out)")
+        if "lr_power" in given and t.lr_rule != "power":
+            raise ValueError("training.lr_power: only used with training.lr_rule power")
+        if "batch_power" in given and t.batch_rule != "power":
+            raise ValueError("training.batch_power: only used with training.batch_rule power")
+        if t.batch_rule == "power" and "batch_tokens" in given:
+            raise ValueError("training.batch_tokens: batch_rule power sizes each run's batch (leave batch_tokens out)")
+        if t.warmup_tokens is not None and "warmup_fraction" in given:
+            raise ValueError("training.warmup_tokens: give the warm-up as warmup_fraction or warmup_tokens, not both")
+        if t.beta2_reference_batch_tokens is not None and t.beta2_rule != "half_life":
+            raise ValueError("training.beta2_reference_batch_tokens: only used with training.beta2_rule half_life")
+        if t.beta2_rule == "half_life" and t.batch_rule == "power" and t.beta2_reference_batch_tokens is None:
+            raise ValueError("training.beta2_reference_batch_tokens: required by beta2_rule half_life with batch_rule power (the batch at which training.beta2 holds)")
         return self
 
 

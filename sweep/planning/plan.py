@@ -6,16 +6,16 @@ This is the one place that computes a run's horizon from its budget::
     steps  = round(budget / (flops_per_token * batch_tokens))      # at least training.min_steps, else left out
     tokens = steps * batch_tokens;  flops = tokens * flops_per_token  (within half a step of the budget)
 
-and the per-size learning-rate rule. A run's ``run_id`` is a hash of everything that defines its result (shape,
-data fingerprint, token count, optimiser settings, seed, evaluation points), so the same run planned by two
-sweeps or two invocations has the same id, and any change that alters the result changes it.
+with each run's own batch, which the per-size rules give (``sweep.planning.rules``: learning rate, batch,
+warm-up, AdamW beta2). A run's ``run_id`` is a hash of everything that defines its result (shape, data
+fingerprint, token count, optimiser settings, seed, evaluation points), so the same run planned by two sweeps or
+two invocations has the same id, and any change that alters the result changes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
@@ -29,15 +29,8 @@ from models.accounting import (
 from models.gpt import GPTShape
 from models.ladder import shape_for_params
 from sweep.config import SweepConfig
-
-
-def learning_rate(n_params_nonembedding: int, scale: float = 1.0) -> float:
-    """Peak learning rate by size: Kaplan et al. (2020), eq. D.1, LR(N) = 0.003239 - 0.0001395 * ln(N).
-
-    Fitted on models of 10^5-10^9 non-embedding parameters trained with Adam and a cosine schedule; ``scale``
-    (``training.lr_scale``) multiplies it. Floored at 1e-5 so huge N never gives a non-positive rate.
-    """
-    return scale * max(1e-5, 0.003239 - 0.0001395 * math.log(n_params_nonembedding))
+from sweep.planning.rules import learning_rate  # noqa: F401  (moved to rules.py; still importable from here)
+from sweep.planning.rules import size_rules, warmup_steps
 
 
 def eval_steps(steps: int, eval_points: int) -> tuple[int, ...]:
@@ -170,14 +163,16 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
         for shape in model_shapes(config, vocab_size):
             counts = param_counts(shape)
             per_token = flops_per_token(shape, config.flops_convention)
-            steps = round(budget / (per_token * t.batch_tokens))
+            workers, cpus, gpus = config.resources.for_size(counts.nonembedding)
+            rules = size_rules(t, counts.nonembedding, shape.seq_len, workers)
+            steps = round(budget / (per_token * rules.batch_tokens))
             if steps < t.min_steps:
                 skipped.append(
                     f"budget {budget:.3g} with {shape.n_layer}x{shape.d_model} (N={counts.nonembedding:,}): "
                     f"{steps} steps < training.min_steps {t.min_steps}"
                 )
                 continue
-            workers, cpus, gpus = config.resources.for_size(counts.nonembedding)
+            warmup = warmup_steps(t, counts.nonembedding, steps, rules.batch_tokens)
             for seed in t.seeds:
                 runs.append(
                     RunSpec(
@@ -196,15 +191,15 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
                         flops_per_token_6n_attention=flops_per_token_6n_attention(shape),
                         flops_per_token_chinchilla=flops_per_token_chinchilla(shape),
                         steps=steps,
-                        batch_tokens=t.batch_tokens,
-                        tokens=steps * t.batch_tokens,
-                        flops=steps * t.batch_tokens * per_token,
-                        lr=t.lr if t.lr is not None else learning_rate(counts.nonembedding, t.lr_scale),
-                        warmup_steps=round(t.warmup_fraction * steps),
+                        batch_tokens=rules.batch_tokens,
+                        tokens=steps * rules.batch_tokens,
+                        flops=steps * rules.batch_tokens * per_token,
+                        lr=rules.lr,
+                        warmup_steps=warmup,
                         min_lr_ratio=t.min_lr_ratio,
                         weight_decay=t.weight_decay,
                         beta1=t.beta1,
-                        beta2=t.beta2,
+                        beta2=rules.beta2,
                         grad_clip=t.grad_clip,
                         seed=seed,
                         log_every_steps=t.log_every_steps,
@@ -220,8 +215,9 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
                         gpus=gpus,
                         precision=t.precision,
                         micro_batch_tokens=0 if t.micro_batch_tokens == "auto" else t.micro_batch_tokens,
-                        lr_rule="fixed" if t.lr is not None else "kaplan",
-                        warmup_tokens=round(t.warmup_fraction * steps) * t.batch_tokens,
+                        lr_rule=rules.lr_rule,
+                        batch_rule=rules.batch_rule,
+                        warmup_tokens=warmup * rules.batch_tokens,
                         peak_flops=config.resources.peak_flops,
                     )
                 )
