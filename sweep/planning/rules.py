@@ -37,8 +37,9 @@ Warm-up (``training.warmup_fraction`` or ``training.warmup_tokens``)::
     tokens:    w = round(warmup_tokens / B)                        warmup_tokens: params -> N tokens
     then       w = min(w, steps - 1)                               the schedule keeps at least one step after warm-up
 
-Warm-up of N tokens is Porian et al. 2024's correction to Kaplan-style long warm-ups at small scale, as OLMo-core's
-ladder uses it (``configure_chinchilla_periods``: ``warmup = num_params``, in tokens). The run records w and w * B.
+Warm-up duration is one of the three factors Porian et al. 2024 find behind the Kaplan/Chinchilla discrepancy;
+OLMo-core's ladder warms up for N tokens, citing them (``configure_chinchilla_periods``: ``warmup = num_params``, in
+tokens). The run records w and w * B.
 
 AdamW beta2 (``training.beta2_rule``)::
 
@@ -49,7 +50,7 @@ The second moment forgets at beta2 per step, so its half-life is h = ln(1/2) / l
 Holding the half-life in tokens fixed across batch sizes (Marek et al. 2025, "Small Batch Size Training for Language
 Models: When Vanilla SGD Works, and Why Gradient Accumulation Is Wasteful", arXiv:2507.07101) gives
 B / ln(beta2(B)) = B_ref / ln(beta2_ref), i.e. the formula above. Porian et al. 2024 likewise find beta2 must rise
-at small batches (OLMo-core's ladder uses 0.99 below 524,288 tokens, else 0.95, from their Table 4).
+at small batches (OLMo-core's ladder, citing their Table 4, uses 0.99 below 524,288 tokens and 0.95 above).
 """
 
 from __future__ import annotations

@@ -241,3 +241,19 @@ def test_defaults_leave_the_demo_plan_unchanged():
         assert run.lr == 3.0 * (0.003239 - 0.0001395 * math.log(run.n_params_nonembedding))
         assert (run.batch_tokens, run.beta2, run.lr_rule, run.batch_rule) == (1024, 0.95, "kaplan", "fixed")
         assert run.warmup_tokens == run.warmup_steps * 1024
+
+
+def test_a_run_planned_by_the_rules_trains():
+    from sweep.training.data import load_corpus
+    from sweep.training.train import train_run
+
+    config = parse_config(power_batches(lr_rule="power", lr_scale=0.1, warmup_tokens="params", beta2_rule="half_life",
+                                        beta2_reference_batch_tokens=4096,
+                                        batch_power={"coefficient_tokens": 1024, "reference_params": 3e3}))  # fmt: skip
+    corpus = load_corpus(config.data)
+    spec = plan_sweep(config, corpus.vocab_size, corpus.fingerprint).runs[0]
+    assert spec.batch_tokens != 256 and spec.beta2 != 0.95 and spec.warmup_steps > 0
+    outcome = train_run(spec)
+    assert outcome.status == "completed"
+    first, last = outcome.metrics[0], outcome.metrics[-1]
+    assert last["step"] == spec.steps and last["tokens"] == spec.tokens and last["train_loss"] < first["train_loss"]
