@@ -165,7 +165,7 @@ class TrainingConfig(_Strict):
     """B_ref of ``half_life``: the batch (tokens) at which ``beta2`` holds. Default ``batch_tokens`` with
     ``batch_rule: fixed``; required with ``batch_rule: power``."""
     warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
-    """Linear warm-up length as a fraction of the run's steps."""
+    """Linear warm-up length as a fraction of the run's steps (or give ``warmup_tokens`` instead, not both)."""
     min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
     """Cosine decay ends at this fraction of the peak (Chinchilla decays 10x)."""
     weight_decay: Annotated[float, Field(ge=0)] = 0.1
