@@ -3,7 +3,7 @@
     sweep plan CONFIG [--json]                         show the planned runs without training
     sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--verbose]
                                                        train what the results directory lacks
-    sweep status [--results DIR] [--json]              runs by status, FLOPs done of planned, runs in flight
+    sweep status [--results DIR] [--json]              runs by status, FLOPs done of planned, runs in flight, tokens/s, MFU
     sweep fit [--results DIR | --input FILE] [--json PATH]  Approaches 2 and 3, bootstrap intervals, plot
     sweep predict --flops C | --gpu-hours H --peak-flops P [--mfu M]   N_opt, D_opt, loss per approach
     sweep report [--results DIR | --input FILE] --out DIR   self-contained HTML report with every plot
@@ -102,6 +102,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
+def _throughput_text(entry: dict) -> str:
+    """``; 1.2e+05 tokens/s, MFU 38%`` (means over the completed runs that recorded them), or nothing if unknown."""
+    parts = []
+    if entry["tokens_per_second_mean"] is not None:
+        parts.append(f"{entry['tokens_per_second_mean']:.3g} tokens/s")
+    if entry["mfu_mean"] is not None:
+        parts.append(f"MFU {entry['mfu_mean']:.1%}")
+    return "; " + ", ".join(parts) + " (mean of completed runs)" if parts else ""
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Show each sweep's progress. Example: ``sweep status --results /shared/results --json``."""
     from sweep.execute.status import sweep_status
@@ -120,6 +130,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{entry['sweep']}: {counts}; {entry['pending_runs']} of {entry['planned_runs']} planned still to run; "
             f"FLOPs {entry['flops_done']:.3g} of {entry['flops_planned']:.3g} ({share:.0%}); "
             f"{len(entry['in_flight'])} in flight" + (f"; {len(entry['interrupted'])} interrupted" if entry["interrupted"] else "")
+            + _throughput_text(entry)
         )
     return 0
 
