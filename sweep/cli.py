@@ -276,12 +276,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from sweep.results.storage import ResultsStore
 
     inputs = _fit_inputs(args)
-    metrics = None
+    metrics = ledger = None
     if not args.input:
-        metrics = ResultsStore(_results_root(args)).read_metrics(args.sweep)
+        store = ResultsStore(_results_root(args))
+        metrics = store.read_metrics(args.sweep)
         metrics = metrics[metrics["run_id"].isin(set(inputs.runs["run_id"]))]
+        ledger = store.read_runs(args.sweep)
     title = f"Scaling-law report: {args.sweep or args.input or redact_uri(_results_root(args))}"
-    path = write_report(inputs, args.out, metrics=metrics, title=title, n_boot=args.bootstrap, seed=args.seed)
+    path = write_report(inputs, args.out, metrics=metrics, title=title, n_boot=args.bootstrap, seed=args.seed, ledger=ledger)
     print(f"report: {path.resolve()}")
     return 0
 
