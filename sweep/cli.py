@@ -8,6 +8,7 @@
     sweep predict --flops C | --gpu-hours H --peak-flops P [--mfu M]   N_opt, D_opt, loss per approach
     sweep report [--results DIR | --input FILE] --out DIR   self-contained HTML report with every plot
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
+    sweep doctor [--peak-flops P] [--verbose]          check this machine trains as a sweep will (GPU, bf16, compile, DDP)
 
 Exit status: 0 success (every planned run completed or diverged), 1 some runs failed after their retries,
 2 config or usage error (a run no node can ever hold included), 3 another sweep holds the results directory's
@@ -303,6 +304,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check that this machine trains as a sweep will: its devices, then a few steps of a small GPT with bf16,
+    torch.compile, fused AdamW and (two or more GPUs) NCCL DDP, or the CPU path; one line per check with tokens/s
+    and MFU. Exit 1 naming any failed check. Example: ``sweep doctor``."""
+    from sweep.training.doctor import run_doctor
+
+    return run_doctor(peak=args.peak_flops, verbose=args.verbose)
+
+
 def _add_fit_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
     parser.add_argument("--input", help="fit a CSV or Parquet table of runs instead (n_params, tokens or flops, loss[, budget])")
@@ -364,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the bundled demo sweep, then fit it", description=cmd_demo.__doc__)
     demo.add_argument("--results", help=f"results directory (default ./{DEFAULT_RESULTS})")
     demo.set_defaults(handler=cmd_demo)
+
+    doctor = commands.add_parser("doctor", help="check this machine trains as a sweep will (devices, bf16, compile, DDP)",
+                                 description=cmd_doctor.__doc__)  # fmt: skip
+    doctor.add_argument("--peak-flops", type=float, help="one device's peak FLOP/s for MFU (default: the table of known GPUs)")
+    doctor.add_argument("--verbose", action="store_true", help="print the traceback of a failed check")
+    doctor.set_defaults(handler=cmd_doctor)
     return parser
 
 
