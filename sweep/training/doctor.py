@@ -100,16 +100,18 @@ def doctor_spec(device: str, precision: str, compile: bool, workers: int = 1) ->
     from sweep.training.data import load_corpus
 
     if device == "cpu":
-        model, batch_tokens, steps, log_every = {"sizes": [1e4], "seq_len": 64, "head_dim": 16, "aspect_ratio": 16}, 1024, 12, 3
-    else:
-        model, batch_tokens, steps, log_every = {"sizes": [2e7], "seq_len": 512, "head_dim": 64}, 32768, 30, 5
+        model = {"sizes": [1e4], "seq_len": 64, "head_dim": 16, "aspect_ratio": 16}
+        batch_tokens, steps, log_every, warmup, lr = 1024, 12, 3, 2, 1e-2
+    else:  # 12 x 384, 21M non-embedding parameters; lr about Kaplan's rule for that size
+        model = {"sizes": [2e7], "seq_len": 512, "head_dim": 64}
+        batch_tokens, steps, log_every, warmup, lr = 32768, 30, 5, 5, 1e-3
     config = parse_config(
         {
             "name": "doctor",
             "budgets": [1e30],
             "model": model,
             "training": {"batch_tokens": batch_tokens, "device": device, "compile": compile, "precision": precision,
-                         "lr": 1e-2 if device == "cpu" else 3e-3, "eval_points": 1, "eval_tokens": batch_tokens,
+                         "lr": lr, "eval_points": 1, "eval_tokens": batch_tokens,
                          "log_every_steps": log_every, "min_steps": 1, "checkpoint_every_steps": 0},
             "resources": {"cpus_per_worker": 1, "gpus_per_worker": 0 if device == "cpu" else 1, "workers_per_run": workers},
         }
@@ -117,7 +119,7 @@ def doctor_spec(device: str, precision: str, compile: bool, workers: int = 1) ->
     corpus = load_corpus(config.data)
     (spec,) = plan_sweep(config, corpus.vocab_size, corpus.fingerprint).runs
     return replace(spec, steps=steps, tokens=steps * spec.batch_tokens, flops=steps * spec.batch_tokens * spec.flops_per_token,
-                   eval_steps=(steps,), warmup_steps=2, warmup_tokens=2 * spec.batch_tokens)  # fmt: skip
+                   eval_steps=(steps,), warmup_steps=warmup, warmup_tokens=warmup * spec.batch_tokens)  # fmt: skip
 
 
 def plan_checks(devices: Devices) -> tuple[list[Check], list[str]]:

@@ -1,6 +1,7 @@
 """``sweep doctor``: the CPU path end to end, one line per failed check, the checks a GPU machine gets, and the
 spawned 2-worker DDP check (gloo on CPU here; NCCL on GPUs)."""
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -102,6 +103,10 @@ def test_the_checks_a_gpu_machine_gets():
     checks, skipped = plan_checks(two)
     assert [c.name for c in checks] == ["cuda bf16 + fused AdamW", "cuda bf16 + compile", "cuda fp32 (TF32)", "ddp 2x cuda nccl bf16 + compile"]
     assert all(c.spec.device == "cuda" for c in checks) and skipped == []
+    assert checks[0].spec.n_params_nonembedding > 1e7 and checks[0].spec.batch_tokens >= 16384  # a GPU-sized model
+    line = doctor.describe(two)
+    assert "2 CUDA (cuda:0 NVIDIA H100 80GB HBM3 (80.0 GiB), cuda:1 NVIDIA H100 80GB HBM3 (80.0 GiB))" in line
+    assert "bf16 yes; NCCL 2.21.5" in line
     ddp = checks[-1]
     assert (ddp.backend, ddp.spec.workers, ddp.spec.compile, ddp.spec.precision) == ("nccl", 2, True, "bf16")
     volta = Devices(("Tesla V100-SXM2-16GB",), (16 * 2**30,), False, "2.21.5")
@@ -110,11 +115,35 @@ def test_the_checks_a_gpu_machine_gets():
     assert "no bf16" in skipped[0] and "needs two" in skipped[1]
 
 
-def test_spawned_ddp_check_trains_and_reports_a_worker_error():
-    """Two spawned gloo workers train like one (the same global batch), and an error inside a worker becomes
-    that worker's own exception line."""
+def test_spawned_ddp_check_trains_on_loopback_and_reports_a_worker_error():
+    """Two spawned gloo workers train like one (the same global batch) and listen on loopback only (sampled
+    while they run), and an error inside a worker becomes that worker's own exception line."""
+    import ipaddress
+    import threading
+
+    import psutil
+
+    sockets, done = set(), threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for process in psutil.Process().children(recursive=True):  # the workers this test's check spawned
+                try:
+                    sockets.update((c.laddr.ip, c.status) for c in process.net_connections(kind="inet"))
+                except psutil.Error:
+                    pass
+            time.sleep(0.05)
+
     spec = doctor_spec("cpu", "fp32", False, workers=2)
-    result, graphs = train_ddp(spec, "gloo", timeout=120)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result, graphs = train_ddp(spec, "gloo", timeout=120)
+    finally:
+        done.set()
+        sampler.join()
+    listening = {ip for ip, status in sockets if status == psutil.CONN_LISTEN}
+    assert listening and all(ipaddress.ip_address(ip.split("%")[0]).is_loopback for ip in listening), sockets
     assert result.status == "completed" and result.device == "2x cpu" and graphs == 0
     assert "on 2x cpu" in assess(Check("ddp", spec, "gloo"), result, graphs)
     single = doctor.train_run(replace(spec, workers=1))
