@@ -14,8 +14,9 @@ and the run trained at the precision asked for whenever its outcome says which (
 first, so start-up and compilation are left out), model FLOP/s under the sweep's FLOPs per token and MFU where
 the device's peak is known (``sweep.training.hardware``; ``--peak-flops`` otherwise), plus how many graphs
 ``torch.compile`` built for a compile check (reported, not judged: a ``train_run`` that does not compile on
-this device says so in the line). A GPU without bf16 (V100, T4) skips the bf16 checks with a line. Any failure is one line naming the check (``FAIL name: error``)
-and the exit status is 1; ``--verbose`` adds the traceback.
+this device says so in the line). A GPU without bf16 (V100, T4) skips the bf16 checks with a line. Any
+failure is one line naming the check (``FAIL name: error``) and the exit status is 1; ``--verbose`` adds the
+traceback.
 
 The DDP check's processes rendezvous through a ``FileStore`` in a temporary directory (no TCP store), and
 NCCL's and gloo's own sockets are pinned to the loopback interface (``NCCL_SOCKET_IFNAME``,
