@@ -20,7 +20,9 @@ metrics row is never duplicated.
 
 Each ledger row also records how the run trained (precision, micro-batch, compile, LR/batch rules, warm-up,
 optimizer, workers) and its throughput: mean tokens/s, model FLOP/s under the run's own ``flops_convention``,
-the device's peak and MFU (``sweep.training.hardware``). Columns added later read as null from older files.
+the device's peak and MFU (``sweep.training.hardware``). Columns added later read as null from older files
+through ``ResultsStore``; other readers of a ledger that mixes old and new files take the schema of one file
+(``pandas.read_parquet`` drops the newer columns), so ask them to merge by name (DuckDB: ``union_by_name=true``).
 
 A root may carry credentials (``s3://KEY:SECRET@bucket/x``); ``ResultsStore.shown`` is the form of it that may be
 printed (``sweep.results.uri.redact_uri``), an error opening it names only that form, and a ledger row's ``error``
