@@ -3,11 +3,12 @@
     sweep plan CONFIG [--json]                         show the planned runs without training
     sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--verbose]
                                                        train what the results directory lacks
-    sweep status [--results DIR] [--json]              runs by status, FLOPs done of planned, runs in flight
+    sweep status [--results DIR] [--json]              runs by status, FLOPs done of planned, runs in flight, tokens/s, MFU
     sweep fit [--results DIR | --input FILE] [--json PATH]  Approaches 2 and 3, bootstrap intervals, plot
     sweep predict --flops C | --gpu-hours H --peak-flops P [--mfu M]   N_opt, D_opt, loss per approach
     sweep report [--results DIR | --input FILE] --out DIR   self-contained HTML report with every plot
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
+    sweep doctor [--peak-flops P] [--verbose]          check this machine trains as a sweep will (GPU, bf16, compile, DDP)
 
 Exit status: 0 success (every planned run completed or diverged), 1 some runs failed after their retries,
 2 config or usage error (a run no node can ever hold included), 3 another sweep holds the results directory's
@@ -102,6 +103,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
+def _throughput_text(entry: dict) -> str:
+    """``; 1.2e+05 tokens/s, MFU 38%`` (means over the completed runs that recorded them), or nothing if unknown."""
+    parts = []
+    if entry["tokens_per_second_mean"] is not None:
+        parts.append(f"{entry['tokens_per_second_mean']:.3g} tokens/s")
+    if entry["mfu_mean"] is not None:
+        parts.append(f"MFU {entry['mfu_mean']:.1%}")
+    return "; " + ", ".join(parts) + " (mean of completed runs)" if parts else ""
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Show each sweep's progress. Example: ``sweep status --results /shared/results --json``."""
     from sweep.execute.status import sweep_status
@@ -120,6 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{entry['sweep']}: {counts}; {entry['pending_runs']} of {entry['planned_runs']} planned still to run; "
             f"FLOPs {entry['flops_done']:.3g} of {entry['flops_planned']:.3g} ({share:.0%}); "
             f"{len(entry['in_flight'])} in flight" + (f"; {len(entry['interrupted'])} interrupted" if entry["interrupted"] else "")
+            + _throughput_text(entry)
         )
     return 0
 
@@ -265,12 +277,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from sweep.results.storage import ResultsStore
 
     inputs = _fit_inputs(args)
-    metrics = None
+    metrics = ledger = None
     if not args.input:
-        metrics = ResultsStore(_results_root(args)).read_metrics(args.sweep)
+        store = ResultsStore(_results_root(args))
+        metrics = store.read_metrics(args.sweep)
         metrics = metrics[metrics["run_id"].isin(set(inputs.runs["run_id"]))]
+        ledger = store.read_runs(args.sweep)
     title = f"Scaling-law report: {args.sweep or args.input or redact_uri(_results_root(args))}"
-    path = write_report(inputs, args.out, metrics=metrics, title=title, n_boot=args.bootstrap, seed=args.seed)
+    path = write_report(inputs, args.out, metrics=metrics, title=title, n_boot=args.bootstrap, seed=args.seed, ledger=ledger)
     print(f"report: {path.resolve()}")
     return 0
 
@@ -288,6 +302,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cmd_report(args)
         print(f"Parquet results: {root / 'runs'} (ledger) and {root / 'metrics'} (per-step metrics)")
     return status
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check that this machine trains as a sweep will: its devices, then a few steps of a small GPT with bf16,
+    torch.compile, fused AdamW and (two or more GPUs) NCCL DDP, or the CPU path; one line per check with tokens/s
+    and MFU. Exit 1 naming any failed check. Example: ``sweep doctor``."""
+    from sweep.training.doctor import run_doctor
+
+    return run_doctor(peak=args.peak_flops, verbose=args.verbose)
 
 
 def _add_fit_inputs(parser: argparse.ArgumentParser) -> None:
@@ -351,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the bundled demo sweep, then fit it", description=cmd_demo.__doc__)
     demo.add_argument("--results", help=f"results directory (default ./{DEFAULT_RESULTS})")
     demo.set_defaults(handler=cmd_demo)
+
+    doctor = commands.add_parser("doctor", help="check this machine trains as a sweep will (devices, bf16, compile, DDP)",
+                                 description=cmd_doctor.__doc__)  # fmt: skip
+    doctor.add_argument("--peak-flops", type=float, help="one device's peak FLOP/s for MFU (default: the table of known GPUs)")
+    doctor.add_argument("--verbose", action="store_true", help="print the traceback of a failed check")
+    doctor.set_defaults(handler=cmd_doctor)
     return parser
 
 

@@ -5,6 +5,10 @@ flight are only reported while a driver holds the results lock. ``interrupted`` 
 from their checkpoints at the next ``sweep run``: those with a ledger row ``interrupted`` (a driver stopped by
 SIGINT or SIGTERM wrote it) and those left in flight by a driver that died without one (SIGKILL, a crash); a run
 the live driver is training again is in flight, not interrupted.
+
+Throughput: the mean over completed runs of their recorded tokens/s and MFU (``sweep.training.hardware``), each
+over the runs that recorded one (ledgers written before these columns, and devices of unknown peak, have none),
+with how many runs that mean covers; None when no run recorded it.
 """
 
 from __future__ import annotations
@@ -35,8 +39,21 @@ def interrupted_runs(runs: pd.DataFrame, in_flight: list[str], pending: list[str
     return sorted((marked | left) - (set(in_flight) if live else set()))
 
 
+def throughput(runs: pd.DataFrame) -> dict:
+    """Mean tokens/s and MFU of the completed runs among ``runs`` that recorded them (module docstring)."""
+    completed = runs[runs["status"] == "completed"]
+    summary = {}
+    for column in ("tokens_per_second", "mfu"):
+        values = completed[column].dropna().astype(float)
+        summary[f"{column}_mean"] = float(values.mean()) if len(values) else None
+        summary[f"{column}_runs"] = int(len(values))
+    return summary
+
+
 def sweep_status(store: ResultsStore, sweep: str | None = None) -> dict:
-    """``{"running": holder or None, "sweeps": [...]}`` with one entry per sweep (see the module docstring)."""
+    """``{"running": holder or None, "sweeps": [...]}`` with one entry per sweep (see the module docstring): its
+    counts by status, planned and pending runs, runs in flight and interrupted, FLOPs done and planned, and
+    ``tokens_per_second_mean``, ``mfu_mean`` (None when unknown) with ``tokens_per_second_runs``, ``mfu_runs``."""
     holder = lock_holder(store)
     ledger = store.read_runs()
     entries = []
@@ -61,6 +78,7 @@ def sweep_status(store: ResultsStore, sweep: str | None = None) -> dict:
                 "interrupted": interrupted_runs(runs, status["in_flight"], pending, live),
                 "flops_done": float(finished["flops"].sum()),
                 "flops_planned": float(sum(planned.values())),
+                **throughput(runs),
             }
         )
     return {"running": holder, "sweeps": entries}

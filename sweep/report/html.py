@@ -4,7 +4,9 @@ Figures: iso-FLOP curves with their parabolas (Approach 2); the frontier N_opt(C
 with 95% bootstrap bands; Approach 3's surface against the data (its iso-FLOP curves L(N, C/6N) over the runs);
 residuals of Approach 3 in log loss; and, from a results directory, every run's training curve against FLOPs with
 the envelope of final losses (Approach 1). Then the table of fitted numbers with intervals and the extrapolation
-check. Everything shown comes from ``fit_summary`` and the runs table: the page holds no analysis of its own.
+check, and, from a results directory's ledger, a throughput table: mean tokens/s, model FLOP/s (the sweep's own
+FLOPs per token) and MFU of the completed runs of each model size on each device and precision. Everything shown
+comes from ``fit_summary``, the runs table and the ledger: the page holds no analysis of its own.
 """
 
 from __future__ import annotations
@@ -131,9 +133,44 @@ def _table(summary: dict) -> str:
     return f"<table><tr><th>quantity</th><th>value [95% interval]</th></tr>{body}</table>"
 
 
+THROUGHPUT_KEYS = ["n_params_nonembedding", "n_layer", "d_model", "device", "precision"]
+
+
+def throughput_table(ledger: pd.DataFrame) -> str:
+    """HTML table of mean tokens/s, model FLOP/s and MFU per model size, device and precision (completed runs
+    that recorded a throughput; ``sweep.results.storage``), or "" when none did."""
+    if "tokens_per_second" not in ledger:
+        return ""
+    runs = ledger[(ledger["status"] == "completed") & ledger["tokens_per_second"].notna()].copy()
+    if runs.empty:
+        return ""
+    runs[["device", "precision"]] = runs[["device", "precision"]].fillna("?")
+    groups = runs.groupby(THROUGHPUT_KEYS, sort=True, dropna=False).agg(
+        runs=("run_id", "size"), tokens_per_second=("tokens_per_second", "mean"),
+        model_flops_per_second=("model_flops_per_second", "mean"), mfu=("mfu", "mean"),
+    )  # fmt: skip
+
+    def number(value, spec: str) -> str:
+        return "-" if pd.isna(value) else f"{value:{spec}}"
+
+    head = "".join(f"<th>{h}</th>" for h in ("N (non-emb)", "L x d", "device", "precision", "runs", "tokens/s", "model FLOP/s", "MFU"))
+    body = "".join(
+        f"<tr><td>{number(g.n_params_nonembedding, ',.0f')}</td><td>{number(g.n_layer, '.0f')} x {number(g.d_model, '.0f')}</td>"
+        f"<td>{html.escape(str(g.device))}</td>"
+        f"<td>{html.escape(str(g.precision))}</td><td>{g.runs}</td><td>{number(g.tokens_per_second, '.3g')}</td>"
+        f"<td>{number(g.model_flops_per_second, '.3g')}</td><td>{number(g.mfu, '.1%')}</td></tr>"
+        for g in groups.reset_index().itertuples()
+    )
+    note = ("<p>Means over completed runs. Model FLOP/s = tokens/s &times; the sweep's FLOPs per token (its "
+            "<code>flops_convention</code>); MFU = model FLOP/s / (workers &times; one device's dense peak at the "
+            "run's precision), shown only where the peak is known.</p>")  # fmt: skip
+    return f"<h2>Throughput</h2>{note}<table><tr>{head}</tr>{body}</table>"
+
+
 def write_report(inputs: FitInputs, out_dir: str | Path, metrics: pd.DataFrame | None = None, title: str = "Scaling-law report",
-                 n_boot: int = 1000, seed: int = 0) -> Path:  # fmt: skip
-    """Fit, draw and write ``OUT/report.html``; returns its path."""
+                 n_boot: int = 1000, seed: int = 0, ledger: pd.DataFrame | None = None) -> Path:  # fmt: skip
+    """Fit, draw and write ``OUT/report.html``; returns its path. ``ledger`` (the results' runs) adds the
+    throughput table."""
     runs = inputs.runs
     grid = list(np.logspace(np.log10(runs["budget"].min()), np.log10(runs["budget"].max()) + 1.0, 12))
     summary = fit_summary(inputs, n_boot=n_boot, seed=seed, predict_flops=grid)
@@ -146,12 +183,13 @@ def write_report(inputs: FitInputs, out_dir: str | Path, metrics: pd.DataFrame |
     if metrics is not None and not metrics.empty and "flops" in runs:
         figures.append(("Training curves and envelope", curves_figure(metrics, runs)))
     excluded = "".join(f"<li>{html.escape(str(r['run_id']))}: {html.escape(str(r['status']))}</li>" for r in summary["excluded"])
+    throughput = throughput_table(ledger) if ledger is not None else ""
     sections = "".join(f'<h2>{html.escape(name)}</h2><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">' for name, data in figures)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}img{{max-width:100%}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
 <body><h1>{html.escape(title)}</h1><p>{summary['n_runs']} runs fitted; 95% intervals from {n_boot} bootstrap resamples (seed {seed}).</p>
-<h2>Fitted numbers</h2>{_table(summary)}{f'<h2>Not fitted</h2><ul>{excluded}</ul>' if excluded else ''}{sections}</body></html>"""
+<h2>Fitted numbers</h2>{_table(summary)}{f'<h2>Not fitted</h2><ul>{excluded}</ul>' if excluded else ''}{throughput}{sections}</body></html>"""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.html"

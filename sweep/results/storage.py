@@ -18,6 +18,12 @@ object store (S3, GCS) straight to its key, since a PUT is atomic there and a "r
 ledger row: the ledger row is the commit, and a rerun of a run without one overwrites its metrics file whole, so a
 metrics row is never duplicated.
 
+Each ledger row also records how the run trained (precision, micro-batch, compile, LR/batch rules, warm-up,
+optimizer, workers) and its throughput: mean tokens/s, model FLOP/s under the run's own ``flops_convention``,
+the device's peak and MFU (``sweep.training.hardware``). Columns added later read as null from older files
+through ``ResultsStore``; other readers of a ledger that mixes old and new files take the schema of one file
+(``pandas.read_parquet`` drops the newer columns), so ask them to merge by name (DuckDB: ``union_by_name=true``).
+
 A root may carry credentials (``s3://KEY:SECRET@bucket/x``); ``ResultsStore.shown`` is the form of it that may be
 printed (``sweep.results.uri.redact_uri``), an error opening it names only that form, and a ledger row's ``error``
 is scrubbed of the root's secrets before it is written.
@@ -78,6 +84,27 @@ RUNS_SCHEMA = pa.schema(
         ("finished_at", _TIMESTAMP),
         ("first_step_at", _TIMESTAMP),
         ("data_fingerprint", pa.string()),
+        # How the run trained (RunSpec fields; precision and micro_batch_tokens as the run resolved them when its
+        # outcome says so, else the spec's "auto" / 0). Files written before these columns read them as null.
+        ("micro_batch_tokens", pa.int64()),
+        ("precision", pa.string()),  # fp32 | bf16 (auto: the run did not say what it resolved to)
+        ("compile", pa.bool_()),
+        ("lr_rule", pa.string()),  # kaplan | power | fixed
+        ("batch_rule", pa.string()),  # fixed | power
+        ("warmup_steps", pa.int64()),
+        ("warmup_tokens", pa.int64()),
+        ("beta1", pa.float64()),
+        ("beta2", pa.float64()),
+        ("weight_decay", pa.float64()),
+        ("memory_estimate_bytes", pa.int64()),  # one worker's estimated peak (0: not estimated)
+        ("data_order", pa.string()),
+        ("workers", pa.int32()),
+        # Throughput (sweep.training.hardware), one FLOP convention end to end: model_flops_per_second is
+        # tokens_per_second * flops_per_token, the same per-token FLOPs (flops_convention) that sized the run.
+        ("tokens_per_second", pa.float64()),  # mean of the whole run, all workers; evaluation and checkpoints left out
+        ("model_flops_per_second", pa.float64()),
+        ("peak_flops", pa.float64()),  # one device's dense peak: resources.peak_flops, else the table by device and precision
+        ("mfu", pa.float64()),  # model_flops_per_second / (workers * peak_flops); null when the peak is unknown
         ("error", pa.string()),
         ("spec_json", pa.string()),
     ]

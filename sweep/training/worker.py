@@ -22,13 +22,15 @@ from sweep.planning.plan import RunSpec
 from sweep.results.storage import FINISHED_STATUSES, ResultsStore
 from sweep.training.checkpoint import CheckpointStore
 from sweep.training.claim import RunClaims, claims_for
+from sweep.training.hardware import mean_tokens_per_second, mfu, peak_flops
 from sweep.training.train import RunOutcome, train_run
 
 _SPEC_COLUMNS = (
     "n_layer", "d_model", "n_head", "seq_len", "vocab_size", "n_params", "n_params_nonembedding", "tokens",
     "flops", "flops_budget", "flops_convention", "flops_per_token", "flops_per_token_6n",
     "flops_per_token_6n_attention", "flops_per_token_chinchilla", "steps", "lr", "batch_tokens", "seed",
-    "data_fingerprint",
+    "data_fingerprint", "compile", "lr_rule", "batch_rule", "warmup_steps", "warmup_tokens", "beta1", "beta2",
+    "weight_decay", "memory_estimate_bytes", "data_order", "workers",
 )  # fmt: skip
 
 
@@ -41,12 +43,33 @@ def node_name() -> str:
     return socket.gethostname()
 
 
+def throughput_columns(spec: RunSpec, outcome: RunOutcome) -> dict:
+    """How fast the run trained: mean tokens/s and model FLOP/s (the outcome's, else from its metrics rows), one
+    device's peak (``spec.peak_flops``, else ``sweep.training.hardware``'s table by the outcome's device and
+    precision) and MFU; plus the precision and micro-batch as the run resolved them (else the spec's)."""
+    tokens_per_second = outcome.tokens_per_second or mean_tokens_per_second(outcome.metrics)
+    model_flops = outcome.model_flops_per_second
+    if model_flops is None and tokens_per_second is not None:
+        model_flops = tokens_per_second * spec.flops_per_token
+    precision = outcome.precision or spec.precision
+    peak = spec.peak_flops or peak_flops(outcome.device, precision)
+    return {
+        "precision": precision,
+        "micro_batch_tokens": outcome.micro_batch_tokens or spec.micro_batch_tokens,
+        "tokens_per_second": tokens_per_second,
+        "model_flops_per_second": model_flops,
+        "peak_flops": peak,
+        "mfu": mfu(model_flops, spec.workers, peak),
+    }
+
+
 def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finished_at: datetime, node: str | None) -> dict:
     """The run's row in ``runs/`` (``sweep.results.storage.RUNS_SCHEMA``); ``node`` is where it trained, if known."""
     return {
         "run_id": spec.run_id,
         "status": outcome.status,
         **{column: getattr(spec, column) for column in _SPEC_COLUMNS},
+        **throughput_columns(spec, outcome),
         "final_train_loss": outcome.final_train_loss,
         "final_eval_loss": outcome.final_eval_loss,
         "wall_seconds": outcome.wall_seconds,

@@ -109,3 +109,37 @@ def test_readable_by_pandas_pyarrow_duckdb_polars(store):
     metrics = polars.read_parquet(f"{root}/metrics/**/*.parquet", hive_partitioning=True)
     assert metrics.height == 5 and "sweep" in metrics.columns
     assert set(RUNS_SCHEMA.names) <= set(polars.read_parquet(f"{root}/runs/**/*.parquet", hive_partitioning=True).columns)
+
+
+THROUGHPUT_COLUMNS = ("micro_batch_tokens", "precision", "compile", "lr_rule", "batch_rule", "warmup_steps", "warmup_tokens",
+                      "beta1", "beta2", "weight_decay", "memory_estimate_bytes", "data_order", "workers",
+                      "tokens_per_second", "model_flops_per_second", "peak_flops", "mfu")  # fmt: skip
+
+
+def test_ledger_files_written_before_the_throughput_columns_still_read(tmp_path):
+    """A file with the schema of before issue 8 (no throughput or how-it-trained columns) next to a new one: the
+    ledger and ``read_run`` give the old row with those columns null, the new row with its values."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    assert set(THROUGHPUT_COLUMNS) <= set(RUNS_SCHEMA.names)
+    old_schema = pa.schema([field for field in RUNS_SCHEMA if field.name not in THROUGHPUT_COLUMNS])
+    store = ResultsStore(tmp_path / "results")
+    directory = Path(store.base) / "runs" / "sweep=old"
+    directory.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([run_row("before")], schema=old_schema), directory / "before.parquet")
+    store.write_run("old", {**run_row("after"), "precision": "bf16", "tokens_per_second": 2e4, "mfu": 0.4, "workers": 2})
+
+    ledger = store.read_runs("old").set_index("run_id")
+    assert set(THROUGHPUT_COLUMNS) <= set(ledger.columns)
+    assert ledger.loc["before"][list(THROUGHPUT_COLUMNS)].isna().all()
+    assert ledger.loc["before", "final_eval_loss"] == 2.5
+    after = ledger.loc["after"]
+    assert (after["precision"], after["tokens_per_second"], after["mfu"], after["workers"]) == ("bf16", 2e4, 0.4, 2)
+    assert len(store.read_runs()) == 2  # every sweep, through the hive-partitioned dataset
+
+    before = store.read_run("old", "before")
+    assert before["status"] == "completed" and before["n_params"] == 1000
+    assert all(before[column] is None for column in THROUGHPUT_COLUMNS)
+    assert store.read_run("old", "after")["precision"] == "bf16"
+    assert store.finished_run_ids("old") == {"before", "after"}
