@@ -5,7 +5,8 @@ N all parameters, B sequences per micro-batch, T seq_len, h d_model, a n_head, L
 activation element (4 fp32, 2 bf16 under autocast); R = 4, the residual stream and LayerNorm, which autocast keeps in
 fp32 (``layer_norm`` is on its fp32 list on CPU and CUDA, and fp32 + bf16 promotes to fp32).
 
-1. Parameters 4N and AdamW's ``exp_avg`` and ``exp_avg_sq`` 8N, all fp32. DDP (more than one worker) adds its
+1. Parameters 4N and AdamW's ``exp_avg`` and ``exp_avg_sq`` 8N, all fp32, and its ``step`` counts, a 4-byte scalar
+   for each of the 6 L + 4 parameter tensors. DDP (more than one worker) adds its
    gradient buckets, 4N (``gradient_as_bucket_view`` is off by default). Gradients (fp32): all 4N live through the
    forward and backward once micro-batches accumulate; with one pass per step (``set_to_none``) none exist in the
    forward, and the backward frees a layer's activations as it makes the layer's gradients, so the live total moves
@@ -82,7 +83,7 @@ class MemoryEstimate:
     gradients: int
     """fp32 gradients live at the forward/backward peak: 4N when accumulating, else the head's and one block's."""
     optimizer_states: int
-    """AdamW ``exp_avg`` and ``exp_avg_sq``, 8N."""
+    """AdamW ``exp_avg`` and ``exp_avg_sq``, 8N, and its ``step`` counts."""
     gradient_buckets: int
     """DDP's flat gradient buckets, 4N with more than one worker, else 0."""
     weight_copies: int
@@ -137,7 +138,8 @@ def estimate_peak_bytes(
     largest_matrix = max(4 * h * h, V * h)
     largest_parameter = max(largest_matrix, T * h)
 
-    static = 4 * N + 8 * N + (4 * N if data_parallel else 0)  # step 1
+    optimizer_states = 8 * N + 4 * (6 * L + 4)  # step 1
+    static = 4 * N + optimizer_states + (4 * N if data_parallel else 0)
     gradients = 4 * N if accumulating else 4 * (V * h + 12 * h * h + 3 * h)
     weight_copies = 2 * (12 * L * h * h + V * h) if precision == "bf16" else 0  # step 2
     per_layer = (2 * R + 14 * p) * h + 16 + 4 * a  # step 3
@@ -152,7 +154,7 @@ def estimate_peak_bytes(
     return MemoryEstimate(
         parameters=4 * N,
         gradients=gradients,
-        optimizer_states=8 * N,
+        optimizer_states=optimizer_states,
         gradient_buckets=4 * N if data_parallel else 0,
         weight_copies=weight_copies,
         activations=activations,
