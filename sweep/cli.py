@@ -46,6 +46,7 @@ def _results_root(args: argparse.Namespace, config: SweepConfig | None = None) -
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the planned runs. Example: ``sweep plan sweep/configs/demo.yaml --json``."""
     from sweep.execute.orchestrate import prepare_plan
+    from sweep.planning.memory import run_device
     from sweep.planning.plan import estimated_seconds
 
     config = load_config(args.config)
@@ -78,7 +79,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print("micro auto: picked from the device's free memory when the run starts; mem: one pass of the worker's whole share")
     if r.gpu_memory_gb is not None:
         for s in plan.runs:
-            if s.gpus > 0 and s.memory_estimate_bytes > r.gpu_memory_gb * 2**30:
+            if run_device(s) == "cuda" and s.memory_estimate_bytes > r.gpu_memory_gb * 2**30:
                 print(f"warning: run {s.run_id} ({s.n_layer}x{s.d_model}, micro {s.micro_batch_tokens} tokens) is estimated "
                       f"at {_size(s.memory_estimate_bytes)}, over resources.gpu_memory_gb {r.gpu_memory_gb:g} GiB")
     for reason in plan.skipped:

@@ -71,3 +71,18 @@ def test_run_that_cannot_fit_one_sequence_is_refused(command, tmp_path, capsys):
     assert "\n" not in err and err.startswith("sweep: error: resources.gpu_memory_gb (0.5): run ")
     assert "GiB for one 32-token sequence" in err
     assert not (tmp_path / "results").exists()  # refused before anything started
+
+
+def test_plan_warns_when_an_explicit_micro_batch_exceeds_the_gpu(tmp_path, capsys):
+    from sweep.config import parse_config
+    from sweep.planning.memory import GiB, estimate_for_run
+    from sweep.planning.plan import plan_sweep
+
+    overrides = {"model": {"sizes": [3e3]}, "training": {"micro_batch_tokens": 256}}
+    spec = plan_sweep(parse_config(tiny_config(**overrides, resources={"gpus_per_worker": 1})), 256, "f00d").runs[0]
+    size = round(estimate_for_run(spec, 32).total / GiB, 4) + 0.0001  # one sequence fits, eight do not
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(**overrides, resources={"gpus_per_worker": 1, "gpu_memory_gb": size})))
+    assert main(["plan", str(path)]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and all("over resources.gpu_memory_gb" in w for w in warnings)  # two budgets

@@ -2,47 +2,49 @@
 
 What one worker holds at the peak of a training step of ``models.gpt.GPT`` (AdamW, fp32 master weights), in bytes.
 N all parameters, B sequences per micro-batch, T seq_len, h d_model, a n_head, L n_layer, V vocab; p bytes per
-activation element (4 fp32, 2 bf16 under autocast); R = 4, the residual stream and LayerNorm, which autocast keeps in
-fp32 (``layer_norm`` is on its fp32 list on CPU and CUDA, and fp32 + bf16 promotes to fp32).
+activation element (4 fp32, 2 bf16 under autocast); R = 4 for the residual stream and LayerNorm, which autocast
+keeps in fp32 (``layer_norm`` is on its fp32 list on CPU and CUDA, and fp32 + bf16 promotes to fp32).
 
-1. Parameters 4N and AdamW's ``exp_avg`` and ``exp_avg_sq`` 8N, all fp32, and its ``step`` counts, a 4-byte scalar
-   for each of the 6 L + 4 parameter tensors. DDP (more than one worker) adds its
-   gradient buckets, 4N (``gradient_as_bucket_view`` is off by default). Gradients (fp32): all 4N live through the
-   forward and backward once micro-batches accumulate; with one pass per step (``set_to_none``) none exist in the
-   forward, and the backward frees a layer's activations as it makes the layer's gradients, so the live total moves
-   linearly from its start (activations whole, the gradients of the head and of one block made: 4 (V h + 12 h^2 +
-   3 h)) to its end (gradients whole, activations gone; step 6 covers that).
-2. bf16 only: autocast's cached bf16 copies of the matmul weights, 2 * (12 L h^2 + V h), saved for the backward.
-3. Activations saved for the backward (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
-   Transformer Models", sec. 4.1: s b h (34 + 5 a s / h) bytes per layer in fp16 with dropout and without flash
-   attention), adapted to this model, per token and layer:
-   - LayerNorm inputs, two per block, in fp32: 2 R h (they count 4 sbh at 2 bytes), plus mean and rstd, 4 x 4 bytes;
-   - attention: the QKV input h, Q, K and V 3h, the attention output h, which is also the output projection's input
-     (SDPA returns it in (B, T, nh, hs) memory, so ``transpose(1, 2).contiguous()`` copies nothing): 5 p h;
+1. Parameters 4N; AdamW's ``exp_avg`` and ``exp_avg_sq`` 8N and its ``step`` counts, a 4-byte scalar for each of
+   the 6 L + 4 parameter tensors; with more than one worker, DDP's gradient buckets 4N (``gradient_as_bucket_view``
+   is off by default). Gradients, fp32: all 4N live through the forward and backward once micro-batches accumulate.
+   With one pass per step (``zero_grad(set_to_none=True)``) none exist in the forward, and the backward frees a
+   layer's activations as it makes that layer's gradients, so the live total moves linearly from the backward's
+   start (activations whole, the gradients of the head and of one block made: 4 (V h + 12 h^2 + 3 h)) to its end
+   (gradients whole, activations gone: step 6 covers that end).
+2. bf16 only: autocast's cached bf16 copies of the matmul weights, 2 (12 L h^2 + V h), saved for the backward.
+3. Activations saved for the backward. Korthikanti et al. (2022), "Reducing Activation Recomputation in Large
+   Transformer Models", sec. 4.1, count s b h (34 + 5 a s / h) bytes per layer in fp16, with dropout and without
+   flash attention. For this model, per token and layer:
+   - the two LayerNorm inputs, in fp32: 2 R h (they count 4 sbh at 2 bytes), and their mean and rstd, 16;
+   - attention: the QKV input h; Q, K and V 3h; the attention output h, which is also the output projection's
+     input (SDPA returns it in (B, T, nh, hs) memory, so ``transpose(1, 2).contiguous()`` copies nothing): 5 p h;
    - MLP: the up projection's input h, the GELU input 4h, the down projection's input 4h: 9 p h;
-   - no dropout masks (their 2 sbh and a s^2 b); no s x s scores: SDPA's flash and memory-efficient kernels (CUDA)
-     and ``_scaled_dot_product_flash_attention_for_cpu`` (torch 2.13, fp32 and bf16, is_causal, no dropout) keep only
-     the log-sum-exp, 4 a bytes, instead of Korthikanti's 5 a s / h term (the math backend would store it);
-   so (2 R + 14 p) h + 16 + 4 a bytes: 64 h + 16 + 4a in fp32, 36 h + 16 + 4a in bf16 (Korthikanti's 34 h less the
-   2 h of dropout masks, plus 4 h for fp32 LayerNorm inputs). Then once per token: the final LayerNorm's input R h and
-   stats 8, the head's input p h, the token ids and targets (int64) 16; and 8 T for the positions.
+   - no dropout masks (their 2 sbh and a s^2 b), and no s x s scores: SDPA's flash and memory-efficient kernels on
+     CUDA, and ``_scaled_dot_product_flash_attention_for_cpu`` (torch 2.13; fp32 and bf16, causal, no dropout), keep
+     only the fp32 log-sum-exp, 4a, in place of Korthikanti's 5 a s / h term (the math backend would store it);
+   so (2 R + 14 p) h + 16 + 4a: 64 h + 16 + 4a in fp32, and 36 h + 16 + 4a in bf16 (Korthikanti's 34 h less 2 h of
+   dropout masks, plus 4 h for the fp32 LayerNorm inputs). Once per token besides: the final LayerNorm's input R h
+   and stats 8, the head's input p h, the token ids and targets (int64) 16; and 8 T for the positions.
 4. Logits: the (B, T, V) logits at p, which the caller holds through the backward (``_, loss = model(x, y)``).
-5. The largest short-lived working set, whichever comes first:
+5. The largest short-lived working set of the pass, whichever is larger:
    - the loss: ``F.cross_entropy(logits.float())`` keeps the fp32 log-probabilities, and its backward makes two fp32
      (B, T, V) gradients before the first is freed: 12 V per token;
-   - the last block's backward: the residual stream's gradient R h and the MLP hidden gradient 4 p h per token, and
-     one weight gradient of the largest matrix M = max(4 h^2, V h) before it is added to ``.grad``: 4 M, and in bf16
-     also its bf16 form, 2 M.
-6. The optimizer step runs after the activations are freed, with all 4N gradients; it sets the peak when 4N and its
-   temporaries outweigh the gradients at the backward's start and 2 + 3 + 4 + 5. Temporaries: on CPU, ``torch.optim.AdamW``'s per-parameter loop keeps the previous parameter's denominator while the
-   next one's ``sqrt`` and division are made, 3 x 4 M' bytes (M' the largest parameter); CUDA's fused AdamW, none.
-7. An allowance of 10% of the above for the allocator (CUDA's caching allocator rounds blocks and fragments; glibc's
-   malloc keeps freed arenas), and on CUDA a fixed 1 GiB for what no tensor holds: the CUDA context (about 0.3-0.6
-   GiB under CUDA 12's lazy loading), cuBLAS workspaces and NCCL's buffers.
+   - the last block's backward: the residual stream's gradient R h and the MLP hidden's gradient 4 p h per token,
+     and the weight gradient of the largest matrix M = max(4 h^2, V h) before it is added to ``.grad``, 4 M (in
+     bf16 also its bf16 form, 2 M).
+6. The optimizer step, after the activations are freed: all 4N gradients and the step's temporaries. On CPU,
+   ``torch.optim.AdamW``'s per-parameter loop keeps the previous parameter's denominator while it makes the next
+   one's ``sqrt`` and quotient: 3 x 4 M' (M' the largest parameter); CUDA's fused AdamW makes none.
+7. An allowance: 10% of the above for the allocator (CUDA's caching allocator rounds and caches blocks, glibc's malloc
+   keeps freed arenas), and on CUDA a fixed 1 GiB that no tensor holds: the CUDA context (about 0.3-0.6 GiB with
+   CUDA 12's lazy loading), cuBLAS workspaces and NCCL's buffers.
 
-Total = parameters + optimizer states + buckets + max(gradients at the peak + 2 + 3 + 4 + 5, 4N + 6) + 7. Measured against live tensor storage on CPU (``measure_peak_bytes``: torch's
-``MemTracker``, a TorchDispatchMode that follows every storage with a weak reference, over whole training steps),
-steps 1-6 agree within a few percent at every tested shape (``tests/planning/test_memory.py``, ``docs/memory.md``,
+Total = parameters + optimizer states + buckets + max(gradients of step 1 + steps 2-5, 4N + step 6) + step 7.
+
+Checked against the peak of live tensor storage over whole CPU training steps (``measure_peak_bytes``): steps 1-6
+are never below it but for a few 4-byte scalars, exact when the loss sets the peak and micro-batches accumulate, and
+at most 6% above it at the shapes tested (``tests/planning/test_memory.py``; the table in ``docs/memory.md``, from
 ``benchmarks/memory.py``). The estimate is for eager mode: ``torch.compile`` usually saves fewer activations.
 
 ``micro_batch_tokens_for`` picks the largest micro-batch whose estimate fits a memory size; ``available_bytes``
@@ -212,7 +214,8 @@ def micro_batch_tokens_for(spec: RunSpec, available_bytes: int) -> int:
     need = estimate_for_run(spec, spec.seq_len).total
     raise MemoryDoesNotFit(
         f"run {spec.n_layer}x{spec.d_model} (N={spec.n_params:,}, {run_precision(spec)}) needs "
-        f"{need / GiB:.2f} GiB for one {spec.seq_len}-token sequence per micro-batch; {available_bytes / GiB:.2f} GiB available"
+        f"{need / GiB:.2f} GiB for one {spec.seq_len}-token sequence per micro-batch; "
+        f"{available_bytes / GiB:.2f} GiB available"
     )
 
 

@@ -243,7 +243,8 @@ def with_memory(spec: RunSpec, gpu_memory_gb: float | None) -> RunSpec:
     if micro and (micro % spec.seq_len or share % micro):
         raise ConfigError(
             f"training.micro_batch_tokens ({micro}) must be a multiple of model.seq_len ({spec.seq_len}) dividing a "
-            f"worker's share of the batch ({share} tokens) of run {spec.n_layer}x{spec.d_model} (budget {spec.flops_budget:.3g})"
+            f"worker's share of the batch ({share} tokens) of run {spec.n_layer}x{spec.d_model} "
+            f"(budget {spec.flops_budget:.3g})"
         )
     if gpu_memory_gb is not None and run_device(spec) == "cuda":
         try:
