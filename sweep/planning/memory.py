@@ -240,45 +240,43 @@ def available_bytes(device: torch.device, share: float | None = None) -> int:
     return int(psutil.virtual_memory().available * fraction)
 
 
-class _LiveStorage:
-    """A ``TorchDispatchMode`` (made on first use: torch loads lazily) that sums the bytes of every live tensor storage.
+def _live_storage_mode():
+    """A ``TorchDispatchMode`` that sums the bytes of every live tensor storage (built here: torch loads lazily).
 
     Each storage an op returns is counted once, by its C++ identity, and uncounted by a ``weakref.finalize`` when it
-    dies (storages keep their Python object while they live). The peak is read after every op, so it is the peak at
-    op granularity: a kernel's internal scratch is not seen, nor is allocator overhead.
+    dies (a storage keeps its Python object while it lives). ``peak`` is read after every op: the peak at op
+    granularity, without a kernel's internal scratch or allocator overhead. ``add`` counts tensors made outside.
     """
+    import weakref
 
-    def __new__(cls):
-        import weakref
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_map_only
 
-        import torch
-        from torch.utils._python_dispatch import TorchDispatchMode
-        from torch.utils._pytree import tree_map_only
+    class LiveStorage(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: dict[int, int] = {}
+            self.live = self.peak = 0
 
-        class Mode(TorchDispatchMode):
-            def __init__(self) -> None:
-                super().__init__()
-                self.sizes: dict[int, int] = {}
-                self.live = self.peak = 0
+        def add(self, tensor: torch.Tensor) -> None:
+            storage = tensor.untyped_storage()
+            key = storage._cdata
+            if key not in self.sizes:
+                self.sizes[key] = storage.nbytes()
+                self.live += self.sizes[key]
+                weakref.finalize(storage, self._free, key)
+            self.peak = max(self.peak, self.live)
 
-            def add(self, tensor: torch.Tensor) -> None:
-                storage = tensor.untyped_storage()
-                key = storage._cdata
-                if key not in self.sizes:
-                    self.sizes[key] = storage.nbytes()
-                    self.live += self.sizes[key]
-                    weakref.finalize(storage, self._free, key)
-                self.peak = max(self.peak, self.live)
+        def _free(self, key: int) -> None:
+            self.live -= self.sizes.pop(key, 0)
 
-            def _free(self, key: int) -> None:
-                self.live -= self.sizes.pop(key, 0)
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            tree_map_only(torch.Tensor, self.add, out)
+            return out
 
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                out = func(*args, **(kwargs or {}))
-                tree_map_only(torch.Tensor, self.add, out)
-                return out
-
-        return Mode()
+    return LiveStorage()
 
 
 def measure_peak_bytes(
@@ -308,7 +306,7 @@ def measure_peak_bytes(
             _, loss = model(x, y)  # the logits stay alive through the backward, as in a training loop
         (loss / micro_batches).backward()
 
-    tracker = _LiveStorage()
+    tracker = _live_storage_mode()
     with tracker:
         for parameter in model.parameters():
             tracker.add(parameter)

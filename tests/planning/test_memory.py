@@ -44,12 +44,35 @@ def test_estimate_agrees_with_measured_peak(shape, micro_batches, precision):
         assert abs(estimate.tensors - measured) <= 64, (estimate, measured)
 
 
-def test_measurement_sees_activations_grow_with_the_micro_batch():
-    shape = SHAPES[1]
-    one, four = (measure_peak_bytes(shape, b, "fp32", micro_batches=1) for b in (1, 4))
-    per_sequence = (four - one) / 3
-    expected = estimate_peak_bytes(shape, 2, "fp32").activations - estimate_peak_bytes(shape, 1, "fp32").activations
-    assert per_sequence > expected  # activations plus the logits and the loss's transient
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_measurement_agrees_with_torch_memtracker(precision):
+    """The measuring mode against torch's own ``MemTracker`` on the same steps (one pass each, which it allows)."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    from models.gpt import GPT
+
+    shape, sequences = SHAPES[1], 3
+    torch.manual_seed(0)
+    model = GPT(shape)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+
+    def step():
+        x, y = (torch.randint(0, shape.vocab_size, (sequences, shape.seq_len)) for _ in range(2))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            _, loss = model(x, y)
+        (loss / 1).backward()  # the loss scaled by the number of micro-batches, as measured
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    tracker = MemTracker()
+    tracker.track_external(model, optimizer)
+    for _ in range(2):
+        with tracker:  # entering resets its peak
+            step()
+        tracker.reset_mod_stats()
+    expected = sum(snapshot["Total"] for snapshot in tracker.get_tracker_snapshot("peak").values())
+    assert measure_peak_bytes(shape, sequences, precision, micro_batches=1) == expected
 
 
 def test_parts_follow_the_derivation():
