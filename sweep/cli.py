@@ -47,6 +47,7 @@ def _results_root(args: argparse.Namespace, config: SweepConfig | None = None) -
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the planned runs. Example: ``sweep plan sweep/configs/demo.yaml --json``."""
     from sweep.execute.orchestrate import prepare_plan
+    from sweep.planning.memory import run_device
     from sweep.planning.plan import estimated_seconds
 
     config = load_config(args.config)
@@ -62,16 +63,37 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"sweep {config.name}: {len(plan.runs)} runs ({config.flops_convention} FLOPs; times assume "
         f"{r.assumed_flops_per_second:.2g} FLOP/s per worker + {r.assumed_seconds_per_step * 1e3:.0f} ms per step)"
     )
-    print(f"{'run_id':<17}{'budget':>9}{'L':>4}{'d':>6}{'h':>4}{'N (non-emb)':>13}{'D tokens':>13}{'steps':>7}{'C':>10}{'lr':>9}{'workers':>8}{'est s':>8}")
+    print(
+        f"{'run_id':<17}{'budget':>9}{'L':>4}{'d':>6}{'h':>4}{'N (non-emb)':>13}{'D tokens':>13}{'steps':>7}{'C':>10}"
+        f"{'lr':>9}{'workers':>8}{'est s':>8}  {'micro':<10}{'mem':>10}"
+    )
     for s in plan.runs:
+        micro = f"{s.micro_batch_tokens // s.seq_len}x{s.seq_len}" if s.micro_batch_tokens else "auto"
         print(
             f"{s.run_id:<17}{s.flops_budget:>9.2g}{s.n_layer:>4}{s.d_model:>6}{s.n_head:>4}{s.n_params_nonembedding:>13,}"
             f"{s.tokens:>13,}{s.steps:>7}{s.flops:>10.3g}{s.lr:>9.2e}{s.workers:>8}{seconds[s.run_id]:>8.1f}"
+            f"  {micro:<10}{_size(s.memory_estimate_bytes):>10}"
         )
     print(f"total {sum(s.flops for s in plan.runs):.3g} FLOPs, about {sum(seconds.values()):.0f} s of run time (before parallelism)")
+    print("micro: sequences x seq_len per forward/backward pass on one worker; mem: estimated peak memory per worker")
+    if any(not s.micro_batch_tokens for s in plan.runs):
+        print("micro auto: picked from the device's free memory when the run starts; mem: one pass of the worker's whole share")
+    if r.gpu_memory_gb is not None:
+        for s in plan.runs:
+            if run_device(s) == "cuda" and s.memory_estimate_bytes > r.gpu_memory_gb * 2**30:
+                print(f"warning: run {s.run_id} ({s.n_layer}x{s.d_model}, micro {s.micro_batch_tokens} tokens) is estimated "
+                      f"at {_size(s.memory_estimate_bytes)}, over resources.gpu_memory_gb {r.gpu_memory_gb:g} GiB")
     for reason in plan.skipped:
         print(f"left out: {reason}")
     return 0
+
+
+def _size(n_bytes: int) -> str:
+    """Bytes in binary units, three significant figures: ``2.31 GiB``, ``540 MiB``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{n_bytes} B"
 
 
 def _ray_log_file(root: str) -> Path:

@@ -42,3 +42,47 @@ def test_plan_json(tmp_path, capsys):
         assert key in run
     assert main(["plan", str(path)]) == 0
     assert "total" in capsys.readouterr().out
+
+
+def test_plan_shows_memory_and_micro_batch(tmp_path, capsys):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(training={"micro_batch_tokens": 64})))
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("run_id"))
+    assert "micro" in header and "mem" in header
+    rows = [line for line in out.splitlines() if line[:16].isalnum() and len(line.split()) > 10]
+    assert len(rows) == 4 and all(row.split()[-3] == "2x32" and row.split()[-1] == "KiB" for row in rows)  # micro, mem
+    path.write_text(yaml.safe_dump(tiny_config()))
+    assert main(["plan", str(path), "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert all(r["micro_batch_tokens"] == 0 and r["memory_estimate_bytes"] > 0 for r in runs)
+    assert main(["plan", str(path)]) == 0
+    assert "micro auto" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_run_that_cannot_fit_one_sequence_is_refused(command, tmp_path, capsys):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(resources={"gpus_per_worker": 1, "gpu_memory_gb": 0.5})))
+    extra = ["--results", str(tmp_path / "results")] if command == "run" else []
+    assert main([command, str(path), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("sweep: error: resources.gpu_memory_gb (0.5): run ")
+    assert "GiB for one 32-token sequence" in err
+    assert not (tmp_path / "results").exists()  # refused before anything started
+
+
+def test_plan_warns_when_an_explicit_micro_batch_exceeds_the_gpu(tmp_path, capsys):
+    from sweep.config import parse_config
+    from sweep.planning.memory import GiB, estimate_for_run
+    from sweep.planning.plan import plan_sweep
+
+    overrides = {"model": {"sizes": [3e3]}, "training": {"micro_batch_tokens": 256}}
+    spec = plan_sweep(parse_config(tiny_config(**overrides, resources={"gpus_per_worker": 1})), 256, "f00d").runs[0]
+    size = round(estimate_for_run(spec, 32).total / GiB, 4) + 0.0001  # one sequence fits, eight do not
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(**overrides, resources={"gpus_per_worker": 1, "gpu_memory_gb": size})))
+    assert main(["plan", str(path)]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and all("over resources.gpu_memory_gb" in w for w in warnings)  # two budgets

@@ -10,13 +10,16 @@ with each run's own batch, which the per-size rules give (``sweep.planning.rules
 warm-up, AdamW beta2). A run's ``run_id`` is a hash of everything that defines its result (shape, data
 fingerprint, token count, optimiser settings, seed, evaluation points), so the same run planned by two sweeps or
 two invocations has the same id, and any change that alters the result changes it.
+
+Each run's micro-batch is checked here, or picked to fit ``resources.gpu_memory_gb``, and its peak memory per
+worker estimated (``sweep.planning.memory``); a GPU run that cannot fit one sequence is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 
 from models.accounting import (
@@ -28,7 +31,8 @@ from models.accounting import (
 )
 from models.gpt import GPTShape
 from models.ladder import shape_for_params
-from sweep.config import SweepConfig
+from sweep.config import ConfigError, SweepConfig
+from sweep.planning.memory import GiB, MemoryDoesNotFit, estimate_for_run, micro_batch_tokens_for, run_device
 from sweep.planning.rules import learning_rate  # noqa: F401  (moved to rules.py; still importable from here)
 from sweep.planning.rules import size_rules, warmup_steps
 
@@ -221,4 +225,27 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
                         peak_flops=config.resources.peak_flops,
                     )
                 )
+    runs = [with_memory(spec, config.resources.gpu_memory_gb) for spec in runs]
     return Plan(runs=runs, skipped=skipped)
+
+
+def with_memory(spec: RunSpec, gpu_memory_gb: float | None) -> RunSpec:
+    """``spec`` with its micro-batch checked (or, for a GPU run under ``auto`` with ``gpu_memory_gb``, chosen) and its
+    peak memory estimated: at the micro-batch, or at one pass of the worker's whole share while ``auto`` waits for the
+    run's device. Raises ``ConfigError`` for a micro-batch that does not split the worker's share, or a GPU run that
+    cannot fit one sequence in ``gpu_memory_gb``."""
+    share = spec.batch_tokens // spec.workers
+    micro = spec.micro_batch_tokens
+    if micro and (micro % spec.seq_len or share % micro):
+        raise ConfigError(
+            f"training.micro_batch_tokens ({micro}) must be a multiple of model.seq_len ({spec.seq_len}) dividing a "
+            f"worker's share of the batch ({share} tokens) of run {spec.n_layer}x{spec.d_model} "
+            f"(budget {spec.flops_budget:.3g})"
+        )
+    if gpu_memory_gb is not None and run_device(spec) == "cuda":
+        try:
+            fitted = micro_batch_tokens_for(spec, int(gpu_memory_gb * GiB))  # raises if one sequence does not fit
+        except MemoryDoesNotFit as error:
+            raise ConfigError(f"resources.gpu_memory_gb ({gpu_memory_gb:g}): {error}") from None
+        micro = micro or fitted
+    return replace(spec, micro_batch_tokens=micro, memory_estimate_bytes=estimate_for_run(spec, micro or share).total)
