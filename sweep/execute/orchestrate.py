@@ -62,7 +62,7 @@ def prepare_plan(config: SweepConfig) -> Plan:
         raise ConfigError(f"data.path: {error}") from None
     plan = plan_sweep(config, corpus.vocab_size, corpus.fingerprint)
     for spec in plan.runs:
-        epochs = epochs_for(corpus, spec.tokens)
+        epochs = epochs_for(corpus, spec.tokens, spec.seq_len)
         if epochs > 1.0:
             log(f"warning: run {spec.run_id} (N={spec.n_params_nonembedding:,}) repeats data: {epochs:.2f} epochs of {corpus.description}")
     return plan

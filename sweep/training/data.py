@@ -11,10 +11,27 @@ their fingerprints (and so run ids) differ, as they should.
 User data (``source: tokens``): a nanoGPT-style flat file of token ids (``uint16`` or ``uint32``), read through
 ``numpy.memmap``; the validation split is ``val_path`` or the file's last ``val_fraction``.
 
-Batches (``TokenStream``): the training split is cut into ``batch_size`` equal lanes, and row ``b`` of step ``i``
-reads the ``seq_len + 1`` tokens at ``lane_start[b] + i * seq_len``: contiguous text per row, rows far apart in the
-corpus, every training token seen once per epoch, and the position fully given by the step (so resuming needs
-nothing but the step). A run's seed rotates the lanes so seeds see different orders.
+Batches (``TokenStream``): i.i.d. sequences addressed by (seed, step). The training split is cut into
+S = (len - 1) // seq_len non-overlapping *windows* of ``seq_len + 1`` tokens (window w starts at token
+w * seq_len; inputs are its first seq_len tokens, targets its last seq_len, so neighbouring windows share one
+token). Row ``b`` of step ``i`` is global sequence number g = i * batch_size + b, in epoch e = g // S at position
+p = g % S, and reads window pi_{seed, e}(p), where pi_{seed, e} is a pseudo-random permutation of [0, S):
+
+- every window is read exactly once per epoch and none twice (pi is a bijection); epochs are counted in
+  sequences, so a step may straddle an epoch boundary and the epoch count is exact;
+- each step's rows are an (almost) i.i.d. sample of the corpus, and consecutive steps are unrelated windows, not
+  the continuation of each other's text;
+- different seeds and different epochs see different orders;
+- the data position is a pure function of (seed, step), so resuming needs nothing but the step (bitwise on CPU).
+
+pi is a keyed Feistel network (Luby & Rackoff 1988: four or more rounds of a pseudo-random round function
+give a pseudo-random permutation) on the smallest even-bit domain [0, 4^h) >= S, restricted to [0, S) by
+cycle-walking (Black & Rogaway 2002, "Ciphers with arbitrary finite domains"): a value that lands outside
+[0, S) is encrypted again until it lands inside, which keeps a bijection and takes fewer than 4 tries on
+average since 4^h < 4S. Round keys come from BLAKE2b of (seed, epoch, round); the round function is the
+SplitMix64 finaliser (Steele et al. 2014). Positions are permuted 65,536 at a time in one vectorised call and
+cached, so memory stays O(1) whatever the corpus size (a materialised ``numpy.random.permutation`` of a
+10^10-token corpus would not fit) and a step costs a slice plus the token reads.
 """
 
 from __future__ import annotations
@@ -109,25 +126,96 @@ def load_corpus(config: DataConfig) -> Corpus:
     return Corpus(train, val, int(config.vocab_size), digest, f"token file {path.name}")
 
 
-def epochs_for(corpus: Corpus, tokens: int) -> float:
-    """How many passes over the training split a run of ``tokens`` makes."""
-    return tokens / max(1, len(corpus.train))
+def epochs_for(corpus: Corpus, tokens: int, seq_len: int) -> float:
+    """How many passes over the training windows (``TokenStream``) a run of ``tokens`` makes: exact."""
+    return tokens / (seq_len * max(1, (len(corpus.train) - 1) // seq_len))
+
+
+_ROUNDS = 6
+_BLOCK = 1 << 16
+"""Positions of an epoch permuted per vectorised call (and cached): one call serves thousands of steps."""
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a bijective avalanche mix of uint64 values (vectorised; wraps modulo 2^64)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+class FeistelPermutation:
+    """A keyed pseudo-random permutation of [0, size): balanced Feistel rounds plus cycle-walking (module docstring)."""
+
+    def __init__(self, size: int, key: bytes) -> None:
+        if size < 1:
+            raise ValueError(f"permutation size must be >= 1, got {size}")
+        self.size = size
+        self.half_bits = max(1, ((size - 1).bit_length() + 1) // 2)  # domain 4^half_bits >= size
+        self.half_mask = np.uint64((1 << self.half_bits) - 1)
+        digests = (hashlib.blake2b(key + bytes([r]), digest_size=8).digest() for r in range(_ROUNDS))
+        self.round_keys = [np.uint64(int.from_bytes(d, "little")) for d in digests]
+
+    def _encrypt(self, x: np.ndarray) -> np.ndarray:
+        shift = np.uint64(self.half_bits)
+        left, right = x >> shift, x & self.half_mask
+        for key in self.round_keys:
+            left, right = right, left ^ (_mix64(right ^ key) & self.half_mask)
+        return (left << shift) | right
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        """The images of ``positions`` (ints in [0, size)), as int64."""
+        with np.errstate(over="ignore"):
+            x = self._encrypt(np.asarray(positions, dtype=np.uint64))
+            outside = x >= self.size
+            while outside.any():  # cycle-walking: re-encrypt until the value lands in [0, size)
+                x[outside] = self._encrypt(x[outside])
+                outside = x >= self.size
+        return x.astype(np.int64)
 
 
 class TokenStream:
-    """Deterministic training batches addressed by step (lanes; see the module docstring)."""
+    """Deterministic i.i.d. training batches addressed by (seed, step) (see the module docstring)."""
 
     def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int) -> None:
-        self.tokens, self.batch_size, self.seq_len = tokens, batch_size, seq_len
-        self.lane_len = (len(tokens) - 1) // batch_size
-        self.steps_per_epoch = self.lane_len // seq_len
-        if self.steps_per_epoch < 1:
-            raise ValueError(f"corpus of {len(tokens)} tokens is too small for batches of {batch_size} x {seq_len}")
-        self.lane_starts = np.roll(np.arange(batch_size) * self.lane_len, seed % batch_size)
-        self.shift = (seed // batch_size) * seq_len % max(1, self.lane_len - seq_len)
+        self.tokens, self.batch_size, self.seq_len, self.seed = tokens, batch_size, seq_len, seed
+        self.sequences_per_epoch = (len(tokens) - 1) // seq_len
+        if self.sequences_per_epoch < 1:
+            raise ValueError(f"corpus of {len(tokens)} tokens is too small for one sequence of {seq_len}")
+        self._window = np.arange(seq_len + 1, dtype=np.int64)  # token offsets inside a window
+        self._blocks: dict[tuple[int, int], np.ndarray] = {}
+
+    def _block(self, epoch: int, block: int) -> np.ndarray:
+        """pi_{seed, epoch} of positions [block * _BLOCK, (block + 1) * _BLOCK), computed in one vectorised call."""
+        if (epoch, block) not in self._blocks:
+            if len(self._blocks) >= 4:  # steps move forward: keep the few blocks around the current step
+                del self._blocks[min(self._blocks)]
+            key = f"scaling-sweep/data/seed={self.seed}/epoch={epoch}".encode()
+            stop = min(self.sequences_per_epoch, (block + 1) * _BLOCK)
+            positions = np.arange(block * _BLOCK, stop, dtype=np.int64)
+            self._blocks[(epoch, block)] = FeistelPermutation(self.sequences_per_epoch, key)(positions)
+        return self._blocks[(epoch, block)]
 
     def epoch_of(self, step: int) -> int:
-        return step // self.steps_per_epoch
+        """The epoch (0-based) of step ``step``'s first row."""
+        return step * self.batch_size // self.sequences_per_epoch
+
+    def epochs_done(self, steps: int) -> float:
+        """Passes over the training windows after ``steps`` steps (exact: sequences read / windows)."""
+        return steps * self.batch_size / self.sequences_per_epoch
+
+    def windows(self, step: int, start: int, stop: int) -> np.ndarray:
+        """Window numbers read by rows ``start:stop`` of step ``step``."""
+        first, last = step * self.batch_size + start, step * self.batch_size + stop - 1
+        (epoch, position), (last_epoch, last_position) = divmod(first, self.sequences_per_epoch), divmod(last, self.sequences_per_epoch)
+        if epoch == last_epoch and position // _BLOCK == last_position // _BLOCK:  # the usual case: one slice
+            offset = position % _BLOCK
+            return self._block(epoch, position // _BLOCK)[offset : offset + stop - start]
+        windows = []
+        for sequence in range(first, last + 1):  # across an epoch or block boundary: row by row
+            epoch, position = divmod(sequence, self.sequences_per_epoch)
+            windows.append(self._block(epoch, position // _BLOCK)[position % _BLOCK])
+        return np.array(windows, dtype=np.int64)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets, each (batch_size, seq_len) int64, for optimizer step ``step`` (0-based)."""
@@ -135,9 +223,8 @@ class TokenStream:
 
     def rows(self, step: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows ``start:stop`` of ``batch(step)`` (a worker's or a micro-batch's share), reading only those rows."""
-        offset = (self.shift + (step % self.steps_per_epoch) * self.seq_len) % (self.lane_len - self.seq_len)
-        rows = np.stack([np.asarray(self.tokens[s + offset : s + offset + self.seq_len + 1]) for s in self.lane_starts[start:stop]])
-        rows = torch.from_numpy(rows.astype(np.int64))
+        offsets = self.windows(step, start, stop)[:, None] * self.seq_len + self._window  # (rows, seq_len + 1)
+        rows = torch.from_numpy(np.asarray(self.tokens[offsets]).astype(np.int64))
         return rows[:, :-1], rows[:, 1:]
 
 

@@ -2,6 +2,7 @@
 half-life in tokens, per-run horizons, config errors that name the key, and the demo plan unchanged by default."""
 
 import math
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -235,8 +236,10 @@ def test_defaults_leave_the_demo_plan_unchanged():
 
     config = load_config(Path(sweep.__file__).parent / "configs" / "demo.yaml")
     runs = plan_sweep(config, vocab_size=256, data_fingerprint="f00d").runs
-    got = [(r.n_params_nonembedding, r.flops_budget, r.steps, r.warmup_steps, r.run_id) for r in runs]
+    # run ids changed once since, on purpose: the data order (``data_order``) is part of a run's identity
+    got = [(r.n_params_nonembedding, r.flops_budget, r.steps, r.warmup_steps, replace(r, data_order="lanes").run_id) for r in runs]
     assert got == DEMO_BEFORE_RULES
+    assert all(r.run_id != replace(r, data_order="lanes").run_id for r in runs)
     for run in runs:
         assert run.lr == 3.0 * (0.003239 - 0.0001395 * math.log(run.n_params_nonembedding))
         assert (run.batch_tokens, run.beta2, run.lr_rule, run.batch_rule) == (1024, 0.95, "kaplan", "fixed")
