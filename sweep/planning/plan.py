@@ -103,7 +103,7 @@ class RunSpec:
     """Estimated peak memory of one worker (``sweep.planning.memory``); 0: not estimated."""
     peak_flops: float | None = None
     """``resources.peak_flops``: one device's peak FLOP/s for MFU (None: looked up by device name)."""
-    data_order: str = "feistel-v1"
+    data_order: str = "shuffled-v1"
     """Which batch order ``sweep.training.data.TokenStream`` implements (part of the run's identity)."""
 
     @property

@@ -1,12 +1,13 @@
-"""Data: the offline corpus, token files through a memmap, deterministic batches, fingerprints, epoch warnings."""
+"""Data: the offline corpus, token files through a memmap, i.i.d. batches addressed by (seed, step), fingerprints,
+epoch counts and warnings."""
 
 import numpy as np
 import pytest
+import torch
+from scipy import stats
 
 from sweep.config import DataConfig
-import torch
-
-from sweep.training.data import FeistelPermutation, TokenStream, epochs_for, load_corpus, validation_batches
+from sweep.training.data import TokenStream, WindowPermutation, epochs_for, load_corpus, validation_batches
 
 
 def write_tokens(path, n, dtype="uint16", vocab=500, seed=0):
@@ -40,76 +41,160 @@ def test_separate_validation_file(tmp_path):
     assert len(corpus.train) == 5_000 and len(corpus.val) == 700
 
 
-def window_numbers(inputs, seq_len):
-    """For a stream over np.arange tokens, a row's first token is its window number times seq_len."""
-    return (inputs[:, 0] // seq_len).tolist()
+def epoch_windows(stream, epoch):
+    """The windows read by sequences ``epoch * S`` to ``(epoch + 1) * S - 1``, in order, through ``window_ids``."""
+    first, last = epoch * stream.windows, (epoch + 1) * stream.windows - 1
+    per_step = [stream.window_ids(step) for step in range(first // stream.batch_size, last // stream.batch_size + 1)]
+    return np.concatenate(per_step)[first % stream.batch_size :][: stream.windows]
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 5, 64, 1000, 1009, 4096, 100_003])
-def test_feistel_permutation_is_a_bijection(size):
-    perm = FeistelPermutation(size, b"key")
-    images = perm(np.arange(size))
-    assert sorted(images.tolist()) == list(range(size))
-    if size >= 64:
-        assert (images != np.arange(size)).mean() > 0.9  # scrambled, not the identity
-        assert not np.array_equal(images, FeistelPermutation(size, b"other")(np.arange(size)))
+def test_batches_are_a_function_of_seed_and_step():
+    tokens = np.arange(20_000, dtype=np.uint16)
+    stream, other = TokenStream(tokens, 6, 16, seed=3), TokenStream(tokens, 6, 16, seed=3)
+    for step in (7, 0, 1_000, 5, 7):  # any order, as after a resume: the same batches
+        inputs, targets = stream.batch(step)
+        assert inputs.dtype == targets.dtype == torch.int64 and inputs.shape == targets.shape == (6, 16)
+        assert torch.equal(inputs, other.batch(step)[0]) and torch.equal(targets, other.batch(step)[1])
+    steps_per_epoch = stream.windows // 6 + 1
+    for step in (0, 3, steps_per_epoch - 1):  # the last also straddles the epoch boundary
+        inputs, targets = stream.batch(step)
+        for start, stop in ((0, 6), (0, 1), (2, 5), (5, 6), (3, 3)):
+            part = TokenStream(tokens, 6, 16, seed=3).rows(step, start, stop)  # a fresh stream, as on another worker
+            assert torch.equal(part[0], inputs[start:stop]) and torch.equal(part[1], targets[start:stop])
+    with pytest.raises(ValueError, match="outside a batch"):
+        stream.rows(0, 4, 7)
 
 
-def test_batches_are_deterministic_shifted_targets_and_rows_read_a_share():
+def test_targets_are_inputs_shifted_and_windows_are_aligned():
     tokens = np.arange(10_000, dtype=np.uint16)
     stream = TokenStream(tokens, batch_size=4, seq_len=16, seed=0)
-    inputs, targets = stream.batch(3)
-    assert inputs.shape == targets.shape == (4, 16) and inputs.dtype == torch.int64
-    assert (targets[:, :-1] == inputs[:, 1:]).all() and (targets[:, -1] == inputs[:, -1] + 1).all()
-    assert (inputs[:, 0] % 16 == 0).all()  # whole windows
-    assert (inputs == TokenStream(tokens, 4, 16, seed=0).batch(3)[0]).all()  # a function of (seed, step) only
-    share, share_targets = stream.rows(3, 1, 3)
-    assert (share == inputs[1:3]).all() and (share_targets == targets[1:3]).all()
+    assert stream.windows == 9_999 // 16
+    for step in (0, 1, 300):
+        inputs, targets = stream.batch(step)
+        assert torch.equal(targets, inputs + 1)  # tokens are their own positions: targets are the next tokens
+        assert (inputs[:, 0] % 16 == 0).all()
+        assert torch.equal(inputs[:, 0] // 16, torch.from_numpy(stream.window_ids(step)))
 
 
-def test_consecutive_steps_are_not_each_others_continuation():
-    tokens = np.arange(50_000, dtype=np.uint32)
-    stream = TokenStream(tokens, batch_size=8, seq_len=16, seed=0)
-    continued = sum(
-        int(((stream.batch(step + 1)[0][:, 0] == stream.batch(step)[0][:, -1] + 1)).sum()) for step in range(50)
-    )
-    assert continued <= 2  # the old lanes continued every row (8 per step); random windows almost never do
+def test_memmapped_token_file_reads_the_right_windows(tmp_path):
+    path = tmp_path / "t.bin"
+    data = np.random.default_rng(0).integers(0, 60_000, 5_000).astype(np.uint16)
+    data.tofile(path)
+    stream = TokenStream(np.memmap(path, dtype=np.uint16, mode="r"), batch_size=8, seq_len=32, seed=1)
+    inputs, targets = stream.batch(2)
+    for row, window in enumerate(stream.window_ids(2)):
+        assert inputs[row].tolist() == data[window * 32 : window * 32 + 32].tolist()
+        assert targets[row].tolist() == data[window * 32 + 1 : window * 32 + 33].tolist()
 
 
-def test_different_seeds_see_different_sequences():
-    tokens = np.arange(200_000, dtype=np.uint32)
-    first = TokenStream(tokens, batch_size=16, seq_len=16, seed=0)
-    second = TokenStream(tokens, batch_size=16, seq_len=16, seed=1)
-    seen = [set(), set()]
-    for step in range(20):
-        seen[0].update(window_numbers(first.batch(step)[0], 16))
-        seen[1].update(window_numbers(second.batch(step)[0], 16))
-    assert len(seen[0]) == len(seen[1]) == 320
-    assert len(seen[0] & seen[1]) < 20  # 320 of 12,499 windows each: about 8 in common by chance
+def test_different_seeds_read_different_windows():
+    tokens = np.zeros(1_000_001, dtype=np.uint16)
+    streams = [TokenStream(tokens, 4, 16, seed) for seed in range(4)]  # seeds 0..B-1 used to rotate the same lanes
+    seen = [set(np.concatenate([s.window_ids(step) for step in range(50)]).tolist()) for s in streams]
+    assert all(len(windows) == 200 for windows in seen)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert len(seen[i] & seen[j]) <= 5  # 200 random windows of 62,500 share 0.6 on average
 
 
 @pytest.mark.parametrize(
-    ("n_tokens", "batch_size", "seq_len"),
+    "n_tokens, batch_size, seq_len",
     [
-        (16 * 24 + 1, 4, 16),  # 24 windows, a multiple of the batch (the lanes re-read step 0 at the epoch's end)
-        (16 * 23 + 1, 4, 16),  # 23 windows: steps straddle the epoch boundary
-        (1_000, 3, 7),
+        (161, 4, 8),  # S = 20, divisible by the batch; old lanes of 40 = 5 * seq_len: step 4 re-read step 0
+        (1 + 23 * 8, 4, 8),  # S = 23, not divisible: batches straddle epochs
+        (1 + 3 * 5 + 2, 4, 5),  # S = 3, smaller than a batch
+        (1 + 1 * 5, 3, 5),  # S = 1
+        (1 + 1_009 * 7, 16, 7),  # S = 1,009 (prime)
     ],
 )
-def test_each_window_once_per_epoch_and_epochs_counted_exactly(n_tokens, batch_size, seq_len):
-    tokens = np.arange(n_tokens, dtype=np.uint32)
+def test_every_window_is_read_once_per_epoch(n_tokens, batch_size, seq_len):
+    tokens = np.arange(n_tokens, dtype=np.uint16)
     stream = TokenStream(tokens, batch_size, seq_len, seed=5)
-    windows = stream.sequences_per_epoch
-    assert windows == (n_tokens - 1) // seq_len
-    steps = -(-3 * windows // batch_size)  # enough steps for three epochs
-    read = [w for step in range(steps) for w in window_numbers(stream.batch(step)[0], seq_len)]
-    for epoch in range(3):
-        assert sorted(read[epoch * windows : (epoch + 1) * windows]) == list(range(windows))
-    assert read[:windows] != read[windows : 2 * windows]  # each epoch in its own order
-    boundary = -(-windows // batch_size)  # the first step with a row of epoch 1
-    assert stream.epoch_of(boundary - 1) == 0 and stream.epochs_done(boundary - 1) < 1.0
-    assert stream.epoch_of(boundary) == (boundary * batch_size) // windows
-    assert stream.epochs_done(steps) == pytest.approx(steps * batch_size / windows)
+    windows = (n_tokens - 1) // seq_len
+    assert stream.windows == windows
+    orders = [epoch_windows(stream, epoch) for epoch in range(3)]
+    for order in orders:
+        assert sorted(order.tolist()) == list(range(windows))
+    if windows >= 20:
+        assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    # The same, read through the tokens of the batches rather than the window ids.
+    steps = -(-windows // batch_size)
+    firsts = torch.cat([stream.batch(step)[0][:, 0] for step in range(steps)])[:windows]
+    assert sorted((firsts // seq_len).tolist()) == list(range(windows))
+
+
+def test_the_last_step_of_an_epoch_does_not_reread_the_first():
+    tokens = np.arange(1 + 4 * 8 * 5, dtype=np.uint16)  # lanes of 40 tokens = 5 sequences: the old order's bad case
+    stream = TokenStream(tokens, 4, 8, seed=0)
+    first = set(stream.window_ids(0).tolist())
+    assert all(not first & set(stream.window_ids(step).tolist()) for step in range(1, 5))
+
+
+def test_epochs_are_counted_exactly_in_sequences(tmp_path):
+    stream = TokenStream(np.arange(1 + 10 * 4, dtype=np.uint16), batch_size=4, seq_len=4, seed=2)  # S = 10
+    assert stream.windows == 10 and stream.steps_per_epoch == 2.5
+    assert [stream.epoch_of(step) for step in range(6)] == [0, 0, 0, 1, 1, 2]
+    assert stream.epochs_done(5) == 2.0 and stream.epochs_done(3) == 1.2
+    # Step 2 holds sequences 8-11: rows 0-1 finish epoch 0, rows 2-3 start epoch 1.
+    epoch0 = np.concatenate([stream.window_ids(0), stream.window_ids(1), stream.window_ids(2, 0, 2)])
+    epoch1 = np.concatenate([stream.window_ids(2, 2, 4), stream.window_ids(3), stream.window_ids(4)])
+    assert sorted(epoch0.tolist()) == sorted(epoch1.tolist()) == list(range(10))
+    # epochs_for agrees with the stream it describes.
+    path = write_tokens(tmp_path / "t.bin", 1_000)
+    corpus = load_corpus(DataConfig(source="tokens", path=str(path), vocab_size=500, val_fraction=0.1))
+    corpus_stream = TokenStream(corpus.train, 8, 16, seed=0)
+    assert epochs_for(corpus, 7 * 8 * 16, 16) == pytest.approx(corpus_stream.epochs_done(7))
+
+
+def test_consecutive_steps_are_not_contiguous_text():
+    tokens = np.arange(2_000_001, dtype=np.uint32)
+    stream = TokenStream(tokens, 16, 64, seed=0)
+    continued = 0
+    for step in range(200):
+        ends = set((stream.batch(step)[0][:, -1] + 1).tolist())
+        continued += sum(start in ends for start in stream.batch(step + 1)[0][:, 0].tolist())
+    # The old lanes continued every row: 3,200. By chance, a row starts where one of 16 rows ended: 1.6 on average.
+    assert continued <= 10
+    adjacent = np.abs(np.diff(np.concatenate([stream.window_ids(step) for step in range(200)]))) == 1
+    assert adjacent.sum() <= 3  # neighbours within and across batches: 3,199 pairs, 0.2 expected by chance
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 1_000, 1_009, 1_024, 65_537])
+def test_permutation_is_a_bijection(n):
+    for key in ((0, 0), (1, 0), (0, 1), (-3, 12)):
+        out = WindowPermutation(n, key)(np.arange(n))
+        assert out.dtype == np.int64 and sorted(out.tolist()) == list(range(n))
+    assert WindowPermutation(n, (1, 2))(np.arange(n)[::-1]).tolist() == WindowPermutation(n, (1, 2))(np.arange(n)).tolist()[::-1]
+
+
+def test_permutations_differ_across_seeds_and_epochs_and_look_random():
+    n = (1 << 16) + 1
+    base = WindowPermutation(n, (0, 0))(np.arange(n))
+    for key in ((1, 0), (0, 1), (2, 5)):
+        other = WindowPermutation(n, key)(np.arange(n))
+        assert np.mean(base == other) < 0.001
+        assert abs(stats.spearmanr(base, other).statistic) < 0.02
+    for key in ((0, 0), (1, 0), (7, 3)):
+        out = WindowPermutation(n, key)(np.arange(n))
+        assert abs(stats.spearmanr(np.arange(n), out).statistic) < 0.02
+        # Consecutive positions land in independent sixteenths of the range (a failing round function did not).
+        pairs = np.bincount(out[:-1] * 16 // n * 16 + out[1:] * 16 // n, minlength=256).reshape(16, 16)
+        assert stats.chi2_contingency(pairs).pvalue > 1e-4
+
+
+def test_huge_corpora_need_no_memory_per_window():
+    tokens = np.broadcast_to(np.uint16(7), (10**13,))  # 10^13 tokens that occupy two bytes
+    stream = TokenStream(tokens, 512, 2_048, seed=11)
+    assert stream.windows == (10**13 - 1) // 2_048
+    ids = stream.window_ids(10**9)
+    assert len(set(ids.tolist())) == 512 and ids.min() >= 0 and ids.max() < stream.windows
+    inputs, targets = stream.batch(10**9)
+    assert inputs.shape == (512, 2_048) and (inputs == 7).all() and (targets == 7).all()
+
+
+def test_a_corpus_shorter_than_one_sequence_is_refused():
+    with pytest.raises(ValueError, match="too small"):
+        TokenStream(np.arange(16, dtype=np.uint16), 4, 16, seed=0)
 
 
 def test_epoch_count_and_warning(tmp_path, capsys):
@@ -119,7 +204,8 @@ def test_epoch_count_and_warning(tmp_path, capsys):
 
     path = write_tokens(tmp_path / "t.bin", 1_000)
     corpus = load_corpus(DataConfig(source="tokens", path=str(path), vocab_size=500, val_fraction=0.1))
-    assert epochs_for(corpus, 1_800, seq_len=8) == pytest.approx(1_800 / (8 * 112))  # 112 windows of 8 in 900 tokens
+    assert epochs_for(corpus, 2 * 899, 29) == pytest.approx(2.0)  # 899 = 31 windows of 29 tokens (+ 1 target)
+    assert epochs_for(corpus, 1_800, 16) == pytest.approx(1_800 / (56 * 16))  # 56 windows; 3 tokens never read
     big = write_tokens(tmp_path / "big.bin", 40_000)
     prepare_plan(parse_config(tiny_config(data={"source": "tokens", "path": str(big), "vocab_size": 500})))
     assert "repeats data" in capsys.readouterr().err
@@ -130,9 +216,9 @@ def test_validation_batches_cover_requested_tokens():
     assert sum(b[0].shape[0] for b in batches) * 32 == 1_024
 
 
-def test_an_epoch_larger_than_one_permuted_block_still_reads_each_window_once():
-    tokens = np.arange(70_001, dtype=np.uint32)  # 70,000 one-token windows: past the first block of 65,536
-    stream = TokenStream(tokens, batch_size=1_000, seq_len=1, seed=3)
-    read = np.concatenate([stream.batch(step)[0][:, 0].numpy() for step in range(70)])
-    assert np.array_equal(np.sort(read), np.arange(70_000))
-    assert np.array_equal(stream.rows(65, 500, 600)[0][:, 0].numpy(), read[65_500:65_600])  # straddles the block
+def test_window_ids_follow_the_permutation_across_blocks_and_epochs():
+    stream = TokenStream(np.zeros(1 + 40_000 * 2, dtype=np.uint8), batch_size=7, seq_len=2, seed=4)  # S = 40,000
+    for step in (0, 2_340, 4_681, 5_714, 5_715, 11_428):  # straddling 2^14, 2 * 2^14, the end of epochs 0 and 1
+        sequence = step * 7 + np.arange(7)
+        expected = [WindowPermutation(40_000, (4, int(g) // 40_000))(np.array([g % 40_000]))[0] for g in sequence]
+        assert stream.window_ids(step).tolist() == expected
