@@ -12,14 +12,16 @@ of ``micro_batch_tokens / seq_len`` sequences, each a forward and backward pass.
 scaled by its share of the worker's rows (m / (B/W)) before ``backward``, so the accumulated gradient is the mean
 over the worker's rows, exactly the gradient of one pass up to float rounding; DDP averages it over workers and
 all-reduces only on the last micro-batch (``no_sync`` on the others). ``training.micro_batch_tokens: auto``
-(``spec.micro_batch_tokens == 0``) trains the worker's share in one pass.
+(``spec.micro_batch_tokens == 0``) is resolved when the run starts, by ``_resolve_micro_batch_tokens`` (for now:
+the worker's whole share in one pass).
 
 **No per-step host sync.** Each step's loss (the sum of its scaled micro-batch losses) and gradient norm stay
 on the device; ``clip_grad_norm_`` returns a tensor and clips without reading it. They reach the host once per
 metrics row, as one stacked tensor (all-reduced once per row in DDP, not once per step), so a GPU never waits
 for Python between rows. A metrics row is logged every ``log_every_steps`` steps, at every evaluation step and
 at the last step; ``train_loss`` is the mean training loss of the steps since the previous row, ``lr`` the rate
-of the row's step. Divergence is checked at each row from the same values: a non-finite loss stops the run with
+of the row's step. Divergence is checked at each row from the same values (every step's loss is kept on the
+device until then, so the first non-finite step is known exactly): a non-finite loss stops the run with
 status ``diverged`` at most ``log_every_steps - 1`` steps after it happened (never an exception), and its last
 row is that of the first non-finite step (the steps trained after it, on NaN weights, are not logged).
 Evaluation reads its loss once per evaluation.
