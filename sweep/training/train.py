@@ -1,38 +1,62 @@
 """One training run: build the model, train it for the planned steps, and return its metrics and outcome.
 
-AdamW (decoupled weight decay on matrices only), linear warm-up then cosine decay to ``min_lr_ratio`` of the peak
-over exactly the run's own steps (Chinchilla's rule: a schedule longer than the run overestimates its loss),
-global gradient-norm clipping, fixed batch size in tokens. CPU trains in float32 with the run's CPU count as torch
-threads; CUDA trains under bf16 autocast with fused AdamW and, if asked, ``torch.compile``.
+AdamW (decoupled weight decay on matrices only; the fused kernel on CPU and CUDA), linear warm-up then cosine
+decay to ``min_lr_ratio`` of the peak over exactly the run's own steps (Chinchilla's rule: a schedule longer than
+the run overestimates its loss), global gradient-norm clipping, fixed batch size in tokens. CPU trains with the
+run's CPU count as torch threads. Precision (fp32, or bf16 autocast on CPU and CUDA), TF32 matmuls, ``torch.compile``
+and pinned-memory batch copies: ``sweep.training.precision``.
 
-A metrics row is logged every ``log_every_steps`` steps, at every evaluation step and at the last step;
-``train_loss`` is the mean training loss of the steps since the previous row. A non-finite loss stops the run
-with status ``diverged`` (its rows up to that step are kept), never an exception.
+**Micro-batches (gradient accumulation).** A worker's share of a step is a contiguous block of rows of the global
+batch (``TokenStream.rows``: rank r of W reads rows [r B/W, (r+1) B/W), and nothing else), cut into micro-batches
+of ``micro_batch_tokens / seq_len`` sequences, each a forward and backward pass. Each micro-batch's mean loss is
+scaled by its share of the worker's rows (m / (B/W)) before ``backward``, so the accumulated gradient is the mean
+over the worker's rows, exactly the gradient of one pass up to float rounding; DDP averages it over workers and
+all-reduces only on the last micro-batch (``no_sync`` on the others). ``training.micro_batch_tokens: auto``
+(``spec.micro_batch_tokens == 0``) is resolved when the run starts, by ``_resolve_micro_batch_tokens`` (for now:
+the worker's whole share in one pass).
+
+**No per-step host sync.** Each step's loss (the sum of its scaled micro-batch losses) and gradient norm stay
+on the device; ``clip_grad_norm_`` returns a tensor and clips without reading it. They reach the host once per
+metrics row, as one stacked tensor (all-reduced once per row in DDP, not once per step), so a GPU never waits
+for Python between rows. A metrics row is logged every ``log_every_steps`` steps, at every evaluation step and
+at the last step; ``train_loss`` is the mean training loss of the steps since the previous row, ``lr`` the rate
+of the row's step. Divergence is checked at each row from the same values (every step's loss is kept on the
+device until then, so the first non-finite step is known exactly): a non-finite loss stops the run with
+status ``diverged`` at most ``log_every_steps - 1`` steps after it happened (never an exception), and its last
+row is that of the first non-finite step (the steps trained after it, on NaN weights, are not logged).
+Evaluation reads its loss once per evaluation.
+
+**Throughput.** ``RunOutcome.tokens_per_second`` is the run's tokens over its training seconds (evaluation,
+checkpoints and start-up left out), summed over every invocation of a resumed run (the checkpoint carries both).
 
 Given a ``CheckpointStore``, the run saves its whole state every ``checkpoint_every_steps`` steps (always just
 after a logged row) and, when started again, resumes from the newest checkpoint: the data position is the step,
 so the resumed run continues exactly where it stopped and its metrics hold each logged step once.
 
 Data parallel (``Distributed`` with world_size > 1, set up by Ray Train's ``TorchTrainer``): the model is wrapped
-in ``DistributedDataParallel`` and rank r trains on rows r, r + W, ... of the same global batch, so the averaged
+in ``DistributedDataParallel``, and each rank trains on its block of the same global batch, so the averaged
 gradient is the full batch's gradient and the loss curve matches a single worker's within float noise. Logged
 losses are averaged over ranks; only rank 0 saves checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import ContextManager
 
 import torch
 
 from models.gpt import GPT
-from sweep.training.checkpoint import CheckpointStore
 from sweep.config import DataConfig
-from sweep.training.data import TokenStream, load_corpus, validation_batches
 from sweep.planning.plan import RunSpec
+from sweep.training.checkpoint import CheckpointStore
+from sweep.training.data import TokenStream, load_corpus, validation_batches
+from sweep.training.precision import autocast_for, configure_matmuls, maybe_compile, resolve_precision, to_device
 
 
 @dataclass
@@ -86,26 +110,46 @@ def resolve_device(preference: str) -> torch.device:
     return torch.device("cpu")
 
 
+def _resolve_micro_batch_tokens(spec: RunSpec, device: torch.device, world_size: int) -> int:
+    """Tokens per forward/backward pass on one worker. ``spec.micro_batch_tokens`` 0 (``auto``): the worker's
+    whole share, one pass (the integration point for a memory-aware choice); otherwise the value, checked."""
+    if spec.batch_size % world_size:
+        raise ValueError(f"resources.workers_per_run: {world_size} workers cannot split {spec.batch_size} sequences evenly")
+    worker_tokens = spec.batch_size // world_size * spec.seq_len
+    if spec.micro_batch_tokens == 0:
+        return worker_tokens
+    if spec.micro_batch_tokens % spec.seq_len or worker_tokens % spec.micro_batch_tokens:
+        raise ValueError(
+            f"training.micro_batch_tokens {spec.micro_batch_tokens} must be a multiple of model.seq_len "
+            f"{spec.seq_len} that divides the {worker_tokens} tokens each of {world_size} worker(s) trains per step"
+        )
+    return spec.micro_batch_tokens
+
+
 def build_optimizer(model: GPT, spec: RunSpec, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on the Linear matrices only (not LayerNorm weights or embedding tables)."""
+    """AdamW with weight decay on the Linear matrices only (not LayerNorm weights or embedding tables); the fused
+    kernel (one kernel for every parameter; on CPU since PyTorch 2.4), which also never reads its step count back
+    to the host."""
     decay = [p for name, p in model.named_parameters() if p.dim() == 2 and "embedding" not in name]
     no_decay = [p for name, p in model.named_parameters() if not (p.dim() == 2 and "embedding" not in name)]
     groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), fused=device.type == "cuda")
+    return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), fused=device.type in ("cpu", "cuda"))
 
 
 @torch.no_grad()
-def evaluate(model: GPT, batches, device: torch.device, autocast) -> float:
-    """Mean validation cross-entropy (nats/token) over the fixed validation batches."""
+def evaluate(model: torch.nn.Module, batches, autocast: Callable[[], ContextManager]) -> float:
+    """Mean validation cross-entropy (nats/token) over the fixed validation batches (already on the device),
+    accumulated on the device and read once."""
     model.eval()
-    total, count = 0.0, 0
+    total, count = None, 0
     for inputs, targets in batches:
         with autocast():
-            _, loss = model(inputs.to(device), targets.to(device))
-        total += loss.item() * inputs.size(0)
+            _, loss = model(inputs, targets)
+        weighted = loss.double() * inputs.size(0)
+        total = weighted if total is None else total + weighted
         count += inputs.size(0)
     model.train()
-    return total / count
+    return total.item() / count
 
 
 @dataclass
@@ -114,141 +158,230 @@ class _Trainer:
 
     model: torch.nn.Module
     step_model: torch.nn.Module
+    """What the steps call: the model, or its DDP wrapper."""
+    ddp: torch.nn.parallel.DistributedDataParallel | None
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     stream: TokenStream
     val_batches: list
     device: torch.device
+    precision: str
+    autocast: Callable[[], ContextManager]
+    micro_batch_tokens: int
+    micro_slices: list[tuple[int, int]]
+    """This worker's micro-batches: (start, stop) rows of the global batch."""
 
 
 def _build(spec: RunSpec, dist: Distributed) -> _Trainer:
     device = dist.device or resolve_device(spec.device)
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(spec.cpus)))
+    precision = resolve_precision(spec.precision, device)
+    configure_matmuls(precision, device)
+    micro_tokens = _resolve_micro_batch_tokens(spec, device, dist.world_size)
     torch.manual_seed(spec.seed)
     corpus = load_corpus(DataConfig(**spec.data))
     if corpus.fingerprint != spec.data_fingerprint:
         raise RuntimeError(f"data fingerprint {corpus.fingerprint} differs from the planned {spec.data_fingerprint}")
-    model = GPT(spec.shape).to(device)
+    model = maybe_compile(GPT(spec.shape).to(device), spec.compile)
     optimizer = build_optimizer(model, spec, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, spec.steps, spec.warmup_steps, spec.min_lr_ratio)
     )
-    step_model: torch.nn.Module = model
+    ddp = None
     if dist.world_size > 1:
-        step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if spec.compile and device.type == "cuda":
-        step_model = torch.compile(step_model)
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    worker_rows, micro_rows = spec.batch_size // dist.world_size, micro_tokens // spec.seq_len
+    first = dist.rank * worker_rows
+    val = validation_batches(corpus.val, spec.eval_tokens, micro_rows, spec.seq_len)
     return _Trainer(
         model=model,
-        step_model=step_model,
+        step_model=ddp or model,
+        ddp=ddp,
         optimizer=optimizer,
         scheduler=scheduler,
         stream=TokenStream(corpus.train, spec.batch_size, spec.seq_len, spec.seed),
-        val_batches=validation_batches(corpus.val, spec.eval_tokens, spec.batch_size, spec.seq_len),
+        val_batches=[(to_device(x, device), to_device(y, device)) for x, y in val],
         device=device,
+        precision=precision,
+        autocast=autocast_for(precision, device),
+        micro_batch_tokens=micro_tokens,
+        micro_slices=[(start, start + micro_rows) for start in range(first, first + worker_rows, micro_rows)],
     )
 
 
-def _state(trainer: _Trainer, step: int, metrics: list[dict], elapsed: float) -> dict:
+def _train_step(trainer: _Trainer, step: int, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on this worker's rows of ``step``; returns its loss and gradient norm, on the device.
+
+    Gradients accumulate over the micro-batches, each loss scaled by its share of the worker's rows; DDP
+    all-reduces only during the last micro-batch's backward.
+    """
+    last = len(trainer.micro_slices) - 1
+    total = None
+    for i, (start, stop) in enumerate(trainer.micro_slices):
+        inputs, targets = trainer.stream.rows(step, start, stop)
+        inputs, targets = to_device(inputs, trainer.device), to_device(targets, trainer.device)
+        with trainer.ddp.no_sync() if trainer.ddp is not None and i < last else contextlib.nullcontext():
+            with trainer.autocast():
+                _, loss = trainer.step_model(inputs, targets)
+            if last:
+                loss = loss / (last + 1)
+            loss.backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    grad_norm = torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), clip)  # a tensor: no host sync
+    trainer.optimizer.step()
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.scheduler.step()
+    return total, grad_norm
+
+
+@dataclass
+class _Progress:
+    """A run's progress, carried by its checkpoints."""
+
+    step: int = 0
+    metrics: list[dict] = field(default_factory=list)
+    elapsed_seconds: float = 0.0
+    """Wall time of the invocations before this one."""
+    train_seconds: float = 0.0
+    """Seconds spent training (evaluation, checkpoints and start-up left out), all invocations so far."""
+    train_tokens: int = 0
+    """Tokens trained (all workers) in those seconds."""
+
+
+def _state(trainer: _Trainer, progress: _Progress) -> dict:
     return {
-        "step": step,
+        "step": progress.step,
         "model": trainer.model.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict(),
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "metrics": metrics,
-        "elapsed_seconds": elapsed,
+        "metrics": progress.metrics,
+        "elapsed_seconds": progress.elapsed_seconds,
+        "train_seconds": progress.train_seconds,
+        "train_tokens": progress.train_tokens,
     }
 
 
-def _restore(trainer: _Trainer, state: dict) -> tuple[int, list[dict], float]:
+def _restore(trainer: _Trainer, state: dict) -> _Progress:
     trainer.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
-    return state["step"], list(state["metrics"]), state["elapsed_seconds"]
+    return _Progress(
+        step=state["step"],
+        metrics=list(state["metrics"]),
+        elapsed_seconds=state["elapsed_seconds"],
+        train_seconds=state.get("train_seconds", 0.0),
+        train_tokens=state.get("train_tokens", 0),
+    )
 
 
-def _mean_over_ranks(value: torch.Tensor, dist: Distributed) -> float:
+@dataclass
+class _Pending:
+    """The steps since the last metrics row: losses and gradient norms still on the device, rates on the host."""
+
+    first_step: int
+    """0-based index of the first of these steps."""
+    losses: list[torch.Tensor] = field(default_factory=list)
+    grad_norms: list[torch.Tensor] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
+
+
+def _read_row(pending: _Pending, dist: Distributed) -> tuple[list[float], list[float]]:
+    """The pending losses (averaged over ranks) and gradient norms on the host: one all-reduce and one transfer."""
+    values = torch.stack(pending.losses + pending.grad_norms).float()
     if dist.world_size > 1:
-        value = value.detach().clone()
-        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.SUM)
-        value /= dist.world_size
-    return value.item()
+        torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.SUM)
+        values /= dist.world_size
+    host = values.tolist()  # the row's one device-to-host transfer (and the GPU's one wait)
+    return host[: len(pending.losses)], host[len(pending.losses) :]
+
+
+def _metrics_row(spec: RunSpec, pending: _Pending, losses: list[float], grad_norms: list[float]) -> tuple[dict, bool]:
+    """The row for the pending steps, cut at the first non-finite loss (then also True: the run diverged)."""
+    bad = next((i for i, loss in enumerate(losses) if not math.isfinite(loss)), None)
+    kept = len(losses) if bad is None else bad + 1
+    done = pending.first_step + kept
+    row = {
+        "step": done,
+        "tokens": done * spec.batch_tokens,
+        "flops": done * spec.batch_tokens * spec.flops_per_token,
+        "train_loss": sum(losses[:kept]) / kept,
+        "eval_loss": None,
+        "lr": pending.lrs[kept - 1],
+        "grad_norm": grad_norms[kept - 1],
+    }
+    return row, bad is not None
+
+
+def _is_row_step(spec: RunSpec, done: int, eval_steps: set[int]) -> bool:
+    return done % spec.log_every_steps == 0 or done in eval_steps or done == spec.steps
 
 
 def train_run(spec: RunSpec, checkpoints: CheckpointStore | None = None, dist: Distributed = Distributed()) -> RunOutcome:
     """Train ``spec`` to its last step (or to divergence), resuming from its newest checkpoint if there is one."""
     clock = time.perf_counter()
     trainer = _build(spec, dist)
-    device = trainer.device
     state = checkpoints.latest(spec.sweep, spec.run_id) if checkpoints else None
-    start_step, metrics, elapsed_before = _restore(trainer, state) if state else (0, [], 0.0)
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    progress = _restore(trainer, state) if state else _Progress()
+    elapsed_before = progress.elapsed_seconds
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - clock
 
+    device = trainer.device
     name = str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
     outcome = RunOutcome(
-        status="completed", metrics=metrics, device=name if dist.world_size == 1 else f"{dist.world_size}x {name}", resumed_from_step=start_step
+        status="completed",
+        metrics=progress.metrics,
+        device=name if dist.world_size == 1 else f"{dist.world_size}x {name}",
+        resumed_from_step=progress.step,
+        precision=trainer.precision,
+        micro_batch_tokens=trainer.micro_batch_tokens,
     )
-    losses_since_row: list[float] = []
-    row_clock, row_tokens = time.perf_counter(), 0
+    clip = spec.grad_clip if spec.grad_clip is not None else math.inf
     eval_steps = set(spec.eval_steps)
+    pending, row_clock = _Pending(progress.step), time.perf_counter()
     outcome.first_step_at = datetime.now(timezone.utc)
-    for step in range(start_step, spec.steps):
-        inputs, targets = trainer.stream.batch(step)
-        inputs, targets = inputs[dist.rank :: dist.world_size], targets[dist.rank :: dist.world_size]
-        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        lr = trainer.optimizer.param_groups[0]["lr"]
-        with autocast():
-            _, loss = trainer.step_model(inputs, targets)
-        loss.backward()
-        clip = spec.grad_clip if spec.grad_clip is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), clip).item()
-        trainer.optimizer.step()
-        trainer.optimizer.zero_grad(set_to_none=True)
-        trainer.scheduler.step()
-
-        done = step + 1
-        loss_value = _mean_over_ranks(loss, dist)
-        losses_since_row.append(loss_value)
-        row_tokens += spec.batch_tokens
-        diverged = not math.isfinite(loss_value)
-        if not (diverged or done % spec.log_every_steps == 0 or done in eval_steps or done == spec.steps):
+    for step in range(progress.step, spec.steps):
+        pending.lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        loss, grad_norm = _train_step(trainer, step, clip)
+        pending.losses.append(loss)
+        pending.grad_norms.append(grad_norm)
+        if not _is_row_step(spec, step + 1, eval_steps):
             continue
-        now = time.perf_counter()
-        tokens_per_second = row_tokens / max(now - row_clock, 1e-9)  # training time only: measured before eval
-        eval_loss = evaluate(trainer.model, trainer.val_batches, device, autocast) if done in eval_steps and not diverged else None
-        metrics.append(
-            {
-                "step": done,
-                "tokens": done * spec.batch_tokens,
-                "flops": done * spec.batch_tokens * spec.flops_per_token,
-                "train_loss": sum(losses_since_row) / len(losses_since_row),
-                "eval_loss": eval_loss,
-                "lr": lr,
-                "grad_norm": grad_norm,
-                "tokens_per_second": tokens_per_second,
-                "wall_seconds": elapsed(),
-            }
-        )
-        losses_since_row, row_tokens = [], 0
-        if diverged or (eval_loss is not None and not math.isfinite(eval_loss)):
-            outcome.status, outcome.error = "diverged", f"non-finite loss at step {done}"
+        row, diverged = _metrics_row(spec, pending, *_read_row(pending, dist))
+        seconds, tokens = time.perf_counter() - row_clock, len(pending.losses) * spec.batch_tokens
+        progress.train_seconds, progress.train_tokens = progress.train_seconds + seconds, progress.train_tokens + tokens
+        row["tokens_per_second"] = tokens / max(seconds, 1e-9)  # training time only: measured before eval
+        if row["step"] in eval_steps and not diverged:
+            row["eval_loss"] = evaluate(trainer.model, trainer.val_batches, trainer.autocast)
+        row["wall_seconds"] = elapsed()
+        progress.metrics.append(row)
+        progress.step, pending = step + 1, _Pending(step + 1)
+        if diverged or (row["eval_loss"] is not None and not math.isfinite(row["eval_loss"])):
+            noticed = "" if row["step"] == step + 1 else f" (noticed at step {step + 1})"
+            outcome.status, outcome.error = "diverged", f"non-finite loss at step {row['step']}{noticed}"
             break
-        if checkpoints and dist.rank == 0 and spec.checkpoint_every_steps and done % spec.checkpoint_every_steps == 0 and done < spec.steps:
-            checkpoints.save(spec.sweep, spec.run_id, done, _state(trainer, done, metrics, elapsed()))
+        every = spec.checkpoint_every_steps
+        if checkpoints and dist.rank == 0 and every and progress.step % every == 0 and progress.step < spec.steps:
+            progress.elapsed_seconds = elapsed()
+            checkpoints.save(spec.sweep, spec.run_id, progress.step, _state(trainer, progress))
         row_clock = time.perf_counter()
+    return _finish(outcome, spec, progress, elapsed())
+
+
+def _finish(outcome: RunOutcome, spec: RunSpec, progress: _Progress, wall_seconds: float) -> RunOutcome:
+    metrics = progress.metrics
     outcome.final_train_loss = metrics[-1]["train_loss"] if metrics else None
     evals = [row["eval_loss"] for row in metrics if row["eval_loss"] is not None]
     outcome.final_eval_loss = evals[-1] if evals and outcome.status == "completed" else None
-    outcome.wall_seconds = elapsed()
+    outcome.wall_seconds = wall_seconds
+    if progress.train_seconds > 0:
+        outcome.tokens_per_second = progress.train_tokens / progress.train_seconds
+        outcome.model_flops_per_second = outcome.tokens_per_second * spec.flops_per_token
     return outcome

@@ -1,4 +1,7 @@
-"""Checkpoints and resume: a run stopped mid-way and started again gives bitwise the loss curve of one never stopped."""
+"""Checkpoints and resume: a run stopped mid-way and started again gives bitwise the loss curve of one never stopped
+(in one pass per step and in micro-batches), and its throughput counts the training of both invocations."""
+
+from dataclasses import replace
 
 import pytest
 
@@ -45,7 +48,9 @@ def curve(metrics):
     return [tuple(row[k] for k in CURVE) for row in metrics]
 
 
-def test_resume_is_bitwise_identical(spec, tmp_path, monkeypatch):
+@pytest.mark.parametrize("micro_batch_tokens", [0, 64])
+def test_resume_is_bitwise_identical(spec, tmp_path, monkeypatch, micro_batch_tokens):
+    spec = replace(spec, micro_batch_tokens=micro_batch_tokens)
     assert spec.steps > 25
     reference = train_run(spec)
     checkpoints = CheckpointStore(ResultsStore(tmp_path))
@@ -55,9 +60,16 @@ def test_resume_is_bitwise_identical(spec, tmp_path, monkeypatch):
             train_run(spec, checkpoints)
     state = checkpoints.latest(spec.sweep, spec.run_id)
     assert state["step"] == 20 and [r["step"] for r in state["metrics"]][-1] == 20
+    assert state["train_tokens"] == 20 * spec.batch_tokens and 0 < state["train_seconds"] < state["elapsed_seconds"]
     resumed = train_run(spec, checkpoints)
     assert curve(resumed.metrics) == curve(reference.metrics)
     assert resumed.final_eval_loss == reference.final_eval_loss
+    assert resumed.micro_batch_tokens == (micro_batch_tokens or spec.batch_tokens)
+    # Throughput of the whole run: the checkpoint's 20 steps and seconds plus this invocation's own (its rows'
+    # tokens over their rates; steps 21-25 of the interrupted invocation were lost and are trained again).
+    own = sum((r["tokens"] - p["tokens"]) / r["tokens_per_second"] for p, r in zip(resumed.metrics, resumed.metrics[1:]) if p["step"] >= 20)
+    assert resumed.tokens_per_second == pytest.approx(spec.tokens / (state["train_seconds"] + own), rel=1e-9)
+    assert resumed.model_flops_per_second == pytest.approx(resumed.tokens_per_second * spec.flops_per_token)
 
 
 def test_only_newest_checkpoint_kept_and_cleared_when_finished(spec, tmp_path, monkeypatch):

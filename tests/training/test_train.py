@@ -39,6 +39,9 @@ def test_tiny_run_learns_and_logs(spec):
     assert last["train_loss"] < first["train_loss"] < math.log(256) + 0.5
     assert last["flops"] == pytest.approx(spec.flops) and last["tokens"] == spec.tokens
     assert outcome.final_eval_loss == last["eval_loss"] < math.log(256)
+    assert outcome.precision == "fp32" and outcome.micro_batch_tokens == spec.batch_tokens  # auto on CPU
+    assert outcome.tokens_per_second > 0
+    assert outcome.model_flops_per_second == pytest.approx(outcome.tokens_per_second * spec.flops_per_token)
 
 
 class ExplodingAfter:
@@ -63,11 +66,15 @@ class ExplodingAfter:
 
 
 def test_nan_loss_recorded_as_diverged(spec, tmp_path, monkeypatch):
+    """The loss is read once per metrics row (every 5 steps here), so the NaN of step 8 is seen at step 10's row:
+    the run stops there, and its last row is that of step 8, the first non-finite step."""
     import sweep.training.train
 
-    monkeypatch.setattr(sweep.training.train, "GPT", ExplodingAfter(7)(sweep.training.train.GPT))
+    exploding = ExplodingAfter(7)
+    monkeypatch.setattr(sweep.training.train, "GPT", exploding(sweep.training.train.GPT))
     summary = execute_run(spec, str(tmp_path))
-    assert summary["status"] == "diverged" and "step 8" in summary["error"]
+    assert summary["status"] == "diverged" and "non-finite loss at step 8 (noticed at step 10)" in summary["error"]
+    assert exploding.calls == 10 < spec.steps  # stopped within log_every_steps of the first NaN
     store = ResultsStore(tmp_path)
     row = store.read_runs(spec.sweep).iloc[0]
     assert row["status"] == "diverged" and math.isnan(row["final_train_loss"]) and row["final_eval_loss"] != row["final_eval_loss"]
