@@ -12,8 +12,8 @@ of ``micro_batch_tokens / seq_len`` sequences, each a forward and backward pass.
 scaled by its share of the worker's rows (m / (B/W)) before ``backward``, so the accumulated gradient is the mean
 over the worker's rows, exactly the gradient of one pass up to float rounding; DDP averages it over workers and
 all-reduces only on the last micro-batch (``no_sync`` on the others). ``training.micro_batch_tokens: auto``
-(``spec.micro_batch_tokens == 0``) is resolved when the run starts, by ``_resolve_micro_batch_tokens`` (for now:
-the worker's whole share in one pass).
+(``spec.micro_batch_tokens == 0``) is resolved when the run starts: the largest micro-batch whose memory estimate
+(``sweep.planning.memory``) fits the device's free memory (CUDA) or this worker's share of the host's (CPU).
 
 **No per-step host sync.** Each step's loss (the sum of its scaled micro-batch losses) and gradient norm stay
 on the device; ``clip_grad_norm_`` returns a tensor and clips without reading it. They reach the host once per
@@ -111,13 +111,17 @@ def resolve_device(preference: str) -> torch.device:
 
 
 def _resolve_micro_batch_tokens(spec: RunSpec, device: torch.device, world_size: int) -> int:
-    """Tokens per forward/backward pass on one worker. ``spec.micro_batch_tokens`` 0 (``auto``): the worker's
-    whole share, one pass (the integration point for a memory-aware choice); otherwise the value, checked."""
+    """Tokens per forward/backward pass on one worker. ``spec.micro_batch_tokens`` 0 (``auto``): the largest
+    micro-batch whose memory estimate fits what this worker has (``sweep.planning.memory``; called before the model
+    is built); otherwise the value, checked."""
     if spec.batch_size % world_size:
         raise ValueError(f"resources.workers_per_run: {world_size} workers cannot split {spec.batch_size} sequences evenly")
     worker_tokens = spec.batch_size // world_size * spec.seq_len
     if spec.micro_batch_tokens == 0:
-        return worker_tokens
+        from sweep.planning.memory import available_bytes, micro_batch_tokens_for
+
+        share = spec.gpus if device.type == "cuda" and 0 < spec.gpus < 1 else None
+        return micro_batch_tokens_for(spec, available_bytes(device, share))
     if spec.micro_batch_tokens % spec.seq_len or worker_tokens % spec.micro_batch_tokens:
         raise ValueError(
             f"training.micro_batch_tokens {spec.micro_batch_tokens} must be a multiple of model.seq_len "

@@ -121,3 +121,16 @@ def test_two_ddp_workers_with_accumulation_match_one_worker(spec, one_pass, tmp_
     result = torch.load(out, weights_only=False)
     assert result[0].micro_batch_tokens == 2 * spec.seq_len and result[0].device == "2x cpu"
     assert_same_training(one_pass, result)
+
+
+def test_auto_picks_the_largest_micro_batch_the_memory_estimate_fits(spec, monkeypatch):
+    import sweep.planning.memory as memory
+
+    auto = replace(spec, micro_batch_tokens=0, steps=2, tokens=2 * spec.batch_tokens, eval_steps=(2,), warmup_steps=1)
+    assert train_run(auto).micro_batch_tokens == auto.batch_tokens  # this machine holds the whole tiny batch
+    two_sequences = memory.estimate_for_run(auto, 2 * auto.seq_len).total
+    monkeypatch.setattr(memory, "available_bytes", lambda device, share=None: two_sequences)
+    assert train_run(auto).micro_batch_tokens == 2 * auto.seq_len
+    monkeypatch.setattr(memory, "available_bytes", lambda device, share=None: 1_000)
+    outcome_error = pytest.raises(memory.MemoryDoesNotFit, train_run, auto)
+    assert "needs" in str(outcome_error.value) and "available" in str(outcome_error.value)
