@@ -166,10 +166,12 @@ def assess(check: Check, outcome: RunOutcome, graphs: int, peak: float | None = 
     if len(losses) > 1 and not losses[-1] < losses[0]:
         raise CheckFailed(f"the loss did not fall: {losses[0]:.4f} -> {losses[-1]:.4f}")
     asked = resolve_precision(spec.precision, outcome.device)
-    if outcome.precision is not None and outcome.precision != asked:
+    if outcome.precision != asked:
         raise CheckFailed(f"asked for {asked}, the run trained at {outcome.precision}")
-    precision = outcome.precision or asked
-    said = f"precision {precision}" if outcome.precision else f"precision {asked} asked (train_run did not report it)"
+    if spec.compile and not graphs:
+        raise CheckFailed("torch.compile built no graph: the run trained uncompiled")
+    precision = outcome.precision
+    said = f"precision {precision}"
     rate = mean_tokens_per_second(outcome.metrics, skip_first=True)
     model_flops = rate * spec.flops_per_token if rate else None
     peak = peak or peak_flops(outcome.device, precision)
@@ -178,7 +180,7 @@ def assess(check: Check, outcome: RunOutcome, graphs: int, peak: float | None = 
              f"MFU {utilisation:.1%} of {peak:.3g} FLOP/s" if utilisation is not None else "MFU n/a (peak unknown)",
              f"on {outcome.device}", said, f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"]  # fmt: skip
     if spec.compile:
-        parts.append(f"torch.compile built {graphs} graph(s)" if graphs else "torch.compile built no graph (train_run did not compile)")
+        parts.append(f"torch.compile built {graphs} graph(s)")
     return ", ".join(p for p in parts if p)
 
 

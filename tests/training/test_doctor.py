@@ -82,19 +82,21 @@ def test_assess_judges_the_run(spec):
     check = Check("c", spec)
     line = assess(check, outcome([5.0, 4.0], precision="bf16"), graphs=0)
     assert "1e+04 tokens/s" in line and "precision bf16," in line and "loss 5.000 -> 4.000" in line
-    assert "train_run did not report it" in assess(check, outcome([5.0, 4.0]), graphs=0)
+    with pytest.raises(CheckFailed, match="asked for bf16, the run trained at None"):
+        assess(check, outcome([5.0, 4.0]), graphs=0)
     with pytest.raises(CheckFailed, match="asked for bf16, the run trained at fp32"):
         assess(check, outcome([5.0, 4.0], precision="fp32"), graphs=0)
     with pytest.raises(CheckFailed, match="did not fall"):
-        assess(check, outcome([5.0, 5.1]), graphs=0)
+        assess(check, outcome([5.0, 5.1], precision="bf16"), graphs=0)
     with pytest.raises(CheckFailed, match="non-finite"):
-        assess(check, outcome([5.0, float("nan")]), graphs=0)
+        assess(check, outcome([5.0, float("nan")], precision="bf16"), graphs=0)
     with pytest.raises(CheckFailed, match="run diverged: non-finite loss at step 6"):
         assess(check, outcome([5.0], status="diverged", error="non-finite loss at step 6"), graphs=0)
     compiled = Check("c", replace(spec, compile=True))
-    assert "built 2 graph(s)" in assess(compiled, outcome([5.0, 4.0]), graphs=2)
-    assert "built no graph" in assess(compiled, outcome([5.0, 4.0]), graphs=0)
-    gpu = assess(check, outcome([5.0, 4.0], device="NVIDIA H100 80GB HBM3"), graphs=0)
+    assert "built 2 graph(s)" in assess(compiled, outcome([5.0, 4.0], precision="bf16"), graphs=2)
+    with pytest.raises(CheckFailed, match="built no graph"):
+        assess(compiled, outcome([5.0, 4.0], precision="bf16"), graphs=0)
+    gpu = assess(check, outcome([5.0, 4.0], device="NVIDIA H100 80GB HBM3", precision="bf16"), graphs=0)
     assert f"MFU {1e4 * spec.flops_per_token / 989.5e12:.1%} of 9.9e+14 FLOP/s" in gpu
 
 
