@@ -126,12 +126,17 @@ def test_spawned_ddp_check_trains_on_loopback_and_reports_a_worker_error():
     import psutil
 
     sockets, done = set(), threading.Event()
+    # Only the workers this check spawns (new direct children, and theirs): the session's Ray processes are
+    # children of this process too, and a test session's Ray is not the doctor's business.
+    before = {child.pid for child in psutil.Process().children()}
 
     def sample():
         while not done.is_set():
-            for process in psutil.Process().children(recursive=True):  # the workers this test's check spawned
+            spawned = [child for child in psutil.Process().children() if child.pid not in before]
+            for worker in spawned:
                 try:
-                    sockets.update((c.laddr.ip, c.status) for c in process.net_connections(kind="inet"))
+                    for process in [worker, *worker.children(recursive=True)]:
+                        sockets.update((c.laddr.ip, c.status) for c in process.net_connections(kind="inet"))
                 except psutil.Error:
                     pass
             time.sleep(0.05)
