@@ -33,9 +33,9 @@ keeps in fp32 (``layer_norm`` is on its fp32 list on CPU and CUDA, and fp32 + bf
    - the last block's backward: the residual stream's gradient R h and the MLP hidden's gradient 4 p h per token,
      and the weight gradient of the largest matrix M = max(4 h^2, V h) before it is added to ``.grad``, 4 M (in
      bf16 also its bf16 form, 2 M).
-6. The optimizer step, after the activations are freed: all 4N gradients and the step's temporaries. On CPU,
-   ``torch.optim.AdamW``'s per-parameter loop keeps the previous parameter's denominator while it makes the next
-   one's ``sqrt`` and quotient: 3 x 4 M' (M' the largest parameter); CUDA's fused AdamW makes none.
+6. The optimizer step, after the activations are freed: all 4N gradients and the step's temporaries. The
+   training loop uses the fused AdamW kernel on CPU and CUDA, which makes none (``torch.optim.AdamW``'s
+   per-parameter loop would keep about 3 x 4 M', M' the largest parameter).
 7. An allowance: 10% of the above for the allocator (CUDA's caching allocator rounds and caches blocks, glibc's malloc
    keeps freed arenas), and on CUDA a fixed 1 GiB that no tensor holds: the CUDA context (about 0.3-0.6 GiB with
    CUDA 12's lazy loading), cuBLAS workspaces and NCCL's buffers.
@@ -121,8 +121,7 @@ def estimate_peak_bytes(
 ) -> MemoryEstimate:
     """Peak memory of one worker training ``shape`` on ``micro_batch_sequences`` sequences per forward/backward pass.
 
-    ``device`` picks the optimizer (CPU: AdamW's per-parameter loop; CUDA: fused) and the fixed CUDA allowance;
-    ``data_parallel`` adds DDP's gradient buckets; ``accumulating``: more than one micro-batch per step (all
+    ``device`` picks the fixed CUDA allowance; ``data_parallel`` adds DDP's gradient buckets; ``accumulating``: more than one micro-batch per step (all
     gradients live through the forward), else one pass per step.
 
     >>> e = estimate_peak_bytes(GPTShape(12, 768, 12, 1024, 50257), 8, "bf16")
@@ -150,7 +149,7 @@ def estimate_peak_bytes(
     loss = 12 * V * tokens  # step 5
     backward = (R + 4 * p) * h * tokens + (4 + (2 if precision == "bf16" else 0)) * largest_matrix
     transient = max(loss, backward)
-    optimizer_temporaries = 3 * 4 * largest_parameter if device == "cpu" else 0  # step 6
+    optimizer_temporaries = 0  # step 6: fused AdamW
     tensors = static + max(gradients + weight_copies + activations + logits + transient, 4 * N + optimizer_temporaries)
     allowance = round(ALLOCATOR_FRACTION * tensors) + (CUDA_RUNTIME_BYTES if device == "cuda" else 0)  # step 7
     return MemoryEstimate(
@@ -297,7 +296,7 @@ def measure_peak_bytes(
 
     torch.manual_seed(0)
     model = GPT(shape)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)  # as train.py, CPU too
 
     def micro_step() -> None:
         x = torch.randint(0, shape.vocab_size, (micro_batch_sequences, shape.seq_len))
