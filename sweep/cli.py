@@ -65,17 +65,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     print(
         f"{'run_id':<17}{'budget':>9}{'L':>4}{'d':>6}{'h':>4}{'N (non-emb)':>13}{'D tokens':>13}{'steps':>7}{'C':>10}"
-        f"{'lr':>9}{'workers':>8}{'est s':>8}  {'micro':<10}{'mem':>10}"
+        f"{'lr':>9}{'batch':>9}{'workers':>8}{'est s':>8}  {'micro':<10}{'mem':>10}"
     )
     for s in plan.runs:
         micro = f"{s.micro_batch_tokens // s.seq_len}x{s.seq_len}" if s.micro_batch_tokens else "auto"
         print(
             f"{s.run_id:<17}{s.flops_budget:>9.2g}{s.n_layer:>4}{s.d_model:>6}{s.n_head:>4}{s.n_params_nonembedding:>13,}"
-            f"{s.tokens:>13,}{s.steps:>7}{s.flops:>10.3g}{s.lr:>9.2e}{s.workers:>8}{seconds[s.run_id]:>8.1f}"
+            f"{s.tokens:>13,}{s.steps:>7}{s.flops:>10.3g}{s.lr:>9.2e}{s.batch_tokens:>9,}{s.workers:>8}{seconds[s.run_id]:>8.1f}"
             f"  {micro:<10}{_size(s.memory_estimate_bytes):>10}"
         )
     print(f"total {sum(s.flops for s in plan.runs):.3g} FLOPs, about {sum(seconds.values()):.0f} s of run time (before parallelism)")
-    print("micro: sequences x seq_len per forward/backward pass on one worker; mem: estimated peak memory per worker")
+    print("batch: tokens per optimizer step (all workers); micro: sequences x seq_len per forward/backward pass on one "
+          "worker; mem: estimated peak memory per worker")
     if any(not s.micro_batch_tokens for s in plan.runs):
         print("micro auto: picked from the device's free memory when the run starts; mem: one pass of the worker's whole share")
     if r.gpu_memory_gb is not None:
