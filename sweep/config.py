@@ -33,6 +33,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SWEEP_CACHE", Path.home() / ".cache" / "scaling-sweep"))
 
 
+def resolved_precision(precision: str | None, on_cuda: bool) -> str | None:
+    """``training.precision`` with ``auto`` resolved: bf16 on CUDA, fp32 elsewhere; other values as given. The one
+    place the rule lives (training resolves it by its device, planning by the run's GPUs, MFU by the device name)."""
+    if precision == "auto":
+        return "bf16" if on_cuda else "fp32"
+    return precision
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

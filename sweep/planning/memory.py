@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Literal
 
 from models.accounting import param_counts
 from models.gpt import GPTShape
+from sweep.config import resolved_precision
 
 if TYPE_CHECKING:  # torch only where a device is read or a step is measured
     import torch
@@ -178,9 +179,7 @@ def run_device(spec: RunSpec) -> Literal["cpu", "cuda"]:
 
 def run_precision(spec: RunSpec) -> Precision:
     """``spec.precision`` with ``auto`` resolved: bf16 on CUDA, fp32 on CPU."""
-    if spec.precision == "auto":
-        return "bf16" if run_device(spec) == "cuda" else "fp32"
-    return spec.precision  # type: ignore[return-value]
+    return resolved_precision(spec.precision, run_device(spec) == "cuda")  # type: ignore[return-value]
 
 
 def worker_sequences(spec: RunSpec) -> int:

@@ -32,6 +32,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sweep.config import resolved_precision
+
 PRECISIONS = ("bf16", "fp32", "fp16")
 """Precisions the table knows; ``auto`` is resolved first (``resolve_precision``)."""
 
@@ -117,9 +119,7 @@ def is_cuda_name(device_name: str | None) -> bool:
 
 def resolve_precision(precision: str | None, device_name: str | None) -> str | None:
     """``auto`` as ``training.precision`` defines it (bf16 on CUDA, fp32 on CPU); other values unchanged."""
-    if precision == "auto":
-        return "bf16" if is_cuda_name(device_name) else "fp32"
-    return precision
+    return resolved_precision(precision, is_cuda_name(device_name))
 
 
 def peak_flops(device_name: str | None, precision: str | None) -> float | None:

@@ -23,13 +23,14 @@ from typing import ContextManager
 
 import torch
 
+from sweep.config import resolved_precision
+
 PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``training.precision`` for this device: ``auto`` is bf16 on CUDA and fp32 elsewhere."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
+    precision = resolved_precision(precision, device.type == "cuda")
     if precision not in PRECISIONS:
         raise ValueError(f"training.precision must be auto, fp32 or bf16, got {precision!r}")
     return precision
