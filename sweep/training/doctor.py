@@ -9,12 +9,10 @@ prints one line per check::
     CPU    fp32; bf16 autocast; torch.compile (inductor)  -- "no CUDA device: checking the CPU path"
 
 A check passes when the run completes with finite losses that fall from its first logged interval to its last,
-and the run trained at the precision asked for whenever its outcome says which (``RunOutcome.precision``; a
-``train_run`` that does not say is reported as such). Its line gives tokens/s (the logged intervals after the
-first, so start-up and compilation are left out), model FLOP/s under the sweep's FLOPs per token and MFU where
-the device's peak is known (``sweep.training.hardware``; ``--peak-flops`` otherwise), plus how many graphs
-``torch.compile`` built for a compile check (reported, not judged: a ``train_run`` that does not compile on
-this device says so in the line). A GPU without bf16 (V100, T4) skips the bf16 checks with a line. Any
+at the precision asked for (``RunOutcome.precision``), and, for a compile check, with at least one graph built by
+``torch.compile``. Its line gives tokens/s (the logged intervals after the first, so start-up and compilation are
+left out), model FLOP/s under the sweep's FLOPs per token and MFU where the device's peak is known
+(``sweep.training.hardware``; ``--peak-flops`` otherwise), plus how many graphs a compile check built. A GPU without bf16 (V100, T4) skips the bf16 checks with a line. Any
 failure is one line naming the check (``FAIL name: error``) and the exit status is 1; ``--verbose`` adds the
 traceback.
 
@@ -171,14 +169,13 @@ def assess(check: Check, outcome: RunOutcome, graphs: int, peak: float | None = 
     if spec.compile and not graphs:
         raise CheckFailed("torch.compile built no graph: the run trained uncompiled")
     precision = outcome.precision
-    said = f"precision {precision}"
     rate = mean_tokens_per_second(outcome.metrics, skip_first=True)
     model_flops = rate * spec.flops_per_token if rate else None
     peak = peak or peak_flops(outcome.device, precision)
     utilisation = mfu(model_flops, spec.workers, peak)
     parts = [f"{rate:.3g} tokens/s" if rate else "tokens/s unknown", f"{model_flops:.3g} model FLOP/s" if model_flops else None,
              f"MFU {utilisation:.1%} of {peak:.3g} FLOP/s" if utilisation is not None else "MFU n/a (peak unknown)",
-             f"on {outcome.device}", said, f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"]  # fmt: skip
+             f"on {outcome.device}", f"precision {precision}", f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"]  # fmt: skip
     if spec.compile:
         parts.append(f"torch.compile built {graphs} graph(s)")
     return ", ".join(p for p in parts if p)
