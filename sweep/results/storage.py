@@ -41,6 +41,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sweep.config import ConfigError
+from sweep.results.quarantine import DamagedFile, quarantined, set_aside
 from sweep.results.uri import redact_uri, scrub
 
 RUN_STATUSES = ("completed", "diverged", "failed", "interrupted")
@@ -105,6 +106,10 @@ RUNS_SCHEMA = pa.schema(
         ("model_flops_per_second", pa.float64()),
         ("peak_flops", pa.float64()),  # one device's dense peak: resources.peak_flops, else the table by device and precision
         ("mfu", pa.float64()),  # model_flops_per_second / (workers * peak_flops); null when the peak is unknown
+        # What the run actually trained when the row was written (completed: all its steps; diverged: up to the step
+        # the divergence was noticed; failed or interrupted: as far as known, the step of its last checkpoint).
+        ("steps_done", pa.int64()),
+        ("flops_spent", pa.float64()),  # steps_done * batch_tokens * flops_per_token (flops_convention)
         ("error", pa.string()),
         ("spec_json", pa.string()),
     ]
@@ -182,6 +187,15 @@ class ResultsStore:
         buffer = pa.BufferOutputStream()
         pq.write_table(table, buffer)
         self.write_atomic(f"{self._dir(dataset, sweep)}/{run_id}.parquet", buffer.getvalue().to_pybytes())
+
+    def set_aside(self, damaged: DamagedFile) -> str:
+        """Move a damaged file of this root into ``quarantine/`` with its reason (``sweep.results.quarantine``);
+        only for the driver holding the results lock, or a worker holding the run's claim. Returns the new path."""
+        return set_aside(self.fs, self.base, damaged)
+
+    def quarantined(self) -> list[dict]:
+        """What has been set aside under this root, with reasons (``sweep.results.quarantine.quarantined``)."""
+        return quarantined(self.fs, self.base)
 
     def write_metrics(self, sweep: str, run_id: str, rows: list[dict]) -> None:
         """Replace the metrics of ``run_id`` with ``rows`` (dicts with ``METRICS_SCHEMA``'s fields but run_id)."""

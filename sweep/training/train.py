@@ -83,6 +83,9 @@ class RunOutcome:
     """The precision the run trained at (``fp32`` or ``bf16``), ``auto`` resolved."""
     micro_batch_tokens: int | None = None
     """Tokens per forward/backward pass per worker, as resolved when the run started."""
+    steps_done: int = 0
+    """Optimizer steps trained (all invocations): ``spec.steps`` when completed, up to the step the divergence was
+    noticed when diverged; the ledger's ``steps_done`` and ``flops_spent`` come from it."""
 
 
 def lr_factor(step: int, steps: int, warmup_steps: int, min_lr_ratio: float) -> float:
