@@ -34,6 +34,9 @@ class DamagedFile:
     """Its full path on the store's filesystem (``ResultsStore.base`` + ``/`` + the path under the root)."""
     reason: str
     """One line: what is wrong with it (e.g. ``not a Parquet file``, ``column flops is string, not double``)."""
+    kind: str = "damaged"
+    """``damaged``: its content is wrong (set aside by the driver); ``unreadable``: the store failed to read it
+    (permissions, a network error): named and skipped, never set aside, since the file itself may be good."""
 
 
 def set_aside(fs: pafs.FileSystem, base: str, damaged: DamagedFile) -> str:

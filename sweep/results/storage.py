@@ -31,8 +31,12 @@ is scrubbed of the root's secrets before it is written.
 
 from __future__ import annotations
 
+import re
+import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pyarrow as pa
@@ -43,6 +47,9 @@ import pyarrow.parquet as pq
 from sweep.config import ConfigError
 from sweep.results.quarantine import DamagedFile, quarantined, set_aside
 from sweep.results.uri import redact_uri, scrub
+from sweep.results.validation import (
+    REQUIRED_METRIC_COLUMNS, REQUIRED_RUN_COLUMNS, conform, ledger_problem, metrics_problem, schema_problem,
+)  # fmt: skip
 
 RUN_STATUSES = ("completed", "diverged", "failed", "interrupted")
 """``interrupted``: in flight when the driver was stopped by a signal (its checkpoints are kept; trained again)."""
@@ -50,6 +57,9 @@ FINISHED_STATUSES = ("completed", "diverged")
 """Runs in these states are never trained again by ``sweep run``; ``failed`` and ``interrupted`` runs are."""
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+"""Sweep names and run ids as they appear in paths (``SweepConfig.name``'s rule)."""
+_READERS = 16
 _OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})
 
 RUNS_SCHEMA = pa.schema(
@@ -131,6 +141,10 @@ METRICS_SCHEMA = pa.schema(
 )
 
 
+def _warn(message: str) -> None:
+    print(f"sweep: warning: {message}", file=sys.stderr, flush=True)
+
+
 class ResultsRootError(ConfigError):
     """The results root cannot be opened (a malformed URI, an unreachable store); names the root redacted."""
 
@@ -147,9 +161,13 @@ def _open_root(root: str) -> tuple[pafs.FileSystem, str]:
 class ResultsStore:
     """Reads and writes one results root. Cheap to construct; safe to use from Ray workers on any node."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, warn: Callable[[str], None] | None = None) -> None:
         self.root = str(root)
         self.fs, self.base = _open_root(self.root)
+        self.warn = warn or _warn
+        """Where the one line naming a damaged file goes (default: stderr)."""
+        self.damaged: dict[str, DamagedFile] = {}
+        """Damaged or unreadable files met by this store's reads so far, by path."""
 
     @property
     def is_object_store(self) -> bool:
@@ -211,40 +229,105 @@ class ResultsStore:
             raise ValueError(f"status must be one of {RUN_STATUSES}, got {row.get('status')!r}")
         if row.get("error"):
             row = {**row, "error": scrub(row["error"], self.root)}
-        self._write(pa.Table.from_pylist([row], schema=RUNS_SCHEMA), "runs", sweep, row["run_id"])
+        table = pa.Table.from_pylist([row], schema=RUNS_SCHEMA)
+        problem = ledger_problem(table, row["run_id"], RUN_STATUSES)  # what every read checks, checked before writing
+        if problem is not None:
+            raise ValueError(f"ledger row of run {row['run_id']}: {problem}")
+        self._write(table, "runs", sweep, row["run_id"])
+
+    def _report(self, damaged: DamagedFile) -> None:
+        """Name a damaged file once per store (``self.damaged`` keeps them all for callers that set them aside)."""
+        if damaged.path not in self.damaged:
+            self.damaged[damaged.path] = damaged
+            what = "cannot read" if damaged.kind == "unreadable" else "skipped damaged file"
+            self.warn(f"{what} {self.shown_path(damaged.path)}: {damaged.reason}")
+
+    def shown_path(self, path: str) -> str:
+        """A path of this root as it may be printed (a URI root's credentials left out)."""
+        return path if "://" not in self.root else f"{self.shown.rstrip('/')}/{path.removeprefix(self.base + '/')}"
+
+    def _files(self, dataset: str, sweep: str | None) -> list[tuple[str, str]]:
+        """``(sweep, path)`` of each file of ``dataset`` (of one sweep, or all); files that have no place there are
+        reported damaged. Names starting with ``.`` or ``_`` are skipped unseen: temporary files of writes in
+        progress (``write_atomic``) and the hidden files pyarrow's readers skip too."""
+        top = f"{self.base}/{dataset}"
+        selector = pafs.FileSelector(top if sweep is None else self._dir(dataset, sweep), recursive=True, allow_not_found=True)
+        found = []
+        for info in self.fs.get_file_info(selector):
+            parts = info.path.removeprefix(top + "/").split("/")
+            if info.type != pafs.FileType.File or any(part.startswith((".", "_")) for part in parts):
+                continue
+            if len(parts) != 2 or not _NAME.match(parts[0].removeprefix("sweep=")) or not parts[0].startswith("sweep="):
+                self._report(DamagedFile(info.path, f"not a results file: {dataset}/ holds sweep=NAME/RUN_ID.parquet only"))
+            elif not parts[1].endswith(".parquet") or not _NAME.match(parts[1].removesuffix(".parquet")):
+                self._report(DamagedFile(info.path, f"not a results file: {dataset}/ holds sweep=NAME/RUN_ID.parquet only"))
+            else:
+                found.append((parts[0].removeprefix("sweep="), info.path))
+        return sorted(found)
+
+    def _read_file(self, path: str, kind: str) -> pa.Table | None:
+        """One ledger or metrics file, checked (``sweep.results.validation``) and conformed to its schema; None
+        (and the file reported) when it is damaged, unreadable, or gone."""
+        schema, required = (RUNS_SCHEMA, REQUIRED_RUN_COLUMNS) if kind == "runs" else (METRICS_SCHEMA, REQUIRED_METRIC_COLUMNS)
+        try:
+            with self.fs.open_input_file(path) as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return None  # set aside or replaced since it was listed
+        except OSError as error:  # the store failed, not the file's content: named and skipped, never set aside
+            self._report(DamagedFile(path, scrub(str(error), self.root).splitlines()[0], kind="unreadable"))
+            return None
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except Exception as error:  # noqa: BLE001 - any parse failure of these bytes means the content is damaged
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            self._report(DamagedFile(path, f"not a readable Parquet file ({len(data)} bytes): {message}"))
+            return None
+        run_id = path.rsplit("/", 1)[1].removesuffix(".parquet")
+        problem = schema_problem(table.schema, schema, required)
+        if problem is None:
+            table = conform(table, schema)
+            problem = ledger_problem(table, run_id, RUN_STATUSES) if kind == "runs" else metrics_problem(table, run_id)
+        if problem is not None:
+            self._report(DamagedFile(path, problem))
+            return None
+        return table
 
     def _read(self, dataset: str, schema: pa.Schema, sweep: str | None) -> pd.DataFrame:
-        path = f"{self.base}/{dataset}" if sweep is None else self._dir(dataset, sweep)
+        """Every good file of ``dataset`` (one sweep, or all) as one frame with a leading ``sweep`` column; damaged
+        files are named once and skipped (module docstring)."""
+        files = self._files(dataset, sweep)
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:  # object stores: one request per file, in parallel
+            tables = list(pool.map(lambda item: self._read_file(item[1], dataset), files))
         full_schema = schema.insert(0, pa.field("sweep", pa.string()))
-        if self.fs.get_file_info(path).type != pafs.FileType.Directory:
-            return full_schema.empty_table().to_pandas()
-        if sweep is None:
-            partitioning = ds.partitioning(pa.schema([("sweep", pa.string())]), flavor="hive")
-            table = ds.dataset(path, filesystem=self.fs, format="parquet", schema=full_schema, partitioning=partitioning).to_table()
-        else:
-            table = ds.dataset(path, filesystem=self.fs, format="parquet", schema=schema).to_table()
-            table = table.add_column(0, "sweep", pa.array([sweep] * table.num_rows, pa.string()))
-        return table.to_pandas()
+        parts = [
+            table.add_column(0, "sweep", pa.array([name] * table.num_rows, pa.string()))
+            for (name, _), table in zip(files, tables)
+            if table is not None
+        ]
+        return (pa.concat_tables(parts) if parts else full_schema.empty_table()).to_pandas()
 
     def read_runs(self, sweep: str | None = None) -> pd.DataFrame:
-        """The ledger (all sweeps, or one), one row per run."""
+        """The ledger (all sweeps, or one), one row per run; damaged files named and skipped."""
         return self._read("runs", RUNS_SCHEMA, sweep)
 
     def read_run(self, sweep: str, run_id: str) -> dict | None:
-        """One run's ledger row as a dict (nulls as None), or None when the run has none: one file read, not the
-        whole ledger (workers ask this at every run start)."""
-        path = f"{self._dir('runs', sweep)}/{run_id}.parquet"
-        try:
-            with self.fs.open_input_file(path) as handle:
-                rows = pq.read_table(handle, schema=RUNS_SCHEMA).to_pylist()
-        except FileNotFoundError:
-            return None
-        return rows[0] if rows else None
+        """One run's ledger row as a dict (nulls as None), or None when the run has none (or only a damaged file,
+        then named): one file read, not the whole ledger (workers ask this at every run start)."""
+        table = self._read_file(f"{self._dir('runs', sweep)}/{run_id}.parquet", "runs")
+        return table.to_pylist()[0] if table is not None else None
 
     def read_metrics(self, sweep: str | None = None) -> pd.DataFrame:
-        """All metrics rows (all sweeps, or one), sorted by run and step."""
+        """All metrics rows (all sweeps, or one), sorted by run and step; damaged files named and skipped."""
         frame = self._read("metrics", METRICS_SCHEMA, sweep)
         return frame.sort_values(["sweep", "run_id", "step"], ignore_index=True)
+
+    def damaged_files(self, sweep: str | None = None) -> list[DamagedFile]:
+        """Every damaged or unreadable file of the ledger and metrics (one sweep, or all), read afresh."""
+        for dataset, schema in (("runs", RUNS_SCHEMA), ("metrics", METRICS_SCHEMA)):
+            self._read(dataset, schema, sweep)
+        prefix = self.base + "/"
+        return [d for path, d in sorted(self.damaged.items()) if sweep is None or f"/sweep={sweep}/" in "/" + path.removeprefix(prefix)]
 
     def finished_run_ids(self, sweep: str) -> set[str]:
         """Runs of ``sweep`` that are completed or diverged: ``sweep run`` skips them."""

@@ -139,7 +139,7 @@ def test_interrupted_row_is_written_only_for_a_run_that_did_not_end_by_itself(tm
     started = datetime.now(timezone.utc)
     earlier = ledger_row(first, RunOutcome(status="failed"), started - timedelta(hours=1), started - timedelta(hours=1), None)
     store.write_run("marks", earlier)  # a row from an earlier sweep: the run did not end since this driver started it
-    store.write_run("marks", ledger_row(second, RunOutcome(status="completed"), started, started + timedelta(seconds=1), None))
+    store.write_run("marks", ledger_row(second, RunOutcome(status="completed", final_eval_loss=2.0), started, started + timedelta(seconds=1), None))
     assert record_interrupted(store, claims, first, started, signal.SIGTERM)
     assert not record_interrupted(store, claims, second, started, signal.SIGTERM)  # it finished by itself
     monkeypatch.setattr("sweep.execute.stop.CLAIM_WAIT_SECONDS", 0.1)

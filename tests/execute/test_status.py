@@ -15,7 +15,7 @@ NOW = datetime.now(timezone.utc)
 
 
 def row(run_id, status="completed", **values):
-    return {"run_id": run_id, "status": status, "flops": 1e9, "started_at": NOW, "finished_at": NOW, **values}
+    return {"run_id": run_id, "status": status, "flops": 1e9, "final_eval_loss": 2.0, "started_at": NOW, "finished_at": NOW, **values}
 
 
 def test_status_shows_mean_throughput_and_mfu_of_completed_runs(tmp_path, capsys):
