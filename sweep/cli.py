@@ -1,7 +1,7 @@
 """The ``sweep`` command line: a map from subcommand to function. Usage and config errors exit 2 with one line.
 
     sweep plan CONFIG [--json]                         show the planned runs without training
-    sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--verbose]
+    sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--verbose] [--repair]
                                                        train what the results directory lacks
     sweep status [--results DIR] [--json]              runs by status, FLOPs done of planned, runs in flight, tokens/s, MFU
     sweep fit [--results DIR | --input FILE] [--json PATH]  Approaches 2 and 3, bootstrap intervals, plot
@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cluster = cluster.model_copy(update={"verbose": True})
     if not cluster.log_file:
         cluster = cluster.model_copy(update={"log_file": str(_ray_log_file(root))})
-    outcome = run_sweep(config, root, cluster)
+    outcome = run_sweep(config, root, cluster, repair=args.repair)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing to run"
     log(f"sweep {config.name} finished in {outcome.wall_seconds:.1f} s: {counts}; results in {redact_uri(root) if '://' in root else Path(root).resolve()}")
     return 1 if outcome.failed else 0
@@ -154,8 +154,17 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{entry['sweep']}: {counts}; {entry['pending_runs']} of {entry['planned_runs']} planned still to run; "
             f"FLOPs {entry['flops_done']:.3g} of {entry['flops_planned']:.3g} ({share:.0%}); "
             f"{len(entry['in_flight'])} in flight" + (f"; {len(entry['interrupted'])} interrupted" if entry["interrupted"] else "")
+            + (f"; {entry['runs_outside_plan']} runs outside the current plan" if entry["runs_outside_plan"] else "")
             + _throughput_text(entry)
         )
+        for run_id, reason in entry["lacking_metrics"].items():
+            print(f"  finished run {run_id} lacks its metrics ({reason}): `sweep run CONFIG --repair` trains it again")
+    for warning in report["warnings"]:
+        print(f"sweep: warning: {warning}", file=sys.stderr)
+    for damaged in report["damaged"]:
+        print(f"damaged: {damaged['path']}: {damaged['reason']} (skipped; the next `sweep run` sets it aside)")
+    for entry in report["quarantined"]:
+        print(f"set aside: {entry['path']} (was {entry['original']}, {entry['set_aside_at']}): {entry['reason']}")
     return 0
 
 
@@ -314,7 +323,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the bundled demo sweep on embedded Ray, then fit it. Example: ``sweep demo``."""
-    args.config, args.cluster, args.address, args.verbose = demo_config_path(), None, None, False
+    args.config, args.cluster, args.address, args.verbose, args.repair = demo_config_path(), None, None, False, False
     status = cmd_run(args)
     if status == 0:
         args.sweep, args.params, args.plot, args.input = load_config(args.config).name, "nonembedding", None, None
@@ -359,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cluster", help="cluster file (default: embedded Ray, as clusters/local.yaml)")
     run.add_argument("--address", help="Ray cluster to join: auto, ray://host:port or host:port (overrides --cluster)")
     run.add_argument("--verbose", action="store_true", help="show Ray's own logs on the terminal (default: in a file)")
+    run.add_argument("--repair", action="store_true",
+                     help="also train again the finished runs whose metrics are missing or cut short (sweep status lists them)")
     run.set_defaults(handler=cmd_run)
 
     status = commands.add_parser("status", help="runs by status, FLOPs done, runs in flight", description=cmd_status.__doc__)

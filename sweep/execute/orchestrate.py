@@ -35,8 +35,10 @@ from sweep.execute.placement import (
     ClusterAccess, CapacityRequest, PlacementWaits, RunDemand, holds, refuse_unplaceable, unplaced_error,
 )  # fmt: skip
 from sweep.execute.progress import Progress, log
+from sweep.execute.recovery import REBUILT_NOTE, rebuild_ledger_rows
 from sweep.execute.schedule import LptQueue, Resources
 from sweep.execute.stop import stopping_on_signals
+from sweep.results.integrity import lacking_metrics, prepare_repair, set_aside_damaged
 from sweep.results.storage import ResultsStore
 from sweep.training.train import RunOutcome
 from sweep.training.worker import execute_run, ledger_row
@@ -100,8 +102,12 @@ def submit(spec: RunSpec, results_root: str, max_retries: int) -> ray.ObjectRef:
     return ray.remote(execute_ddp_run).options(num_cpus=0, max_retries=max_retries).remote(spec, results_root)
 
 
-def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | None = None) -> SweepOutcome:
+def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | None = None, repair: bool = False) -> SweepOutcome:
     """Train every planned run of ``config`` that the results store does not already hold as finished.
+
+    First, under the lock, damaged ledger and metrics files of the sweep are set aside (``sweep.results.quarantine``)
+    and finished runs lacking their metrics are named; with ``repair`` those runs are trained again
+    (``sweep.results.integrity``).
 
     Raises ``sweep.execute.lock.SweepLocked`` if another sweep holds the results directory, and
     ``sweep.execute.stop.SweepStopped`` after a clean stop on SIGINT or SIGTERM (runs in flight recorded as
@@ -111,6 +117,7 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
     plan = prepare_plan(config)
     store = ResultsStore(results_root)
     with results_lock(store, sweep=config.name) as holder:
+        check_results(store, plan.runs, repair)
         finished = store.finished_run_ids(config.name)
         todo = [s for s in plan.runs if s.run_id not in finished]
         outcome = SweepOutcome(planned=len(plan.runs), skipped_finished=len(plan.runs) - len(todo))
@@ -122,6 +129,30 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
                 run_planned(config, store, plan, todo, holder, outcome, start=start)
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
+
+
+def check_results(store: ResultsStore, specs: list[RunSpec], repair: bool) -> None:
+    """Before scheduling, each in one line: set the sweep's damaged files aside, rebuild the ledger rows that
+    complete metrics prove (``sweep.execute.recovery``), and deal with finished runs that lack their metrics."""
+    if not specs:
+        return
+    sweep, planned = specs[0].sweep, {s.run_id for s in specs}
+    store.warn = lambda message: None  # each damaged file gets the line below instead
+    for damaged, target in set_aside_damaged(store, sweep):
+        log(f"set aside damaged file {store.shown_path(damaged.path)} ({damaged.reason}) as {store.shown_path(target)}")
+    for damaged in store.damaged.values():
+        if damaged.kind == "unreadable":
+            log(f"warning: cannot read {store.shown_path(damaged.path)} ({damaged.reason}): skipped, left in place")
+    store.warn = log
+    for run_id in rebuild_ledger_rows(store, specs):
+        log(f"run {run_id}: {REBUILT_NOTE}; not trained again")
+    lacking = {run_id: why for run_id, why in lacking_metrics(store, sweep).items() if run_id in planned}
+    if repair:
+        for run_id in prepare_repair(store, sweep, set(lacking)):
+            log(f"repair: run {run_id} lacks its metrics ({lacking[run_id]}): its ledger row is set aside and it trains again")
+    elif lacking:
+        log(f"warning: {len(lacking)} finished run(s) lack their metrics ({', '.join(lacking)}); they are not trained "
+            "again unless you rerun with --repair (fits use their ledger rows; the report leaves out their curves)")
 
 
 def run_planned(

@@ -10,6 +10,7 @@ the lock's holder record, and never the command line, which may carry credential
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from datetime import datetime, timezone
@@ -132,9 +133,27 @@ class Progress:
 
 
 def read_status(store: ResultsStore, sweep: str) -> dict | None:
+    """The driver's status file of ``sweep``, or None when there is none. One that is not what ``Progress`` writes
+    (bad JSON, a planned entry without a run id or finite FLOPs) is named in one line through ``store.warn`` and
+    ignored: ``sweep status`` then reports the ledger alone."""
     path = status_path(store, sweep)
     try:
         with store.fs.open_input_stream(path) as handle:
-            return json.loads(handle.read())
-    except (FileNotFoundError, OSError):
+            data = handle.read()
+    except FileNotFoundError:
         return None
+    except OSError as error:
+        store.warn(f"cannot read {store.shown_path(path)}: {str(error).splitlines()[0]}; ignored")
+        return None
+    try:
+        status = json.loads(data)
+        planned = [{"run_id": str(p["run_id"]), "flops": float(p["flops"])} for p in status["planned"]]
+        in_flight = [str(r) for r in status["in_flight"]]
+        driver = status.get("driver") or {}
+        if not all(math.isfinite(p["flops"]) and p["flops"] >= 0 for p in planned) or not isinstance(driver, dict):
+            raise ValueError("planned FLOPs must be finite")
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        reason = "not JSON" if isinstance(error, json.JSONDecodeError) else f"not a status file ({type(error).__name__}: {error})"
+        store.warn(f"ignored damaged status file {store.shown_path(path)}: {reason}")
+        return None
+    return {**status, "planned": planned, "in_flight": in_flight, "driver": driver}

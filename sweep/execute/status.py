@@ -6,6 +6,11 @@ from their checkpoints at the next ``sweep run``: those with a ledger row ``inte
 SIGINT or SIGTERM wrote it) and those left in flight by a driver that died without one (SIGKILL, a crash); a run
 the live driver is training again is in flight, not interrupted.
 
+Damage: ledger and metrics files the reads skipped (``sweep.results.validation``), which the next ``sweep run``
+sets aside, and what earlier runs already set aside under ``quarantine/`` with the reasons; finished runs whose
+metrics are missing or cut short (``sweep.results.integrity``), which ``sweep run --repair`` trains again. A
+damaged status file is named and ignored. FLOPs done are those the runs of the current plan actually spent.
+
 Throughput: the mean over completed runs of their recorded tokens/s and MFU (``sweep.training.hardware``), each
 over the runs that recorded one (ledgers written before these columns, and devices of unknown peak, have none),
 with how many runs that mean covers; None when no run recorded it.
@@ -17,6 +22,7 @@ import pandas as pd
 
 from sweep.execute.lock import lock_holder
 from sweep.execute.progress import read_status
+from sweep.results.integrity import runs_lacking_metrics
 from sweep.results.storage import FINISHED_STATUSES, RUN_STATUSES, ResultsStore
 
 
@@ -50,35 +56,56 @@ def throughput(runs: pd.DataFrame) -> dict:
     return summary
 
 
+def flops_spent(runs: pd.DataFrame) -> pd.Series:
+    """FLOPs each ledger row's run actually trained: its ``flops_spent``; rows written before that column, their
+    planned ``flops`` when completed and 0 otherwise (what they spent is unknown)."""
+    fallback = runs["flops"].where(runs["status"] == "completed", 0.0)
+    return runs["flops_spent"].astype(float).fillna(fallback.astype(float))
+
+
+def sweep_entry(store: ResultsStore, name: str, runs: pd.DataFrame, metrics: pd.DataFrame, holder: dict | None) -> dict:
+    """One sweep's part of ``sweep_status``, from its ledger rows and metrics rows."""
+    status = read_status(store, name) or {"planned": [], "in_flight": [], "driver": None}
+    planned = {p["run_id"]: p["flops"] for p in status["planned"]}
+    driver = status.get("driver") or {}
+    live = holder is not None and bool(driver) and all(holder.get(k) == driver.get(k) for k in ("pid", "host"))
+    in_flight = status["in_flight"] if live else []
+    finished_ids = set(runs.loc[runs["status"].isin(FINISHED_STATUSES), "run_id"])
+    pending = [r for r in planned if r not in finished_ids]
+    # FLOPs done: what the runs of the current plan actually trained (a diverged or failed run counts the steps it
+    # ran), so the share never passes 100%; ledger rows of runs no longer planned are counted apart.
+    in_plan = runs["run_id"].isin(set(planned)) if planned else pd.Series(True, index=runs.index)
+    return {
+        "sweep": name,
+        "counts": {status: int((runs["status"] == status).sum()) for status in RUN_STATUSES},
+        "planned_runs": len(planned),
+        "pending_runs": len(pending),
+        "in_flight": in_flight,
+        "interrupted": interrupted_runs(runs, status["in_flight"], pending, live),
+        "flops_done": float(flops_spent(runs[in_plan]).sum()),
+        "flops_planned": float(sum(planned.values())),
+        "runs_outside_plan": int((~in_plan).sum()),
+        "lacking_metrics": runs_lacking_metrics(runs, metrics),
+        **throughput(runs),
+    }
+
+
 def sweep_status(store: ResultsStore, sweep: str | None = None) -> dict:
-    """``{"running": holder or None, "sweeps": [...]}`` with one entry per sweep (see the module docstring): its
-    counts by status, planned and pending runs, runs in flight and interrupted, FLOPs done and planned, and
-    ``tokens_per_second_mean``, ``mfu_mean`` (None when unknown) with ``tokens_per_second_runs``, ``mfu_runs``."""
+    """``{"running", "sweeps", "damaged", "quarantined"}``: the lock's holder or None; one entry per sweep (see
+    the module docstring) with its counts by status, planned and pending runs, runs in flight and interrupted, FLOPs
+    done (spent by the runs of the plan) and planned, ledger rows outside the plan, finished runs lacking metrics
+    (``{run_id: reason}``), and ``tokens_per_second_mean``, ``mfu_mean`` (None when unknown) with
+    ``tokens_per_second_runs``, ``mfu_runs``; the damaged files the reads skipped (``{"path", "reason"}``, shown
+    paths) and what has been set aside under ``quarantine/``; other warnings met (a damaged status file). Raises ``ResultsRootError`` when the root does not
+    exist (a typo must not read as an empty results directory)."""
+    store.require_root()
+    warnings, store.warn = [], lambda message: warnings.append(message)  # listed in the report, not printed here
     holder = lock_holder(store)
-    ledger = store.read_runs()
-    entries = []
-    for name in [sweep] if sweep else sweep_names(store, ledger):
-        runs = ledger[ledger["sweep"] == name]
-        counts = {status: int((runs["status"] == status).sum()) for status in RUN_STATUSES}
-        status = read_status(store, name) or {"planned": [], "in_flight": [], "driver": None}
-        planned = {p["run_id"]: p["flops"] for p in status["planned"]}
-        driver = status.get("driver") or {}
-        live = holder is not None and bool(driver) and all(holder.get(k) == driver.get(k) for k in ("pid", "host"))
-        in_flight = status["in_flight"] if live else []
-        finished = runs[runs["status"].isin(FINISHED_STATUSES)]
-        finished_ids = set(finished["run_id"])
-        pending = [r for r in planned if r not in finished_ids]
-        entries.append(
-            {
-                "sweep": name,
-                "counts": counts,
-                "planned_runs": len(planned),
-                "pending_runs": len(pending),
-                "in_flight": in_flight,
-                "interrupted": interrupted_runs(runs, status["in_flight"], pending, live),
-                "flops_done": float(finished["flops"].sum()),
-                "flops_planned": float(sum(planned.values())),
-                **throughput(runs),
-            }
-        )
-    return {"running": holder, "sweeps": entries}
+    ledger = store.read_runs(sweep)
+    names = [sweep] if sweep else sweep_names(store, ledger)
+    metrics = store.read_metrics(sweep)
+    entries = [sweep_entry(store, n, ledger[ledger["sweep"] == n], metrics[metrics["sweep"] == n], holder) for n in names]
+    damaged = [{"path": store.shown_path(d.path), "reason": d.reason} for d in store.damaged.values()]
+    shown = {store.shown_path(d.path) for d in store.damaged.values()}
+    others = [w for w in warnings if not any(path in w for path in shown)]  # e.g. a damaged status file
+    return {"running": holder, "sweeps": entries, "damaged": damaged, "quarantined": store.quarantined(), "warnings": others}

@@ -35,8 +35,9 @@ class DamagedFile:
     reason: str
     """One line: what is wrong with it (e.g. ``not a Parquet file``, ``column flops is string, not double``)."""
     kind: str = "damaged"
-    """``damaged``: its content is wrong (set aside by the driver); ``unreadable``: the store failed to read it
-    (permissions, a network error): named and skipped, never set aside, since the file itself may be good."""
+    """``damaged``: its content is wrong (set aside by its sweep's driver); ``stray``: it lies outside any sweep's
+    folder (set aside by any driver); ``unreadable``: the store failed to read it (permissions, a network error):
+    named and skipped, never set aside, since the file itself may be good."""
 
 
 def set_aside(fs: pafs.FileSystem, base: str, damaged: DamagedFile) -> str:

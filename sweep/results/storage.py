@@ -178,6 +178,15 @@ class ResultsStore:
         """The root as it may be printed or stored: a local root resolved, a URI without its credentials."""
         return redact_uri(self.root) if "://" in self.root else self.base
 
+    def require_root(self) -> None:
+        """Raise ``ResultsRootError`` (one line, exit 2) unless the root is a directory (a bucket) that exists."""
+        try:
+            found = self.fs.get_file_info(self.base).type == pafs.FileType.Directory
+        except OSError as error:
+            raise ResultsRootError(f"results root {self.shown}: {scrub(str(error), self.root).splitlines()[0]}") from None
+        if not found:
+            raise ResultsRootError(f"results root {self.shown}: no such directory")
+
     def _dir(self, dataset: str, sweep: str) -> str:
         return f"{self.base}/{dataset}/sweep={sweep}"
 
@@ -258,12 +267,28 @@ class ResultsStore:
             if info.type != pafs.FileType.File or any(part.startswith((".", "_")) for part in parts):
                 continue
             if len(parts) != 2 or not _NAME.match(parts[0].removeprefix("sweep=")) or not parts[0].startswith("sweep="):
-                self._report(DamagedFile(info.path, f"not a results file: {dataset}/ holds sweep=NAME/RUN_ID.parquet only"))
+                self._report(DamagedFile(info.path, f"not a results file: {dataset}/ holds sweep=NAME/RUN_ID.parquet only", kind="stray"))
             elif not parts[1].endswith(".parquet") or not _NAME.match(parts[1].removesuffix(".parquet")):
                 self._report(DamagedFile(info.path, f"not a results file: {dataset}/ holds sweep=NAME/RUN_ID.parquet only"))
             else:
                 found.append((parts[0].removeprefix("sweep="), info.path))
         return sorted(found)
+
+    def find_strays(self) -> list[DamagedFile]:
+        """The files of ``runs/`` and ``metrics/`` outside any ``sweep=NAME`` folder, each reported (a listing, no
+        file read). They belong to no sweep, so the driver of any sweep may set them aside."""
+        strays = []
+        for dataset in ("runs", "metrics"):
+            for info in self.fs.get_file_info(pafs.FileSelector(f"{self.base}/{dataset}", allow_not_found=True)):
+                name = info.base_name
+                if name.startswith((".", "_")) or (info.type == pafs.FileType.Directory and name.startswith("sweep=") and _NAME.match(name[6:])):
+                    continue
+                inside = self.fs.get_file_info(pafs.FileSelector(info.path, recursive=True)) if info.type == pafs.FileType.Directory else [info]
+                for file in inside:
+                    if file.type == pafs.FileType.File and not file.base_name.startswith((".", "_")):
+                        strays.append(DamagedFile(file.path, f"not a results file: {dataset}/ holds sweep=NAME/RUN_ID.parquet only", kind="stray"))
+                        self._report(strays[-1])
+        return strays
 
     def _read_file(self, path: str, kind: str) -> pa.Table | None:
         """One ledger or metrics file, checked (``sweep.results.validation``) and conformed to its schema; None
@@ -321,13 +346,6 @@ class ResultsStore:
         """All metrics rows (all sweeps, or one), sorted by run and step; damaged files named and skipped."""
         frame = self._read("metrics", METRICS_SCHEMA, sweep)
         return frame.sort_values(["sweep", "run_id", "step"], ignore_index=True)
-
-    def damaged_files(self, sweep: str | None = None) -> list[DamagedFile]:
-        """Every damaged or unreadable file of the ledger and metrics (one sweep, or all), read afresh."""
-        for dataset, schema in (("runs", RUNS_SCHEMA), ("metrics", METRICS_SCHEMA)):
-            self._read(dataset, schema, sweep)
-        prefix = self.base + "/"
-        return [d for path, d in sorted(self.damaged.items()) if sweep is None or f"/sweep={sweep}/" in "/" + path.removeprefix(prefix)]
 
     def finished_run_ids(self, sweep: str) -> set[str]:
         """Runs of ``sweep`` that are completed or diverged: ``sweep run`` skips them."""
