@@ -116,6 +116,7 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
     started = time.perf_counter()
     plan = prepare_plan(config)
     store = ResultsStore(results_root)
+    store.require_root(bucket_only=True)
     with results_lock(store, sweep=config.name) as holder:
         check_results(store, plan.runs, repair)
         finished = store.finished_run_ids(config.name)

@@ -178,14 +178,18 @@ class ResultsStore:
         """The root as it may be printed or stored: a local root resolved, a URI without its credentials."""
         return redact_uri(self.root) if "://" in self.root else self.base
 
-    def require_root(self) -> None:
-        """Raise ``ResultsRootError`` (one line, exit 2) unless the root is a directory (a bucket) that exists."""
+    def require_root(self, bucket_only: bool = False) -> None:
+        """Raise ``ResultsRootError`` (one line, exit 2) unless the root is a directory that exists; with
+        ``bucket_only``, unless an object store's bucket exists (a driver creates the path inside it)."""
+        if bucket_only and not self.is_object_store:
+            return
         try:
-            found = self.fs.get_file_info(self.base).type == pafs.FileType.Directory
+            path = self.base.split("/", 1)[0] if bucket_only else self.base
+            found = self.fs.get_file_info(path).type == pafs.FileType.Directory
         except OSError as error:
             raise ResultsRootError(f"results root {self.shown}: {scrub(str(error), self.root).splitlines()[0]}") from None
         if not found:
-            raise ResultsRootError(f"results root {self.shown}: no such directory")
+            raise ResultsRootError(f"results root {self.shown}: no such {'bucket' if bucket_only else 'directory'}")
 
     def _dir(self, dataset: str, sweep: str) -> str:
         return f"{self.base}/{dataset}/sweep={sweep}"

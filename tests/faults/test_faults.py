@@ -309,3 +309,16 @@ def test_status_of_a_missing_results_directory_is_one_line_and_exit_2(tmp_path, 
     for command in (["status"], ["fit", "--bootstrap", "0"], ["report", "--out", str(tmp_path / "r")]):
         code, shown = _command(capsys, *command, "--results", str(tmp_path / "nowhere"))
         assert code == 2 and shown.count("\n") == 1 and "nowhere" in shown, shown
+
+
+def test_a_bucket_that_does_not_exist_is_one_line_and_exit_2(s3_endpoint, tmp_path, capsys):
+    from tests.conftest import s3_root
+
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    root = s3_root(s3_endpoint, "no-such-bucket", userinfo="test:secret-key-value")
+    for command in (["status"], ["fit", "--bootstrap", "0"], ["run", str(config)]):
+        code, shown = _command(capsys, *command, "--results", root)
+        lines = [line for line in shown.splitlines() if "--results carries credentials" not in line]  # run's warning
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("sweep: error:") and "no-such-bucket" in shown, shown
+        assert "secret-key-value" not in shown
