@@ -143,3 +143,58 @@ def test_ledger_files_written_before_the_throughput_columns_still_read(tmp_path)
     assert all(before[column] is None for column in THROUGHPUT_COLUMNS)
     assert store.read_run("old", "after")["precision"] == "bf16"
     assert store.finished_run_ids("old") == {"before", "after"}
+
+
+def test_a_damaged_file_is_named_once_and_the_rest_is_read(store):
+    lines = []
+    store = ResultsStore(store.root, warn=lines.append)
+    directory = Path(store.base) / "runs" / "sweep=alpha"
+    (directory / "r9.parquet").write_bytes(b"PAR1 not really")
+    runs = store.read_runs()
+    assert sorted(runs["run_id"]) == ["r1", "r2", "r3"]
+    store.read_runs("alpha")
+    assert len(lines) == 1 and str(directory / "r9.parquet") in lines[0] and "not a readable Parquet file" in lines[0]
+    assert store.read_run("alpha", "r9") is None
+
+
+def test_a_foreign_table_never_becomes_a_row(store):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lines = []
+    store = ResultsStore(store.root, warn=lines.append)
+    pq.write_table(pa.table({"run_id": ["r7"], "status": ["completed"], "flops": ["1e9"]}), Path(store.base) / "runs" / "sweep=alpha" / "r7.parquet")
+    pq.write_table(pa.table({"x": [1]}), Path(store.base) / "runs" / "sweep=alpha" / "r8.parquet")
+    assert sorted(store.read_runs("alpha")["run_id"]) == ["r1", "r2"]
+    assert any("column flops is string, not double" in line for line in lines)
+    assert any("unknown column 'x'" in line for line in lines)
+
+
+def test_a_copied_ledger_file_is_not_counted_twice(store):
+    directory = Path(store.base) / "runs" / "sweep=alpha"
+    (directory / "r1 (copy).parquet").write_bytes((directory / "r1.parquet").read_bytes())
+    (directory / "r1-copy.parquet").write_bytes((directory / "r1.parquet").read_bytes())
+    quiet = ResultsStore(store.root, warn=lambda line: None)
+    assert quiet.read_runs("alpha")["run_id"].tolist().count("r1") == 1
+    assert all("r1" in path for path in quiet.damaged)
+
+
+def test_writes_refuse_what_reads_would_set_aside(store):
+    with pytest.raises(ValueError, match="without a finite final_eval_loss"):
+        store.write_run("alpha", run_row("r5", loss=None))
+    with pytest.raises(ValueError, match="status"):
+        store.write_run("alpha", run_row("r5", status="done"))
+
+
+def test_metrics_of_another_run_or_out_of_order_are_damaged(store):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    quiet = ResultsStore(store.root, warn=lambda line: None)
+    directory = Path(store.base) / "metrics" / "sweep=alpha"
+    rows = [{"run_id": "r1", **row} for row in metric_rows(3)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=METRICS_SCHEMA), directory / "r2.parquet")  # r1's rows
+    pq.write_table(pa.Table.from_pylist(rows[::-1], schema=METRICS_SCHEMA), directory / "r1.parquet")  # steps 3, 2, 1
+    assert quiet.read_metrics("alpha").empty
+    reasons = sorted(d.reason for d in quiet.damaged.values())
+    assert reasons[0].startswith("holds rows of run(s) 'r1'") and reasons[1].startswith("steps are not positive")
