@@ -302,6 +302,10 @@ def test_fault(name, finished_sweep, tmp_path, capsys):
 
     code, shown = _command(capsys, "status", "--results", str(root))
     assert code == 0 and "damaged:" not in shown, shown
+    if fault.damaged:
+        assert f"set aside: quarantine/{fault.damaged}." in shown, shown
+    code, shown = _command(capsys, "report", "--bootstrap", "0", "--out", str(tmp_path / "after"), "--results", str(root))
+    assert code == 0, shown
     assert ResultsStore(root, warn=lambda message: pytest.fail(message)).read_runs(SWEEP)["run_id"].is_unique
 
 
