@@ -40,8 +40,7 @@ from sweep.execute.schedule import LptQueue, Resources
 from sweep.execute.stop import stopping_on_signals
 from sweep.results.integrity import lacking_metrics, prepare_repair, set_aside_damaged
 from sweep.results.storage import ResultsStore
-from sweep.training.train import RunOutcome
-from sweep.training.worker import execute_run, ledger_row
+from sweep.training.worker import execute_run, failed_outcome, ledger_row, summarize
 
 
 @dataclass
@@ -211,10 +210,10 @@ def _finished_within_a_second(in_flight: dict[ray.ObjectRef, RunSpec]) -> list[r
 
 def _record_unplaced(spec: RunSpec, store: ResultsStore, outcome: SweepOutcome, progress: Progress, error: str) -> None:
     """A run that waited out ``resources.placement_timeout_seconds`` for a node: recorded failed, never started."""
-    now = datetime.now(timezone.utc)
-    store.write_run(spec.sweep, ledger_row(spec, RunOutcome(status="failed", error=error), now, now, node=None))
+    now, failed = datetime.now(timezone.utc), failed_outcome(store, spec, error)
+    store.write_run(spec.sweep, ledger_row(spec, failed, now, now, node=None))
     outcome.statuses["failed"] = outcome.statuses.get("failed", 0) + 1
-    progress.run_finished(spec, {"status": "failed", "error": error, "run_id": spec.run_id})
+    progress.run_finished(spec, summarize(spec, failed))
 
 
 def _result(ref: ray.ObjectRef, spec: RunSpec, store: ResultsStore) -> dict:
@@ -222,8 +221,7 @@ def _result(ref: ray.ObjectRef, spec: RunSpec, store: ResultsStore) -> dict:
     try:
         return ray.get(ref)
     except (ray.exceptions.RayError, OSError) as error:
-        message = f"{type(error).__name__}: {error}"
-        now = datetime.now(timezone.utc)
+        now, failed = datetime.now(timezone.utc), failed_outcome(store, spec, f"{type(error).__name__}: {error}")
         # Written by the driver, which does not know where the worker ran: the node stays null.
-        store.write_run(spec.sweep, ledger_row(spec, RunOutcome(status="failed", error=message), now, now, node=None))
-        return {"status": "failed", "error": message, "run_id": spec.run_id}
+        store.write_run(spec.sweep, ledger_row(spec, failed, now, now, node=None))
+        return summarize(spec, failed)

@@ -1,6 +1,7 @@
 """Sweep progress: what the driver tells people while it runs, and the status file ``sweep status`` reads.
 
-On a terminal, one live line (runs done of planned, runs in flight, FLOPs done of planned, time left, by the
+On a terminal, one live line (runs done of planned, runs in flight, FLOPs done of planned: what runs actually
+trained, a diverged or failed run counting its steps, time left, by the
 planned durations still to go); elsewhere (cron, CI, logs), one plain line per run start and finish, with its
 FLOPs and loss. The driver also keeps ``RESULTS/progress/sweep=NAME.json`` current (written atomically): the
 planned runs with their FLOPs, the runs in flight, and the driver's pid, host and start time (nothing else of
@@ -73,8 +74,8 @@ class Progress:
         self.todo.discard(spec.run_id)
         self.done += 1
         status = summary["status"]
-        if status in FINISHED_STATUSES:
-            self.flops_done += spec.flops
+        spent = summary.get("flops_spent")  # what the run trained (a diverged run: up to its divergence)
+        self.flops_done += spent if spent is not None else (spec.flops if status in FINISHED_STATUSES else 0.0)
         loss = summary.get("final_eval_loss")
         error = (summary.get("error") or "").strip().splitlines()
         detail = f"eval_loss={loss:.4f}" if loss is not None else (error[0] if error else "")

@@ -122,14 +122,13 @@ def _ended_since(ledger: pd.DataFrame, run_id: str, started_at: datetime) -> boo
 
 def record_interrupted(store: ResultsStore, claims: RunClaims, spec: RunSpec, started_at: datetime, signum: int) -> bool:
     """Write the run's ``interrupted`` row once its trainer let go of its claim, unless it ended by itself meanwhile."""
-    from sweep.training.train import RunOutcome  # torch: imported only when a stop happens, not by ``sweep --help``
-    from sweep.training.worker import ledger_row
+    from sweep.training.worker import failed_outcome, ledger_row  # torch: imported only when a stop happens
 
     try:
         with claims.hold(spec.sweep, spec.run_id, timeout=CLAIM_WAIT_SECONDS):
             if _ended_since(store.read_runs(spec.sweep), spec.run_id, started_at):
                 return False
-            outcome = RunOutcome(status="interrupted", error=f"stopped by {signal.Signals(signum).name}")
+            outcome = failed_outcome(store, spec, f"stopped by {signal.Signals(signum).name}", status="interrupted")
             now = datetime.now(timezone.utc)
             store.write_run(spec.sweep, ledger_row(spec, outcome, started_at, now, node=None))
             return True

@@ -6,19 +6,34 @@ elapsed time. Resuming from it continues the run exactly: on CPU the loss curve 
 stopped (tested); on GPU, kernels with non-deterministic reductions make it equal within float noise.
 
 Layout: ``checkpoints/sweep=NAME/RUN_ID/step-000000123.pt`` (written whole or not at all, by
-``ResultsStore.write_atomic``, so a half-written checkpoint is never loaded; older ones are deleted after a newer
-one lands). A finished run's checkpoints are deleted once its ledger row is written.
+``ResultsStore.write_atomic``, so a half-written checkpoint is never loaded). The newest two are kept (older ones
+are deleted after a newer one lands): a checkpoint damaged after it was written (a disk fault, a bad copy, a
+file cut short by hand) still leaves one to resume from, at twice the storage of a run in progress. A finished
+run's checkpoints are deleted once its ledger row is written.
+
+Resuming (``states``) tries the newest checkpoint first. One that ``torch.load`` refuses (0 bytes, truncated,
+not a checkpoint) is named in one line, set aside under ``RESULTS/quarantine/`` with the reason
+(``sweep.results.quarantine``) and the next older one is tried; with none left the run starts from step 0. A
+checkpoint that loads but cannot be restored (keys missing, shapes of another model) takes the same path through
+``set_aside`` (``sweep.training.train``). ``torch.load`` runs with ``weights_only=True``: a checkpoint is data,
+never code.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import sys
+from collections.abc import Iterator
 
 import pyarrow.fs as pafs
 import torch
 
+from sweep.results.quarantine import DamagedFile
 from sweep.results.storage import ResultsStore
+
+KEEP = 2
+"""Checkpoints kept per run in progress: the newest and the one before it."""
 
 _NAME = re.compile(r"^step-(\d{9})\.pt$")
 
@@ -38,25 +53,56 @@ class CheckpointStore:
         return sorted(int(m.group(1)) for m in map(_NAME.match, names) if m)
 
     def save(self, sweep: str, run_id: str, step: int, state: dict) -> None:
-        """Write ``state`` as the checkpoint at ``step``, atomically, then drop older checkpoints of the run."""
+        """Write ``state`` as the checkpoint at ``step``, atomically, then drop all but the newest ``KEEP``."""
         directory = self._dir(sweep, run_id)
         buffer = io.BytesIO()
         torch.save(state, buffer)
         self.store.write_atomic(f"{directory}/step-{step:09d}.pt", buffer.getvalue())
-        for older in self._steps(sweep, run_id):
-            if older < step:
-                self.fs.delete_file(f"{directory}/step-{older:09d}.pt")
+        for older in [s for s in self._steps(sweep, run_id) if s <= step][:-KEEP]:
+            self.fs.delete_file(f"{directory}/step-{older:09d}.pt")
+
+    def newest_step(self, sweep: str, run_id: str) -> int:
+        """The step of the run's newest checkpoint (0 when it has none); a listing, no file read."""
+        steps = self._steps(sweep, run_id)
+        return steps[-1] if steps else 0
+
+    def states(self, sweep: str, run_id: str) -> Iterator[tuple[int, dict]]:
+        """``(step, state)`` of the run's checkpoints, newest first; one that cannot be loaded is set aside and
+        skipped (module docstring)."""
+        for step in reversed(self._steps(sweep, run_id)):
+            try:
+                with self.fs.open_input_file(f"{self._dir(sweep, run_id)}/step-{step:09d}.pt") as handle:
+                    data = handle.read()
+            except FileNotFoundError:
+                continue  # set aside or replaced meanwhile (another rank of the same run)
+            try:
+                state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+                if not isinstance(state, dict):
+                    raise TypeError(f"holds a {type(state).__name__}, not a checkpoint's dict")
+            except Exception as error:  # noqa: BLE001 - whatever torch.load says, the file is not a usable checkpoint
+                self.set_aside(sweep, run_id, step, f"cannot load it ({len(data)} bytes): {_first_line(error)}")
+                continue
+            yield step, state
 
     def latest(self, sweep: str, run_id: str) -> dict | None:
-        """The newest checkpoint's state, or None when the run has none."""
-        steps = self._steps(sweep, run_id)
-        if not steps:
-            return None
-        with self.fs.open_input_file(f"{self._dir(sweep, run_id)}/step-{steps[-1]:09d}.pt") as handle:
-            return torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
+        """The newest loadable checkpoint's state, or None when the run has none."""
+        return next((state for _, state in self.states(sweep, run_id)), None)
+
+    def set_aside(self, sweep: str, run_id: str, step: int, reason: str) -> None:
+        """Move the checkpoint at ``step`` to ``quarantine/`` with ``reason`` and say so in one line (stderr)."""
+        path = f"{self._dir(sweep, run_id)}/step-{step:09d}.pt"
+        target = self.store.set_aside(DamagedFile(path, reason))
+        if target:
+            print(f"sweep: warning: run {run_id}: checkpoint {self.store.shown_path(path)} {reason}; set aside as "
+                  f"{self.store.shown_path(target)}, resuming from an older one or from step 0", file=sys.stderr, flush=True)
 
     def clear(self, sweep: str, run_id: str) -> None:
         """Delete every checkpoint of the run (after its ledger row is written)."""
         directory = self._dir(sweep, run_id)
         if self.fs.get_file_info(directory).type == pafs.FileType.Directory:
             self.fs.delete_dir(directory)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:160]}" if text else type(error).__name__  # one line, never a wall

@@ -332,9 +332,7 @@ def _is_row_step(spec: RunSpec, done: int, eval_steps: set[int]) -> bool:
 def train_run(spec: RunSpec, checkpoints: CheckpointStore | None = None, dist: Distributed = Distributed()) -> RunOutcome:
     """Train ``spec`` to its last step (or to divergence), resuming from its newest checkpoint if there is one."""
     clock = time.perf_counter()
-    trainer = _build(spec, dist)
-    state = checkpoints.latest(spec.sweep, spec.run_id) if checkpoints else None
-    progress = _restore(trainer, state) if state else _Progress()
+    trainer, progress = _resume(spec, dist, checkpoints)
     elapsed_before = progress.elapsed_seconds
 
     def elapsed() -> float:
@@ -382,7 +380,25 @@ def train_run(spec: RunSpec, checkpoints: CheckpointStore | None = None, dist: D
     return _finish(outcome, spec, progress, elapsed())
 
 
+def _resume(spec: RunSpec, dist: Distributed, checkpoints: CheckpointStore | None) -> tuple[_Trainer, _Progress]:
+    """The run's trainer, restored from its newest checkpoint that loads and restores; one that loads but cannot be
+    restored (a key missing, another model's shapes) is set aside like one that does not load, and the next older
+    is tried. After a failed restore the trainer is built afresh, so step 0 starts from the seed's initial state."""
+    trainer = _build(spec, dist)
+    if checkpoints is None:
+        return trainer, _Progress()
+    for step, state in checkpoints.states(spec.sweep, spec.run_id):
+        try:
+            return trainer, _restore(trainer, state)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
+            detail = " ".join(str(error).split())[:160]  # one line: torch's messages span several
+            checkpoints.set_aside(spec.sweep, spec.run_id, step, f"cannot be restored: {type(error).__name__}: {detail}")
+            trainer = _build(spec, dist)
+    return trainer, _Progress()
+
+
 def _finish(outcome: RunOutcome, spec: RunSpec, progress: _Progress, wall_seconds: float) -> RunOutcome:
+    outcome.steps_done = progress.step
     metrics = progress.metrics
     outcome.final_train_loss = metrics[-1]["train_loss"] if metrics else None
     evals = [row["eval_loss"] for row in metrics if row["eval_loss"] is not None]

@@ -2,7 +2,9 @@
 
 The worker writes its own results (not the driver), so a multi-node sweep needs only a results root every node
 can reach. A Python exception inside training is recorded as a ``failed`` row with the error; a non-finite loss
-as ``diverged`` (by ``sweep.training.train``). A worker that dies outright leaves no ledger row: Ray retries the task, which
+as ``diverged`` (by ``sweep.training.train``). Every row records what the run actually trained (``steps_done``,
+``flops_spent``): all its steps when completed, up to the step the divergence was noticed when diverged, and for
+a run that stopped otherwise the step of its newest checkpoint (``failed_outcome``). A worker that dies outright leaves no ledger row: Ray retries the task, which
 resumes from the run's last checkpoint, and the driver records the run as failed only past its retries.
 
 A worker trains only while it holds the run's claim (``sweep.training.claim``): a worker of a killed driver that
@@ -79,6 +81,8 @@ def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finishe
         "started_at": started_at,
         "finished_at": finished_at,
         "first_step_at": outcome.first_step_at,
+        "steps_done": outcome.steps_done,
+        "flops_spent": outcome.steps_done * spec.batch_tokens * spec.flops_per_token,
         "error": outcome.error,
         "spec_json": json.dumps(asdict(spec), sort_keys=True, default=list),
     }
@@ -96,9 +100,15 @@ def execute_run(spec: RunSpec, results_root: str, claims: RunClaims | None = Non
         try:
             outcome = train_run(spec, CheckpointStore(store))
         except Exception as error:  # recorded, not raised: a bad run must not take the sweep down
-            outcome = RunOutcome(status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=5)}")
+            outcome = failed_outcome(store, spec, f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=5)}")
         record(store, spec, outcome, started_at)
     return summarize(spec, outcome)
+
+
+def failed_outcome(store: ResultsStore, spec: RunSpec, error: str, status: str = "failed") -> RunOutcome:
+    """The outcome of a run that stopped without finishing (an exception, a dead worker, a signal): what it spent
+    is known as far as its newest checkpoint (the steps a rerun resumes from); steps after it are not counted."""
+    return RunOutcome(status=status, error=error, steps_done=CheckpointStore(store).newest_step(spec.sweep, spec.run_id))
 
 
 def recorded_outcome(store: ResultsStore, spec: RunSpec) -> RunOutcome | None:
@@ -109,6 +119,7 @@ def recorded_outcome(store: ResultsStore, spec: RunSpec) -> RunOutcome | None:
     return RunOutcome(
         status=row["status"], final_train_loss=row["final_train_loss"], final_eval_loss=row["final_eval_loss"],
         wall_seconds=row["wall_seconds"] or 0.0, error=row["error"], resumed_from_step=row["resumed_from_step"] or 0,
+        steps_done=row["steps_done"] if row["steps_done"] is not None else (spec.steps if row["status"] == "completed" else 0),
     )  # fmt: skip
 
 
@@ -132,4 +143,5 @@ def summarize(spec: RunSpec, outcome: RunOutcome) -> dict:
         "final_eval_loss": outcome.final_eval_loss,
         "wall_seconds": outcome.wall_seconds,
         "error": outcome.error,
+        "flops_spent": outcome.steps_done * spec.batch_tokens * spec.flops_per_token,
     }

@@ -123,7 +123,7 @@ def test_stopped_names_the_signal_and_exits_128_plus_its_number(tmp_path, monkey
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(tiny_config()))
     for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
-        def stopped(*args, signum=signum):
+        def stopped(*args, signum=signum, **kwargs):
             raise SweepStopped("tiny", signum, 2)
 
         monkeypatch.setattr("sweep.execute.orchestrate.run_sweep", stopped)

@@ -72,7 +72,7 @@ def test_resume_is_bitwise_identical(spec, tmp_path, monkeypatch, micro_batch_to
     assert resumed.model_flops_per_second == pytest.approx(resumed.tokens_per_second * spec.flops_per_token)
 
 
-def test_only_newest_checkpoint_kept_and_cleared_when_finished(spec, tmp_path, monkeypatch):
+def test_newest_two_checkpoints_kept_and_cleared_when_finished(spec, tmp_path, monkeypatch):
     store = ResultsStore(tmp_path)
     checkpoints = CheckpointStore(store)
     with monkeypatch.context() as patch:
@@ -80,9 +80,61 @@ def test_only_newest_checkpoint_kept_and_cleared_when_finished(spec, tmp_path, m
         with pytest.raises(Interrupted):
             train_run(spec, checkpoints)
     directory = tmp_path / "checkpoints" / f"sweep={spec.sweep}" / spec.run_id
-    assert [p.name for p in directory.iterdir()] == ["step-000000030.pt"]
+    assert sorted(p.name for p in directory.iterdir()) == ["step-000000020.pt", "step-000000030.pt"]
     summary = execute_run(spec, str(tmp_path))
     assert summary["status"] == "completed"
     assert not directory.exists()
     metrics = store.read_metrics(spec.sweep)
     assert metrics["step"].is_unique and metrics["step"].iloc[-1] == spec.steps
+
+
+def _damage(path, how):
+    import torch
+
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "garbage":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif how == "missing keys":  # loads, but is not a run's state
+        torch.save({"step": 30, "model": {}}, path)
+    elif how == "another model":  # loads, restores nothing: shapes of another model
+        state = torch.load(path, weights_only=True)
+        state["model"] = {k: torch.zeros(3) for k in state["model"]}
+        torch.save(state, path)
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "garbage", "missing keys", "another model"])
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_resumes_from_the_previous_one(spec, tmp_path, monkeypatch, capfd, how):
+    reference = train_run(spec)
+    store = ResultsStore(tmp_path)
+    with monkeypatch.context() as patch:
+        stop_after(patch, 31)
+        with pytest.raises(Interrupted):
+            train_run(spec, CheckpointStore(store))
+    newest = tmp_path / "checkpoints" / f"sweep={spec.sweep}" / spec.run_id / "step-000000030.pt"
+    _damage(newest, how)
+    damaged = newest.read_bytes()
+    resumed = train_run(spec, CheckpointStore(store))
+    assert resumed.resumed_from_step == 20
+    assert curve(resumed.metrics) == curve(reference.metrics) and resumed.final_eval_loss == reference.final_eval_loss
+    (entry,) = store.quarantined()
+    assert entry["original"] == f"checkpoints/sweep={spec.sweep}/{spec.run_id}/step-000000030.pt"
+    assert (tmp_path / entry["path"]).read_bytes() == damaged
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "step-000000030.pt" in err and "set aside" in err, err
+
+
+def test_with_every_checkpoint_damaged_the_run_starts_from_step_0(spec, tmp_path, monkeypatch):
+    reference = train_run(spec)
+    store = ResultsStore(tmp_path)
+    with monkeypatch.context() as patch:
+        stop_after(patch, 31)
+        with pytest.raises(Interrupted):
+            train_run(spec, CheckpointStore(store))
+    for path in (tmp_path / "checkpoints").rglob("*.pt"):
+        _damage(path, "another model")
+    resumed = train_run(spec, CheckpointStore(store))
+    assert resumed.resumed_from_step == 0 and len(store.quarantined()) == 2
+    assert curve(resumed.metrics) == curve(reference.metrics)  # a fresh model: the first restore's partial load undone
