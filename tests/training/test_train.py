@@ -81,6 +81,9 @@ def test_nan_loss_recorded_as_diverged(spec, tmp_path, monkeypatch):
     metrics = store.read_metrics(spec.sweep)
     assert metrics["step"].tolist()[-1] == 8 and math.isnan(metrics["train_loss"].iloc[-1])
     assert spec.run_id in store.finished_run_ids(spec.sweep)
+    # What it spent: the 10 steps it trained, not its budget.
+    assert row["steps_done"] == 10 and row["flops_spent"] == pytest.approx(10 * spec.batch_tokens * spec.flops_per_token)
+    assert summary["flops_spent"] == row["flops_spent"] < spec.flops
 
 
 def test_exception_recorded_as_failed(spec, tmp_path):
@@ -88,3 +91,23 @@ def test_exception_recorded_as_failed(spec, tmp_path):
     summary = execute_run(broken, str(tmp_path))
     assert summary["status"] == "failed" and "fingerprint" in summary["error"]
     assert ResultsStore(tmp_path).read_runs()["status"].tolist() == ["failed"]
+    assert ResultsStore(tmp_path).read_runs()["flops_spent"].tolist() == [0.0]  # no checkpoint: nothing kept
+
+
+def test_completed_and_failed_rows_record_what_they_spent(spec, tmp_path):
+    from datetime import datetime, timezone
+
+    from sweep.training.checkpoint import CheckpointStore
+    from sweep.training.worker import failed_outcome, ledger_row
+
+    store, now = ResultsStore(tmp_path), datetime.now(timezone.utc)
+    summary = execute_run(spec, str(tmp_path))
+    row = store.read_run(spec.sweep, spec.run_id)
+    assert summary["status"] == "completed" and row["steps_done"] == spec.steps and row["flops_spent"] == pytest.approx(spec.flops)
+    CheckpointStore(store).save(spec.sweep, "other", 5, {"step": 5})
+    failed = ledger_row(replace(spec, seed=1), failed_outcome(store, replace(spec, seed=1), "boom"), now, now, None)
+    assert failed["steps_done"] == 0  # another run's checkpoint does not count
+    outcome = failed_outcome(store, spec, "boom")  # spec's checkpoints were cleared when it completed
+    assert outcome.steps_done == 0
+    CheckpointStore(store).save(spec.sweep, spec.run_id, 5, {"step": 5})
+    assert failed_outcome(store, spec, "boom").steps_done == 5
