@@ -56,7 +56,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     seconds = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, r.assumed_seconds_per_step) for s in plan.runs}
     if args.json:
         rows = [{**asdict(s), "run_id": s.run_id, "estimated_seconds": seconds[s.run_id]} for s in plan.runs]
-        json.dump({"sweep": config.name, "runs": rows, "skipped": plan.skipped}, sys.stdout, indent=2, default=list)
+        json.dump({"sweep": config.name, "runs": rows, "skipped": plan.skipped, "duplicates": plan.duplicates}, sys.stdout, indent=2, default=list)
         print()
         return 0
     print(
@@ -86,6 +86,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                       f"at {_size(s.memory_estimate_bytes)}, over resources.gpu_memory_gb {r.gpu_memory_gb:g} GiB")
     for reason in plan.skipped:
         print(f"left out: {reason}")
+    for line in plan.duplicates:
+        print(f"planned once: {line}")
     return 0
 
 

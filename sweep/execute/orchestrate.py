@@ -30,7 +30,7 @@ from sweep.execute.cluster import ClusterConfig, connect
 from sweep.config import ConfigError, SweepConfig
 from sweep.training.data import epochs_for, load_corpus
 from sweep.execute.lock import results_lock
-from sweep.planning.plan import Plan, RunSpec, estimated_seconds, plan_sweep
+from sweep.planning.plan import Plan, RunSpec, estimated_seconds, plan_sweep, planned_once
 from sweep.execute.placement import (
     ClusterAccess, CapacityRequest, PlacementWaits, RunDemand, holds, refuse_unplaceable, unplaced_error,
 )  # fmt: skip
@@ -62,6 +62,8 @@ def prepare_plan(config: SweepConfig) -> Plan:
     except FileNotFoundError as error:
         raise ConfigError(f"data.path: {error}") from None
     plan = plan_sweep(config, corpus.vocab_size, corpus.fingerprint)
+    for line in plan.duplicates:
+        log(f"warning: {line}")
     for spec in plan.runs:
         epochs = epochs_for(corpus, spec.tokens, spec.seq_len)
         if epochs > 1.0:
@@ -164,6 +166,7 @@ def run_planned(
     Raises ``sweep.execute.placement.Unplaceable`` before starting anything if a run can never be placed.
     """
     r = config.resources
+    todo, _ = planned_once(todo)  # one entry per run id, whoever the caller: a run is never in flight twice
     durations = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, r.assumed_seconds_per_step) for s in plan.runs}
     capacity = _Capacity(cluster.nodes)
     if not all(holds(capacity.nodes(), RunDemand.of(s)) for s in todo):

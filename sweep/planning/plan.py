@@ -11,6 +11,9 @@ warm-up, AdamW beta2). A run's ``run_id`` is a hash of everything that defines i
 fingerprint, token count, optimiser settings, seed, evaluation points), so the same run planned by two sweeps or
 two invocations has the same id, and any change that alters the result changes it.
 
+A run id is planned once: repeated seeds or budgets, and budgets that round to the same steps, give the same run
+(``planned_once``: the first entry is kept, the others named in ``Plan.duplicates``).
+
 Each run's micro-batch is checked here, or picked to fit ``resources.gpu_memory_gb``, and its peak memory per
 worker estimated (``sweep.planning.memory``); a GPU run that cannot fit one sequence is refused.
 """
@@ -146,6 +149,9 @@ class Plan:
     runs: list[RunSpec]
     skipped: list[str]
     """Human-readable reasons for (budget, shape) pairs left out, e.g. too few steps."""
+    duplicates: list[str] = field(default_factory=list)
+    """Entries of the grid that are the same run as an earlier one (a repeated seed or budget, or two budgets that
+    round to the same steps), planned once: one line each, for ``sweep plan`` and ``sweep run`` to show."""
 
 
 def model_shapes(config: SweepConfig, vocab_size: int) -> list[GPTShape]:
@@ -225,8 +231,25 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
                         peak_flops=config.resources.peak_flops,
                     )
                 )
+    runs, duplicates = planned_once(runs)
     runs = [with_memory(spec, config.resources.gpu_memory_gb) for spec in runs]
-    return Plan(runs=runs, skipped=skipped)
+    return Plan(runs=runs, skipped=skipped, duplicates=duplicates)
+
+
+def planned_once(runs: list[RunSpec]) -> tuple[list[RunSpec], list[str]]:
+    """``runs`` with each run id once (the first in plan order: smallest budget, then seed order), and a line for
+    each entry dropped. Two entries with one run id would train the same run twice, in parallel, into the same
+    files; the budget is not part of a run's identity, so two budgets that round to the same steps are one run."""
+    first: dict[str, RunSpec] = {}
+    duplicates = []
+    for spec in runs:
+        kept = first.setdefault(spec.run_id, spec)
+        if kept is not spec:
+            duplicates.append(
+                f"budget {spec.flops_budget:.4g}, seed {spec.seed}, {spec.n_layer}x{spec.d_model} is the same run as "
+                f"budget {kept.flops_budget:.4g}, seed {kept.seed} (run {spec.run_id}, {spec.steps} steps): planned once"
+            )
+    return list(first.values()), duplicates
 
 
 def with_memory(spec: RunSpec, gpu_memory_gb: float | None) -> RunSpec:

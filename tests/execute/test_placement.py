@@ -146,3 +146,19 @@ def test_a_read_only_monitor_is_no_autoscaler():
     assert not _v1_has_node_types({"node_type_mapping": {node: f"node_{node}"}})
     assert _v1_has_node_types({"node_type_mapping": {node: "ray.head.default"}})
     assert not _v1_has_node_types({"node_type_mapping": None})
+
+
+def test_a_run_passed_twice_is_never_in_flight_twice(ray_session, tmp_path):
+    import ray
+
+    config, plan = _plan(tmp_path)
+    started: list[str] = []
+
+    def start(spec, root, retries):
+        started.append(spec.run_id)
+        return ray.put({"status": "completed", "run_id": spec.run_id, "final_eval_loss": 2.0, "wall_seconds": 0.0})
+
+    cluster = ClusterAccess(nodes=lambda: [Resources(2, 0)], autoscaler=lambda: FIXED, request=lambda bundles: None)
+    store, outcome = ResultsStore(str(tmp_path / "results")), SweepOutcome(len(plan.runs), 0)
+    run_planned(config, store, plan, [*plan.runs, *plan.runs], {"pid": 0}, outcome, start, cluster)
+    assert sorted(started) == sorted(s.run_id for s in plan.runs) and outcome.statuses == {"completed": len(plan.runs)}

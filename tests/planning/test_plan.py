@@ -55,3 +55,16 @@ def test_seeds_multiply_runs_and_lr_rule():
 def test_eval_steps():
     assert eval_steps(100, 4) == (25, 50, 75, 100)
     assert eval_steps(2, 4) == (1, 2)
+
+
+def test_repeated_seeds_and_budgets_are_planned_once_and_named():
+    result = plan(training={"seeds": [0, 0, 1]}, budgets=[2e9, 4e9, 2e9])
+    assert len(result.runs) == 8 and len({r.run_id for r in result.runs}) == 8
+    assert len(result.duplicates) == 3 * 3 * 2 - 8  # a grid of 3 budgets x 3 seeds x 2 sizes holds 8 distinct runs
+    assert all("planned once" in line and "same run as" in line for line in result.duplicates)
+
+
+def test_budgets_that_round_to_the_same_steps_are_one_run():
+    result = plan(budgets=[2e9, 2.0001e9])
+    assert len(result.runs) == 2 and {r.flops_budget for r in result.runs} == {2e9}  # the first (smallest) kept
+    assert len(result.duplicates) == 2 and "budget 2e+09" in result.duplicates[0]
