@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 
 from sweep.execute.cluster import ClusterUnreachable, load_cluster
-from sweep.config import ConfigError, SweepConfig, load_config
+from sweep.config import ConfigError, SweepConfig, check_name, load_config
 from sweep.execute.lock import SweepLocked
 from sweep.execute.stop import SweepStopped
 from sweep.results.uri import redact_uri, secrets_of
@@ -422,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "sweep", None) is not None:
+            check_name(args.sweep, "--sweep")  # it becomes part of paths (the Hive folder, the plot's name)
         return args.handler(args)
     except ConfigError as error:
         print(f"sweep: error: {error}", file=sys.stderr)

@@ -16,12 +16,14 @@ Example (``sweep/configs/demo.yaml`` is a complete one)::
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -41,18 +43,77 @@ def resolved_precision(precision: str | None, on_cuda: bool) -> str | None:
     return precision
 
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""Sweep names (and every value that becomes a folder name): no separators, no leading dot, no ``..``."""
+MAX_BUDGET_FLOPS = 1e27
+"""Largest budget accepted (FLOPs): above the largest training runs reported to date (~5e25) by a wide margin."""
+MAX_PARAMS = 1e13
+"""Largest model size accepted (parameters)."""
+INT32_MAX, INT64_LIMIT = 2**31 - 1, 2**63
+"""Bounds of the Parquet columns that integers land in (``sweep.results.storage``)."""
+
+
+def check_name(value: str, key: str) -> str:
+    """``value`` if it is a valid name (``NAME_PATTERN``, at most 100 characters), else ``ConfigError`` naming ``key``:
+    for every value that becomes part of a path, e.g. ``--sweep``."""
+    if not isinstance(value, str) or len(value) > 100 or not re.match(NAME_PATTERN, value) or ".." in value:
+        raise ConfigError(f"{key}: {value!r} is not a valid name (letters, digits, '_', '.', '-'; no '/', no '..', "
+                          "at most 100 characters, not starting with '.' or '-')")
+    return value
+
+
+def _number(value: Any) -> Any:
+    """A number for a float field: booleans are not numbers (YAML's ``yes``/``true`` would read as 1)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    if isinstance(value, str):
+        try:
+            value = float(value)  # YAML 1.1 reads 1e11 (no dot) as a string
+        except ValueError:
+            raise ValueError(f"expected a number, not the text {value!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, not {value}")
+    return value
+
+
+def _integer(value: Any) -> Any:
+    """An integer for an int field: no booleans; ``1e6`` (a string to YAML) or 2048.0 accepted when whole."""
+    value = _number(value)
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError(f"expected a whole number, not {value!r}")
+        return int(value)
+    return value
+
+
+def Number(**bounds: Any) -> Any:
+    """A finite float with bounds (``gt``, ``ge``, ``lt``, ``le``); booleans and ``.inf``/``.nan`` rejected."""
+    return Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False, strict=False, **bounds)]
+
+
+def Integer(**bounds: Any) -> Any:
+    """A whole number with bounds; booleans rejected."""
+    return Annotated[int, BeforeValidator(_integer), Field(**bounds)]
+
+
+Flag = Annotated[bool, Field(strict=True)]
+"""``true`` or ``false`` only (not 1, not the text "yes")."""
+Path_ = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00\n\r]*$")]
+"""A file path or URI: one line, no NUL."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
 class ShapeConfig(_Strict):
     """An explicit model shape, for users who want exact architectures instead of the ladder."""
 
-    n_layer: Annotated[int, Field(ge=1)]
-    """Transformer blocks."""
-    d_model: Annotated[int, Field(ge=1)]
-    """Residual width."""
-    n_head: Annotated[int, Field(ge=1)]
+    n_layer: Integer(ge=1, le=1000)
+    """Transformer blocks (1 to 1,000)."""
+    d_model: Integer(ge=1, le=2**17)
+    """Residual width (at most 131,072)."""
+    n_head: Integer(ge=1, le=4096)
     """Attention heads; must divide d_model."""
 
     @model_validator(mode="after")
@@ -65,15 +126,15 @@ class ShapeConfig(_Strict):
 class ModelConfig(_Strict):
     """The model-size ladder: either target sizes (mapped by ``models.ladder``) or explicit shapes."""
 
-    sizes: list[Annotated[float, Field(gt=0)]] = []
-    """Target non-embedding parameter counts; each becomes one ladder rung."""
-    shapes: list[ShapeConfig] = []
+    sizes: Annotated[list[Number(ge=1, le=MAX_PARAMS)], Field(max_length=1000)] = []
+    """Target non-embedding parameter counts (1 to 1e13); each becomes one ladder rung."""
+    shapes: Annotated[list[ShapeConfig], Field(max_length=1000)] = []
     """Explicit shapes, used as given (in addition to ``sizes``)."""
-    seq_len: Annotated[int, Field(ge=2)] = 128
-    """Context length in tokens."""
-    aspect_ratio: Annotated[float, Field(gt=0)] = 32.0
+    seq_len: Integer(ge=2, le=2**20) = 128
+    """Context length in tokens (2 to 1,048,576)."""
+    aspect_ratio: Number(gt=0, le=10_000) = 32.0
     """Ladder rule: d_model ~= aspect_ratio * n_layer."""
-    head_dim: Annotated[int, Field(ge=1)] = 16
+    head_dim: Integer(ge=1, le=4096) = 16
     """Ladder rule: attention head size; d_model is snapped to a multiple of it."""
 
     @model_validator(mode="after")
@@ -89,15 +150,16 @@ class DataConfig(_Strict):
     source: Literal["stdlib", "tokens"] = "stdlib"
     """``stdlib``: the running interpreter's standard-library sources, byte-level (vocab 256), built offline.
     ``tokens``: a flat binary file of token ids read through a memmap (``path``)."""
-    path: str | None = None
+    path: Path_ | None = None
     """Token file (``source: tokens``), e.g. nanoGPT's ``train.bin``."""
-    val_path: str | None = None
+    val_path: Path_ | None = None
     """Optional validation token file; without it the last ``val_fraction`` of ``path`` is held out."""
     dtype: Literal["uint8", "uint16", "uint32"] = "uint16"
     """Token id type of ``path`` and ``val_path``."""
-    vocab_size: Annotated[int, Field(ge=2)] | None = None
-    """Vocabulary size of a token file (required for ``source: tokens``; 256 for ``stdlib``)."""
-    val_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    vocab_size: Integer(ge=2, le=2**32) | None = None
+    """Vocabulary size of a token file (required for ``source: tokens``; 256 for ``stdlib``); at most what ``dtype``
+    can hold (256 for uint8, 65,536 for uint16)."""
+    val_fraction: Number(gt=0, lt=0.5) = 0.01
     """Fraction of the corpus held out for validation when there is no ``val_path``."""
 
     @model_validator(mode="after")
@@ -111,6 +173,9 @@ class DataConfig(_Strict):
             raise ValueError("data.path and data.val_path are only for data.source 'tokens'")
         elif self.vocab_size not in (None, 256):
             raise ValueError("the stdlib corpus is byte-level: data.vocab_size must be 256 or left out")
+        largest = {"uint8": 2**8, "uint16": 2**16, "uint32": 2**32}[self.dtype]
+        if self.vocab_size is not None and self.vocab_size > largest:
+            raise ValueError(f"data.vocab_size ({self.vocab_size:,}) is more than data.dtype {self.dtype} can hold ({largest:,} ids)")
         return self
 
 
@@ -120,11 +185,11 @@ class LrPowerRule(_Strict):
     N is the run's non-embedding parameter count. The defaults are OLMo-core's model ladder (which takes them from
     Porian et al. 2024): 0.0047 at 108M, falling as N^(-1/3)."""
 
-    coefficient: Annotated[float, Field(gt=0)] = 0.0047
+    coefficient: Number(gt=0, le=10) = 0.0047
     """Peak learning rate at N = ``reference_params``."""
-    reference_params: Annotated[float, Field(gt=0)] = 108e6
+    reference_params: Number(gt=0, le=MAX_PARAMS) = 108e6
     """Non-embedding parameters at which the rate equals ``coefficient``."""
-    exponent: float = -1 / 3
+    exponent: Number(ge=-10, le=10) = -1 / 3
     """Power of N / reference_params (negative: larger models train at lower rates)."""
 
 
@@ -134,23 +199,23 @@ class BatchPowerRule(_Strict):
     The defaults are OLMo-core's model ladder (after Porian et al. 2024): 160 sequences of 2,048 tokens at 108M
     non-embedding parameters, growing as N^(2/3)."""
 
-    coefficient_tokens: Annotated[float, Field(gt=0)] = 2048 * 160
+    coefficient_tokens: Number(gt=0, le=2**40) = 2048 * 160
     """Batch size in tokens at N = ``reference_params``."""
-    reference_params: Annotated[float, Field(gt=0)] = 108e6
+    reference_params: Number(gt=0, le=MAX_PARAMS) = 108e6
     """Non-embedding parameters at which the batch equals ``coefficient_tokens``."""
-    exponent: float = 2 / 3
+    exponent: Number(ge=-10, le=10) = 2 / 3
     """Power of N / reference_params."""
 
 
 class TrainingConfig(_Strict):
     """Training rules shared by every run of the sweep."""
 
-    batch_tokens: Annotated[int, Field(ge=1)] = 2048
+    batch_tokens: Integer(ge=1, le=2**40) = 2048
     """Tokens per optimizer step (a multiple of model.seq_len) for ``batch_rule: fixed``; each run's workers must split
     its sequences evenly."""
-    lr: Annotated[float, Field(gt=0)] | None = None
+    lr: Number(gt=0, le=10) | None = None
     """Peak learning rate for every run (``lr_rule: fixed``); leave out for a per-size rule (``sweep.planning.rules``)."""
-    lr_scale: Annotated[float, Field(gt=0)] = 1.0
+    lr_scale: Number(gt=0, le=1000) = 1.0
     """Multiplier on the per-size rule (``kaplan`` or ``power``); a fixed ``lr`` is used as given."""
     # Per-size rules (sweep/planning/rules.py resolves them for each run; docs/rules.md derives and cites them).
     lr_rule: Literal["kaplan", "power", "fixed"] | None = None
@@ -163,47 +228,50 @@ class TrainingConfig(_Strict):
     sequences and to a multiple of the run's workers)."""
     batch_power: BatchPowerRule = BatchPowerRule()
     """The ``power`` batch rule's constants (only with ``batch_rule: power``)."""
-    warmup_tokens: Annotated[int, Field(ge=0)] | Literal["params"] | None = None
+    warmup_tokens: Literal["params"] | Integer(ge=0, lt=INT64_LIMIT) | None = None
     """Warm-up length in tokens instead of ``warmup_fraction``: a count, or ``params`` for as many tokens as the run's
     non-embedding parameters (Porian et al. 2024; OLMo-core's ladder). Rounded to whole steps, below the run's steps."""
     beta2_rule: Literal["fixed", "half_life"] = "fixed"
     """AdamW beta2 by batch: ``fixed`` (``beta2`` for every run) or ``half_life``: beta2 ** (B / B_ref), which keeps the
     second moment's half-life in tokens constant across batch sizes B (Marek et al. 2025)."""
-    beta2_reference_batch_tokens: Annotated[int, Field(ge=1)] | None = None
+    beta2_reference_batch_tokens: Integer(ge=1, le=2**40) | None = None
     """B_ref of ``half_life``: the batch (tokens) at which ``beta2`` holds. Default ``batch_tokens`` with
     ``batch_rule: fixed``; required with ``batch_rule: power``."""
-    warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    warmup_fraction: Number(ge=0, lt=1) = 0.05
     """Linear warm-up length as a fraction of the run's steps (or give ``warmup_tokens`` instead, not both)."""
-    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    min_lr_ratio: Number(ge=0, le=1) = 0.1
     """Cosine decay ends at this fraction of the peak (Chinchilla decays 10x)."""
-    weight_decay: Annotated[float, Field(ge=0)] = 0.1
+    weight_decay: Number(ge=0, le=10) = 0.1
     """AdamW decoupled weight decay on matrices (not on LayerNorm weights or embeddings)."""
-    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.95
+    beta1: Number(ge=0, lt=1) = 0.9
+    beta2: Number(ge=0, lt=1) = 0.95
     """AdamW second-moment decay (at ``beta2_reference_batch_tokens`` under ``beta2_rule: half_life``)."""
-    grad_clip: Annotated[float, Field(gt=0)] | None = 1.0
+    grad_clip: Number(gt=0, le=1e6) | None = 1.0
     """Global gradient-norm clip; null disables clipping."""
-    seeds: list[int] = [0]
-    """One run per seed for every (budget, size)."""
-    min_steps: Annotated[int, Field(ge=1)] = 20
+    seeds: Annotated[list[Integer(ge=0, lt=INT64_LIMIT)], Field(min_length=1, max_length=1000)] = [0]
+    """One run per seed for every (budget, size); 0 <= seed < 2**63. A repeated seed is planned once (with a warning)."""
+    min_steps: Integer(ge=1, le=10**9) = 20
     """Runs whose budget buys fewer optimizer steps are left out of the plan (and reported)."""
-    log_every_steps: Annotated[int, Field(ge=1)] = 10
+    max_steps: Integer(ge=1, le=10**10) = 1_000_000
+    """The horizon: a run whose budget buys more optimizer steps than this is refused (exit 2), since a typo in a
+    budget (``1e30`` for ``1e20``) would otherwise train for months. Raise it for a sweep that means it."""
+    log_every_steps: Integer(ge=1, le=10**9) = 10
     """A metrics row every this many steps (and at the last step)."""
-    checkpoint_every_steps: Annotated[int, Field(ge=0)] = 500
+    checkpoint_every_steps: Integer(ge=0, le=10**9) = 500
     """Save the run's full state every this many steps (a multiple of log_every_steps; 0: never), so a killed
     worker or driver resumes the run instead of restarting it."""
-    eval_points: Annotated[int, Field(ge=1)] = 4
+    eval_points: Integer(ge=1, le=10_000) = 4
     """Validation-loss evaluations, evenly spaced; the last is at the end of training."""
-    eval_tokens: Annotated[int, Field(ge=1)] = 65536
+    eval_tokens: Integer(ge=1, le=2**40) = 65536
     """Validation tokens per evaluation (a fixed slice of the held-out split)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``auto`` trains on CUDA when the worker has a GPU, else on CPU."""
-    compile: bool = False
+    compile: Flag = False
     """``torch.compile`` the model (inductor; on CPU and CUDA)."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """Matmul precision: ``bf16`` trains under bf16 autocast (master weights and optimizer states stay fp32), on
     CPU too; ``fp32`` trains in float32 (TF32 matmuls on CUDA); ``auto``: bf16 on CUDA, fp32 on CPU."""
-    micro_batch_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    micro_batch_tokens: Literal["auto"] | Integer(ge=1, le=2**40) = "auto"
     """Tokens per forward/backward pass on one worker (a multiple of model.seq_len dividing the worker's share of
     the batch); gradients accumulate over the micro-batches of a step. ``auto``: the largest that fits the memory
     (see ``sweep.planning.memory``)."""
@@ -212,30 +280,30 @@ class TrainingConfig(_Strict):
 class SizeResources(_Strict):
     """Resources for the models at or above a size (``resources.by_size``)."""
 
-    min_params: Annotated[float, Field(ge=0)]
+    min_params: Number(ge=0, le=MAX_PARAMS)
     """Applies to models with at least this many non-embedding parameters."""
-    workers_per_run: Annotated[int, Field(ge=1)] | None = None
-    cpus_per_worker: Annotated[float, Field(gt=0)] | None = None
-    gpus_per_worker: Annotated[float, Field(ge=0)] | None = None
+    workers_per_run: Integer(ge=1, le=4096) | None = None
+    cpus_per_worker: Number(gt=0, le=4096) | None = None
+    gpus_per_worker: Number(ge=0, le=64) | None = None
 
 
 class ResourcesConfig(_Strict):
     """What each run asks Ray for."""
 
-    workers_per_run: Annotated[int, Field(ge=1)] = 1
+    workers_per_run: Integer(ge=1, le=4096) = 1
     """Training processes per run; more than one trains with PyTorch DDP through Ray Train (gloo on CPU, NCCL on
     GPU), its workers packed on one node where they fit. The global batch is split evenly across them."""
-    cpus_per_worker: Annotated[float, Field(gt=0)] = 1
+    cpus_per_worker: Number(gt=0, le=4096) = 1
     """CPUs per training process; on CPU it is also the process's torch thread count."""
-    gpus_per_worker: Annotated[float, Field(ge=0)] = 0
+    gpus_per_worker: Number(ge=0, le=64) = 0
     """GPUs per training process (0 on a CPU machine)."""
-    by_size: list[SizeResources] = []
+    by_size: Annotated[list[SizeResources], Field(max_length=100)] = []
     """Overrides by model size; for each run the entry with the largest ``min_params`` not above its N wins."""
-    max_concurrent_runs: Annotated[int, Field(ge=1)] | None = None
+    max_concurrent_runs: Integer(ge=1, le=10**6) | None = None
     """At most this many runs in flight (default: as many as Ray's resources allow)."""
-    max_retries: Annotated[int, Field(ge=0)] = 2
+    max_retries: Integer(ge=0, le=100) = 2
     """Ray retries of a run whose worker or node died; the retry resumes from the run's checkpoint."""
-    placement_timeout_seconds: Annotated[float, Field(gt=0)] = 900.0
+    placement_timeout_seconds: Number(gt=0, le=7 * 86400) = 900.0
     """How long a run that no node alive now can hold waits for Ray's autoscaler to add one (cloud nodes take
     minutes to boot). On timeout the run is recorded ``failed`` with its demand in the error, the sweep goes on, and
     ``sweep run`` exits 1. A run that no node can ever hold (embedded Ray, or a cluster without an autoscaler) is
@@ -250,27 +318,28 @@ class ResourcesConfig(_Strict):
                 cpus = rule.cpus_per_worker or cpus
                 gpus = rule.gpus_per_worker if rule.gpus_per_worker is not None else gpus
         return workers, cpus, gpus
-    gpu_memory_gb: Annotated[float, Field(gt=0)] | None = None
+    gpu_memory_gb: Number(gt=0, le=10_000) | None = None
     """Memory per GPU in GiB, for the plan's memory check and ``training.micro_batch_tokens: auto`` (default: the
     device's free memory, read when the run starts)."""
-    peak_flops: Annotated[float, Field(gt=0)] | None = None
+    peak_flops: Number(gt=0, le=1e18) | None = None
     """Peak FLOP/s of one device at the run's precision, for MFU (default: a table of known GPUs; none on CPU)."""
-    assumed_flops_per_second: Annotated[float, Field(gt=0)] = 3e10
+    assumed_flops_per_second: Number(gt=0, le=1e18) = 3e10
     """Sustained training FLOP/s per worker, for time estimates (``sweep plan``, scheduling order, time left)."""
-    assumed_seconds_per_step: Annotated[float, Field(ge=0)] = 0.004
+    assumed_seconds_per_step: Number(ge=0, le=3600) = 0.004
     """Fixed overhead per optimizer step for the same estimates (dominates for tiny models)."""
 
 
 class SweepConfig(_Strict):
     """A whole sweep: the grid of (budget x model size x seed) runs and how to train them."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
     """Sweep name: the Hive partition ``sweep=NAME`` of the results."""
-    budgets: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]
-    """Training compute budgets in FLOPs (per run), under ``flops_convention``."""
+    budgets: Annotated[list[Number(gt=0, le=MAX_BUDGET_FLOPS)], Field(min_length=1, max_length=1000)]
+    """Training compute budgets in FLOPs (per run), under ``flops_convention``; each at most 1e27. A repeated budget
+    is planned once (with a warning); a run longer than ``training.max_steps`` steps is refused."""
     flops_convention: Literal["6N", "6N+attention", "chinchilla"] = "6N+attention"
     """Which FLOP count sizes each run's token budget (all three are recorded; see ``models.accounting``)."""
-    results: str | None = None
+    results: Path_ | None = None
     """Results directory or URI; the CLI's ``--results`` wins, then this, then ``./results``."""
     model: ModelConfig
     data: DataConfig = DataConfig()
@@ -314,15 +383,24 @@ class SweepConfig(_Strict):
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    """One line per problem, each naming the dotted key."""
-    lines = []
+    """One problem per key, each naming the dotted key. A value that fits no member of a union (``auto`` or a
+    number) gets the message of the member it came closest to, with the words it could have been."""
+    problems: dict[str, list[str]] = {}
+    alternatives: dict[str, list[str]] = {}
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"])
+        parts = [str(part) for part in item["loc"]]
+        key = ".".join(part for part in parts if "[" not in part)  # union members are tagged like literal['auto']
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"{key}: {message}" if key else message)
-    return "; ".join(lines)
+        if item["type"] == "literal_error" and any("[" in part for part in parts):
+            alternatives.setdefault(key, []).append(message.removeprefix("Input should be "))
+            continue
+        problems.setdefault(key, []).append(message)
+    for key, words in alternatives.items():
+        problems.setdefault(key, ["not one of the accepted values"])
+        problems[key] = [f"{problems[key][0]} (or {' or '.join(words)})"]
+    return "; ".join(f"{key}: {messages[0]}" if key else messages[0] for key, messages in problems.items())
 
 
 def parse_config(data: Any, source: str = "config") -> SweepConfig:
@@ -336,14 +414,60 @@ def parse_config(data: Any, source: str = "config") -> SweepConfig:
 
 
 def load_config(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep YAML file."""
+    """Read and validate a sweep YAML file. Every problem is a ``ConfigError`` of one line naming the file, and for
+    YAML syntax its line and column, or the key: unreadable or non-UTF-8 files, syntax errors, duplicate keys (at
+    any depth; PyYAML would keep the last silently), and everything ``parse_config`` checks."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as error:
-        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+        raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {len(raw):,} bytes; a sweep file is at most {MAX_CONFIG_BYTES:,}")
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start})") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes with line and column, for duplicate keys
+        _check_nodes(root, path)
         data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        what = " ".join(part for part in (error.context, error.problem) if part)
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(what.split())}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file holds no keys (name, budgets and model are required)")
     return parse_config(data, source=str(path))
+
+
+MAX_CONFIG_BYTES = 1 << 20
+_MAX_NODES = 100_000
+"""A sweep file is small: a bound on its values, aliases expanded, keeps a malicious one (nested aliases that
+expand exponentially) from exhausting memory during validation."""
+
+
+def _check_nodes(root: yaml.Node | None, path: Path) -> None:
+    """Refuse duplicate mapping keys (naming the dotted key and both lines) and files whose aliases expand past
+    ``_MAX_NODES`` values."""
+    stack, visited = [(root, "")], 0
+    while stack:
+        node, prefix = stack.pop()
+        visited += 1
+        if visited > _MAX_NODES:
+            raise ConfigError(f"{path}: more than {_MAX_NODES:,} values once aliases are expanded")
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
+                dotted = f"{prefix}.{key}" if prefix else str(key)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise ConfigError(f"{path}:{line}:{key_node.start_mark.column + 1}: {dotted}: duplicate key (first given on line {seen[key]})")
+                seen[key] = line
+                stack.append((value_node, dotted))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{prefix}.{index}") for index, item in enumerate(node.value))

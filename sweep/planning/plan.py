@@ -176,6 +176,12 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
             workers, cpus, gpus = config.resources.for_size(counts.nonembedding)
             rules = size_rules(t, counts.nonembedding, shape.seq_len, workers)
             steps = round(budget / (per_token * rules.batch_tokens))
+            if steps > t.max_steps:
+                raise ConfigError(
+                    f"budgets: {budget:.3g} FLOPs buys {steps:,} steps of {shape.n_layer}x{shape.d_model} "
+                    f"(N={counts.nonembedding:,}, {rules.batch_tokens:,} tokens per step), more than training.max_steps "
+                    f"{t.max_steps:,}: raise training.max_steps if the sweep means it"
+                )
             if steps < t.min_steps:
                 skipped.append(
                     f"budget {budget:.3g} with {shape.n_layer}x{shape.d_model} (N={counts.nonembedding:,}): "

@@ -131,7 +131,7 @@ def resolve_batch_tokens(training: TrainingConfig, n_params_nonembedding: int, s
     if (batch // seq_len) % workers:
         raise ConfigError(
             f"training.batch_tokens: {batch // seq_len} sequences cannot be split evenly over the {workers} workers "
-            f"of the models with N={n_params_nonembedding:,} (resources)"
+            f"(resources.workers_per_run) of the models with N={n_params_nonembedding:,}"
         )
     return batch
 
