@@ -28,7 +28,7 @@ import ray
 
 from sweep.execute.cluster import ClusterConfig, connect
 from sweep.config import ConfigError, SweepConfig
-from sweep.training.data import epochs_for, load_corpus
+from sweep.training.data import check_corpus_holds, epochs_for, load_corpus
 from sweep.execute.lock import results_lock
 from sweep.planning.plan import Plan, RunSpec, estimated_seconds, plan_sweep, planned_once
 from sweep.execute.placement import (
@@ -56,12 +56,13 @@ class SweepOutcome:
 
 
 def prepare_plan(config: SweepConfig) -> Plan:
-    """Open the corpus (building the default one if needed) and plan the sweep against its fingerprint."""
-    try:
-        corpus = load_corpus(config.data)
-    except FileNotFoundError as error:
-        raise ConfigError(f"data.path: {error}") from None
+    """Open the corpus (building the default one if needed), check it holds the sweep's batches, and plan the
+    sweep against its fingerprint."""
+    corpus = load_corpus(config.data)  # a bad token file: ConfigError naming the key
     plan = plan_sweep(config, corpus.vocab_size, corpus.fingerprint)
+    if plan.runs:
+        largest = max(plan.runs, key=lambda spec: spec.batch_size)
+        check_corpus_holds(corpus, config.data, largest.batch_size, largest.seq_len)
     for line in plan.duplicates:
         log(f"warning: {line}")
     for spec in plan.runs:
