@@ -238,7 +238,7 @@ def _fit_inputs(args: argparse.Namespace):
     if args.input:
         try:
             inputs, source = fit_inputs_from_file(args.input), args.input
-        except (FileNotFoundError, ValueError) as error:
+        except (OSError, ValueError) as error:  # TableError names the file and column; OSError: e.g. permissions
             raise ConfigError(f"--input: {error}") from None
     else:
         source = _results_root(args)

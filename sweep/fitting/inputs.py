@@ -9,6 +9,8 @@ From a file (CSV or Parquet, e.g. runs of another tool): columns ``n_params``, `
 D = C / 6N), ``loss``, optionally ``flops`` (else C = 6ND) and ``budget`` (else runs are grouped by FLOPs: a run
 joins the current group while its FLOPs are within 5% of the group's first, and the group's budget is their
 geometric mean). Epoch AI's Chinchilla file is read as is (``Model Size`` -> n_params, ``Training FLOP`` -> flops).
+A file that cannot be fitted at all is one error naming it (and its column); a row that cannot be used is left out
+and listed (``fit_inputs_from_file``).
 """
 
 from __future__ import annotations
@@ -69,24 +71,74 @@ def group_budgets(flops: np.ndarray, tolerance: float = 0.05) -> np.ndarray:
     return budgets
 
 
+class TableError(ValueError):
+    """A table of runs that cannot be fitted at all; the message names the file and, where one is at fault, the column."""
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """The file as a frame: Parquet by suffix (``.parquet``, ``.pq``), else CSV; ``TableError`` for anything unreadable."""
+    try:
+        if path.suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise TableError(f"{path}: empty (no header, no rows)") from None
+    except UnicodeDecodeError as error:
+        raise TableError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start}); "
+                         "a CSV or Parquet table of runs is expected") from None
+    except (ValueError, OSError, TypeError) as error:  # pyarrow's ArrowInvalid is a ValueError; a corrupt page an OSError
+        what = "Parquet" if path.suffix in (".parquet", ".pq") else "CSV"
+        detail = " ".join(str(error).split())[:200] or type(error).__name__
+        raise TableError(f"{path}: not a readable {what} table ({detail})") from None
+
+
+def _numbers(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    """The column as floats (text that is no number becomes NaN); ``TableError`` naming it when it holds no number
+    at all or values that are not scalars."""
+    try:
+        values = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    except (TypeError, ValueError):
+        raise TableError(f"{path}: column {column} is not numeric (it holds {frame[column].dtype} values)") from None
+    if len(values) and values.isna().all():
+        raise TableError(f"{path}: column {column} holds no numbers")
+    return values
+
+
 def fit_inputs_from_file(path: str | Path) -> FitInputs:
-    """Read a CSV or Parquet table of runs (module docstring) into the fitters' table."""
+    """Read a CSV or Parquet table of runs (module docstring) into the fitters' table.
+
+    What cannot be fitted at all raises ``TableError`` naming the file (and the column): no such file, not a file,
+    not a readable table, a required column missing, or holding no number. A row that merely cannot be used (a
+    missing, non-numeric, non-finite or non-positive ``n_params``, ``tokens``, ``loss``, ``flops`` or ``budget``) is
+    left out and listed in ``excluded`` with the column at fault, so one bad row never stops a fit and no
+    non-finite value ever reaches the fitters."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    if not path.is_file():
+        raise TableError(f"{path}: not a file")
+    frame = _read_table(path)
     frame = frame.rename(columns={k: v for k, v in COLUMN_ALIASES.items() if k in frame.columns and v not in frame.columns})
     if "tokens" not in frame.columns and {"flops", "n_params"} <= set(frame.columns):
-        frame["tokens"] = frame["flops"] / (6.0 * frame["n_params"])
+        frame["tokens"] = _numbers(frame, "flops", path) / (6.0 * _numbers(frame, "n_params", path))
     missing = {"n_params", "tokens", "loss"} - set(frame.columns)
     if missing:
-        raise ValueError(f"{path}: missing columns {sorted(missing)} (need n_params, tokens or flops, loss)")
-    runs = pd.DataFrame({c: frame[c].astype(float) for c in ("n_params", "tokens", "loss")})
-    runs["flops"] = frame["flops"].astype(float) if "flops" in frame.columns else 6.0 * runs["n_params"] * runs["tokens"]
-    runs["budget"] = frame["budget"].astype(float) if "budget" in frame.columns else group_budgets(runs["flops"].to_numpy())
-    bad = ~np.isfinite(runs[["n_params", "tokens", "loss"]]).all(axis=1) | (runs[["n_params", "tokens", "loss"]] <= 0).any(axis=1)
-    excluded = pd.DataFrame({"sweep": path.name, "run_id": runs.index[bad].astype(str), "status": "invalid", "error": "non-positive or missing value"})
-    return FitInputs(runs=runs[~bad].reset_index(drop=True), excluded=excluded)
+        raise TableError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(sorted(missing))} "
+                         "(need n_params, tokens or flops, loss)")
+    runs = pd.DataFrame({c: _numbers(frame, c, path) for c in ("n_params", "tokens", "loss")})
+    runs["flops"] = _numbers(frame, "flops", path) if "flops" in frame.columns else 6.0 * runs["n_params"] * runs["tokens"]
+    columns = ["n_params", "tokens", "loss", "flops"] + (["budget"] if "budget" in frame.columns else [])
+    if "budget" in frame.columns:
+        runs["budget"] = _numbers(frame, "budget", path)
+    values = runs[columns].to_numpy()
+    bad_cells = ~np.isfinite(values) | (values <= 0)
+    bad = bad_cells.any(axis=1)
+    reasons = [f"missing, non-numeric, non-finite or non-positive {columns[int(np.argmax(row))]}" for row in bad_cells[bad]]
+    kept = runs[~bad].reset_index(drop=True)
+    if "budget" not in kept.columns:
+        kept["budget"] = group_budgets(kept["flops"].to_numpy())
+    excluded = pd.DataFrame({"sweep": path.name, "run_id": runs.index[bad].astype(str), "status": "invalid", "error": reasons})
+    return FitInputs(runs=kept, excluded=excluded)
 
 
 def drop_highest_loss(inputs: FitInputs, count: int) -> FitInputs:

@@ -116,7 +116,10 @@ def _projected_grid(n: np.ndarray, d: np.ndarray, loss: np.ndarray, alphas: np.n
     normal[..., 2, 2] = syy[None, :]
     rhs = np.stack(np.broadcast_arrays(t1, tx[:, None], ty[None, :]), axis=-1)[..., None]
     with np.errstate(all="ignore"):
-        E, A, B = np.moveaxis(np.linalg.solve(normal, rhs)[..., 0], -1, 0)  # each (alphas, betas)
+        try:
+            E, A, B = np.moveaxis(np.linalg.solve(normal, rhs)[..., 0], -1, 0)  # each (alphas, betas)
+        except np.linalg.LinAlgError:  # a singular system: runs that cannot tell the terms apart
+            return []
     valid = (E > 0) & (A > 0) & (B > 0) & np.isfinite(E) & np.isfinite(A) & np.isfinite(B)
     ia, ib = np.nonzero(valid)
     if len(ia) == 0:
@@ -134,6 +137,8 @@ def fit_parametric(n_params, tokens, loss, *, delta: float = HUBER_DELTA, grid_s
     n, d, loss = (np.asarray(v, dtype=float) for v in (n_params, tokens, loss))
     if not (len(n) == len(d) == len(loss) >= 5):
         raise ValueError("need at least 5 runs with n_params, tokens and loss")
+    if len(np.unique(n)) < 2 or len(np.unique(d)) < 2:
+        raise ValueError("need at least 2 distinct model sizes and 2 distinct token counts to tell A/N^alpha from B/D^beta")
     log_n, log_d, log_loss = np.log(n), np.log(d), np.log(loss)
     if starts is None:
         exponents = np.linspace(0.05, 1.5, grid_size)

@@ -85,8 +85,8 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         summary[name] |= _uncertainty(bootstrap(runs, n_boot, seed, predict_flops) if n_boot else None)
         for entry in summary["predictions"]:
             entry[name] = {"n_opt": float(result.n_opt(entry["flops"])), "d_opt": float(result.d_opt(entry["flops"]))}
-    if len(runs) >= 5:
-        fit = fit_parametric(runs["n_params"], runs["tokens"], runs["loss"])
+    fit = _try_parametric(runs)
+    if fit is not None:
         summary["approach3"] = {
             "E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b,
             "objective": fit.objective,
@@ -113,11 +113,22 @@ def extrapolation_check(runs) -> dict | None:
     approach2 = fit_approach2(rest)
     if approach2.n_opt is not None:
         check["approach2"] = {"n_opt": float(approach2.n_opt(flops))}
-    if len(rest) >= 5:
-        fit = fit_parametric(rest["n_params"], rest["tokens"], rest["loss"])
+    fit = _try_parametric(rest)
+    if fit is not None:
         loss = float(fit.optimal_loss(flops))
         check["approach3"] = {"n_opt": float(fit.optimal_allocation(flops)[0]), "loss": loss, "loss_error": loss - best_loss}
     return check
+
+
+def _try_parametric(runs):
+    """Approach 3's fit, or None when the runs cannot identify L(N, D): fewer than 5, one size or one token count,
+    or no start with positive E, A, B (degenerate data never stops the other approaches)."""
+    if len(runs) < 5 or runs["n_params"].nunique() < 2 or runs["tokens"].nunique() < 2:
+        return None
+    try:
+        return fit_parametric(runs["n_params"], runs["tokens"], runs["loss"])
+    except ValueError:
+        return None
 
 
 def _deep_clean(value):
