@@ -51,6 +51,8 @@ class Fault:
     run_args: tuple[str, ...] = ()
     config: dict | None = None
     """Another sweep file for ``sweep run`` (the extended sweep, for checkpoint faults)."""
+    run_shows: str | None = None
+    """What ``sweep run`` must say."""
 
 
 def _runs(root: Path) -> list[str]:
@@ -194,6 +196,18 @@ def _checkpoint_fault(data: bytes) -> Callable[[Path], Fault]:
     return apply
 
 
+def _repeated(**training_or_budgets) -> Callable[[Path], Fault]:
+    """The same sweep with a repeated seed or budget: planned once, nothing trained twice."""
+
+    def apply(root: Path) -> Fault:
+        config = {**CONFIG, **{k: v for k, v in training_or_budgets.items() if k == "budgets"}}
+        if "seeds" in training_or_budgets:
+            config["training"] = {**CONFIG["training"], "seeds": training_or_budgets["seeds"]}
+        return Fault(named="", config=config, run_shows="planned once")
+
+    return apply
+
+
 FAULTS: dict[str, Callable[[Path], Fault]] = {
     "ledger file of 0 bytes": _bytes_fault(lambda data: b"", _ledger),
     "ledger file truncated": _bytes_fault(lambda data: data[: len(data) // 2], _ledger),
@@ -230,6 +244,8 @@ FAULTS: dict[str, Callable[[Path], Fault]] = {
     "progress file not UTF-8": _progress_fault(b"\xff\xfe\x00"),
     "checkpoint of random bytes": _checkpoint_fault(_garbage(bytes(4096))),
     "checkpoint of 0 bytes": _checkpoint_fault(b""),
+    "a seed repeated in the sweep file": _repeated(seeds=[0, 0]),
+    "a budget repeated in the sweep file": _repeated(budgets=[2e9, 4e9, 2e9]),
 }
 
 
@@ -287,6 +303,8 @@ def test_fault(name, finished_sweep, tmp_path, capsys):
 
     code, shown = _command(capsys, "run", str(config), "--results", str(root), *fault.run_args)
     assert code == 0, shown
+    if fault.run_shows:
+        assert fault.run_shows in shown, shown
     after = _hashes(root)
     if fault.damaged:
         assert fault.damaged in shown, shown
@@ -326,3 +344,11 @@ def test_a_bucket_that_does_not_exist_is_one_line_and_exit_2(s3_endpoint, tmp_pa
         lines = [line for line in shown.splitlines() if "--results carries credentials" not in line]  # run's warning
         assert code == 2 and len(lines) == 1 and lines[0].startswith("sweep: error:") and "no-such-bucket" in shown, shown
         assert "secret-key-value" not in shown
+
+
+def test_a_sweep_name_that_climbs_out_of_the_results_is_refused(finished_sweep, tmp_path, capsys):
+    _, finished = finished_sweep
+    for command in (["status"], ["fit", "--bootstrap", "0"], ["report", "--out", str(tmp_path / "r")]):
+        code, shown = _command(capsys, *command, "--results", str(finished), "--sweep", "x/../../../elsewhere")
+        assert code == 2 and shown.count("\n") == 1 and "--sweep" in shown, shown
+    assert not list(tmp_path.parent.rglob("isoflop-x*"))  # no plot written anywhere
