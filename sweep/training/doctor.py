@@ -107,11 +107,11 @@ def doctor_spec(device: str, precision: str, compile: bool, workers: int = 1) ->
     config = parse_config(
         {
             "name": "doctor",
-            "budgets": [1e30],
+            "budgets": [1e15],  # any budget: the check sets its own steps below
             "model": model,
             "training": {"batch_tokens": batch_tokens, "device": device, "compile": compile, "precision": precision,
                          "lr": lr, "eval_points": 1, "eval_tokens": batch_tokens,
-                         "log_every_steps": log_every, "min_steps": 1, "checkpoint_every_steps": 0},
+                         "log_every_steps": log_every, "min_steps": 1, "max_steps": 10**10, "checkpoint_every_steps": 0},
             "resources": {"cpus_per_worker": 1, "gpus_per_worker": 0 if device == "cpu" else 1, "workers_per_run": workers},
         }
     )  # fmt: skip

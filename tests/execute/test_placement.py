@@ -63,7 +63,7 @@ def test_refusal_names_the_run_its_demand_and_the_largest_node(tmp_path):
     refuse_unplaceable(plan.runs, [Resources(2, 0)], GROWS_UNKNOWN)  # may grow: no refusal
 
 
-@pytest.mark.parametrize("resources", [{"gpus_per_worker": 1}, {"cpus_per_worker": 1.0e6}])
+@pytest.mark.parametrize("resources", [{"gpus_per_worker": 1}, {"cpus_per_worker": 4096}])
 def test_sweep_run_refuses_a_run_no_node_can_hold(ray_session, tmp_path, capsys, resources):
     config = tmp_path / "sweep.yaml"
     config.write_text(__import__("yaml").safe_dump(tiny_config(resources=resources)))
@@ -125,7 +125,7 @@ def test_sweep_run_as_a_user_runs_it_refuses_in_one_line(tmp_path):
     from pathlib import Path
 
     config = tmp_path / "sweep.yaml"
-    config.write_text(__import__("yaml").safe_dump(tiny_config(resources={"cpus_per_worker": 1.0e6})))
+    config.write_text(__import__("yaml").safe_dump(tiny_config(resources={"cpus_per_worker": 4096})))
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"} | {"RAY_AUTH_MODE": "disabled"}
     result = subprocess.run(
         [sys.executable, "-m", "sweep.cli", "run", str(config), "--results", str(tmp_path / "results")],
@@ -133,7 +133,7 @@ def test_sweep_run_as_a_user_runs_it_refuses_in_one_line(tmp_path):
     )  # fmt: skip
     errors = [line for line in result.stderr.splitlines() if line.startswith("sweep: error:")]
     assert result.returncode == 2, result.stderr[-2000:]
-    assert len(errors) == 1 and "needs 1 worker of 1e+06 CPU;" in errors[0] and "cannot grow" in errors[0], result.stderr
+    assert len(errors) == 1 and "needs 1 worker of 4096 CPU;" in errors[0] and "cannot grow" in errors[0], result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "results" / "runs").exists()
 
 

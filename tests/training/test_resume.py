@@ -88,6 +88,22 @@ def test_newest_two_checkpoints_kept_and_cleared_when_finished(spec, tmp_path, m
     assert metrics["step"].is_unique and metrics["step"].iloc[-1] == spec.steps
 
 
+@pytest.fixture(scope="module")
+def reference(spec):
+    """The run trained once without a stop: what every resumed run must reproduce bit for bit."""
+    return train_run(spec)
+
+
+def _interrupted_after_31_steps(spec, tmp_path, monkeypatch) -> ResultsStore:
+    """A results root holding the run's checkpoints at steps 20 and 30, as a worker killed at step 31 leaves it."""
+    store = ResultsStore(tmp_path)
+    with monkeypatch.context() as patch:
+        stop_after(patch, 31)
+        with pytest.raises(Interrupted):
+            train_run(spec, CheckpointStore(store))
+    return store
+
+
 def _damage(path, how):
     import torch
 
@@ -106,13 +122,8 @@ def _damage(path, how):
 
 
 @pytest.mark.parametrize("how", ["empty", "truncated", "garbage", "missing keys", "another model"])
-def test_a_damaged_checkpoint_is_set_aside_and_the_run_resumes_from_the_previous_one(spec, tmp_path, monkeypatch, capfd, how):
-    reference = train_run(spec)
-    store = ResultsStore(tmp_path)
-    with monkeypatch.context() as patch:
-        stop_after(patch, 31)
-        with pytest.raises(Interrupted):
-            train_run(spec, CheckpointStore(store))
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_resumes_from_the_previous_one(spec, reference, tmp_path, monkeypatch, capfd, how):
+    store = _interrupted_after_31_steps(spec, tmp_path, monkeypatch)
     newest = tmp_path / "checkpoints" / f"sweep={spec.sweep}" / spec.run_id / "step-000000030.pt"
     _damage(newest, how)
     damaged = newest.read_bytes()
@@ -126,13 +137,8 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_resumes_from_the_previous
     assert err.count("\n") == 1 and "step-000000030.pt" in err and "set aside" in err, err
 
 
-def test_with_every_checkpoint_damaged_the_run_starts_from_step_0(spec, tmp_path, monkeypatch):
-    reference = train_run(spec)
-    store = ResultsStore(tmp_path)
-    with monkeypatch.context() as patch:
-        stop_after(patch, 31)
-        with pytest.raises(Interrupted):
-            train_run(spec, CheckpointStore(store))
+def test_with_every_checkpoint_damaged_the_run_starts_from_step_0(spec, reference, tmp_path, monkeypatch):
+    store = _interrupted_after_31_steps(spec, tmp_path, monkeypatch)
     for path in (tmp_path / "checkpoints").rglob("*.pt"):
         _damage(path, "another model")
     resumed = train_run(spec, CheckpointStore(store))
