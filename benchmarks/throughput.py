@@ -60,11 +60,11 @@ def make_spec(shape: str, args: argparse.Namespace, steps: int) -> RunSpec:
     config = parse_config(
         {
             "name": "bench",
-            "budgets": [1e30],
+            "budgets": [1e16],  # any budget that plans: the benchmark sets its own steps below
             "model": {"shapes": [{"n_layer": n_layer, "d_model": d_model, "n_head": max(1, d_model // 16)}], "seq_len": int(seq_len)},
             "training": {"batch_tokens": int(seq_len) * int(sequences), "device": args.device, "compile": args.compile,
                          "precision": args.precision, "log_every_steps": args.log_every, "checkpoint_every_steps": 0,
-                         "min_steps": 1},
+                         "min_steps": 1, "max_steps": 10**10},
             "resources": {"cpus_per_worker": args.threads},
         }
     )  # fmt: skip
