@@ -38,8 +38,8 @@ from sweep.execute.progress import Progress, log
 from sweep.execute.recovery import REBUILT_NOTE, rebuild_ledger_rows
 from sweep.execute.schedule import LptQueue, Resources
 from sweep.execute.stop import stopping_on_signals
-from sweep.results.integrity import lacking_metrics, prepare_repair, set_aside_damaged
-from sweep.results.storage import ResultsStore
+from sweep.results.integrity import prepare_repair, runs_lacking_metrics, set_aside_damaged
+from sweep.results.storage import FINISHED_STATUSES, ResultsStore
 from sweep.training.worker import execute_run, failed_outcome, ledger_row, summarize
 
 
@@ -120,8 +120,7 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
     store = ResultsStore(results_root)
     store.require_root(bucket_only=True)
     with results_lock(store, sweep=config.name) as holder:
-        check_results(store, plan.runs, repair)
-        finished = store.finished_run_ids(config.name)
+        finished = check_results(store, plan.runs, repair) if plan.runs else set()
         todo = [s for s in plan.runs if s.run_id not in finished]
         outcome = SweepOutcome(planned=len(plan.runs), skipped_finished=len(plan.runs) - len(todo))
         log(f"sweep {config.name}: {len(plan.runs)} runs planned, {outcome.skipped_finished} already finished, {len(todo)} to run; results in {store.shown}")
@@ -134,28 +133,33 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
     return outcome
 
 
-def check_results(store: ResultsStore, specs: list[RunSpec], repair: bool) -> None:
+def check_results(store: ResultsStore, specs: list[RunSpec], repair: bool) -> set[str]:
     """Before scheduling, each in one line: set the sweep's damaged files aside, rebuild the ledger rows that
-    complete metrics prove (``sweep.execute.recovery``), and deal with finished runs that lack their metrics."""
-    if not specs:
-        return
+    complete metrics prove (``sweep.execute.recovery``), and deal with finished runs that lack their metrics.
+    Returns the runs of the sweep that are finished (completed or diverged) afterwards: one read of the ledger
+    and metrics serves all of it."""
     sweep, planned = specs[0].sweep, {s.run_id for s in specs}
-    store.warn = lambda message: None  # each damaged file gets the line below instead
+    store.warn = lambda message: None  # each damaged file gets one of the lines below instead
+    ledger, metrics = store.read_runs(sweep), store.read_metrics(sweep)
     for damaged, target in set_aside_damaged(store, sweep):
         log(f"set aside damaged file {store.shown_path(damaged.path)} ({damaged.reason}) as {store.shown_path(target)}")
     for damaged in store.damaged.values():
         if damaged.kind == "unreadable":
             log(f"warning: cannot read {store.shown_path(damaged.path)} ({damaged.reason}): skipped, left in place")
     store.warn = log
-    for run_id in rebuild_ledger_rows(store, specs):
-        log(f"run {run_id}: {REBUILT_NOTE}; not trained again")
-    lacking = {run_id: why for run_id, why in lacking_metrics(store, sweep).items() if run_id in planned}
+    rebuilt = rebuild_ledger_rows(store, specs, ledger, metrics)
+    for row in rebuilt:
+        log(f"run {row['run_id']}: {REBUILT_NOTE}; not trained again")
+    finished = set(ledger.loc[ledger["status"].isin(FINISHED_STATUSES), "run_id"]) | {row["run_id"] for row in rebuilt}
+    lacking = {run_id: why for run_id, why in runs_lacking_metrics(ledger, metrics).items() if run_id in planned}
     if repair:
-        for run_id in prepare_repair(store, sweep, set(lacking)):
+        for run_id in prepare_repair(store, sweep, lacking):
             log(f"repair: run {run_id} lacks its metrics ({lacking[run_id]}): its ledger row is set aside and it trains again")
+        finished -= set(lacking)
     elif lacking:
         log(f"warning: {len(lacking)} finished run(s) lack their metrics ({', '.join(lacking)}); they are not trained "
             "again unless you rerun with --repair (fits use their ledger rows; the report leaves out their curves)")
+    return finished
 
 
 def run_planned(

@@ -42,20 +42,16 @@ def completed_outcome(spec: RunSpec, rows: pd.DataFrame) -> RunOutcome | None:
     )  # fmt: skip
 
 
-def rebuild_ledger_rows(store: ResultsStore, specs: list[RunSpec]) -> list[str]:
-    """Write the ledger row of each run of ``specs`` (one sweep) that has none but whose metrics prove it
-    completed (module docstring). Only for the driver holding the results lock. Returns the rebuilt run ids."""
-    if not specs:
-        return []
-    sweep = specs[0].sweep
-    recorded = set(store.read_runs(sweep)["run_id"])
-    metrics = store.read_metrics(sweep)
-    rebuilt = []
+def rebuild_ledger_rows(store: ResultsStore, specs: list[RunSpec], ledger: pd.DataFrame, metrics: pd.DataFrame) -> list[dict]:
+    """Write the ledger row of each run of ``specs`` (one sweep) that has none in ``ledger`` but whose rows in
+    ``metrics`` (the sweep's, as read) prove it completed (module docstring). Only for the driver holding the
+    results lock. Returns the rows written."""
+    recorded, rows = set(ledger["run_id"]), []
     for spec in specs:
         if spec.run_id in recorded:
             continue
         outcome = completed_outcome(spec, metrics[metrics["run_id"] == spec.run_id])
         if outcome is not None:
-            store.write_run(sweep, ledger_row(spec, outcome, None, None, node=None))
-            rebuilt.append(spec.run_id)
-    return rebuilt
+            rows.append(ledger_row(spec, outcome, None, None, node=None))
+            store.write_run(spec.sweep, rows[-1])
+    return rows

@@ -21,11 +21,10 @@ from sweep.results.storage import FINISHED_STATUSES, ResultsStore
 
 
 def set_aside_damaged(store: ResultsStore, sweep: str) -> list[tuple[DamagedFile, str]]:
-    """Read the sweep's ledger and metrics and set aside every file whose content is damaged (not those the store
-    failed to read: they may be good), and the files that lie outside any sweep's folder. Only for the driver holding the results lock, before it schedules
-    anything. Returns ``(damaged file, where it went)`` for each file moved."""
-    store.read_runs(sweep)
-    store.read_metrics(sweep)
+    """Set aside every file of ``sweep`` whose content the store's reads so far found damaged, and the files that
+    lie outside any sweep's folder (not those the store failed to read: they may be good). Only for the driver
+    holding the results lock, after reading the sweep's ledger and metrics and before it schedules anything.
+    Returns ``(damaged file, where it went)`` for each file moved."""
     store.find_strays()
     moved = []
     for damaged in list(store.damaged.values()):
@@ -49,21 +48,14 @@ def runs_lacking_metrics(ledger: pd.DataFrame, metrics: pd.DataFrame) -> dict[st
     return dict(sorted(lacking.items()))
 
 
-def lacking_metrics(store: ResultsStore, sweep: str) -> dict[str, str]:
-    """``runs_lacking_metrics`` of one sweep of ``store``."""
-    return runs_lacking_metrics(store.read_runs(sweep), store.read_metrics(sweep))
-
-
-def prepare_repair(store: ResultsStore, sweep: str, run_ids: set[str]) -> list[str]:
-    """Make the runs ``run_ids`` of ``sweep`` pending again for ``sweep run --repair``: set aside their ledger rows
-    and metrics files, each with the reason. Only for the driver holding the results lock. Returns the run ids."""
-    lacking = lacking_metrics(store, sweep)
-    repaired = []
-    for run_id in sorted(run_ids & set(lacking)):
-        reason = f"set aside by sweep run --repair: {lacking[run_id]}; the run is trained again"
+def prepare_repair(store: ResultsStore, sweep: str, lacking: dict[str, str]) -> list[str]:
+    """Make the runs of ``lacking`` (``{run_id: what is wrong}``, from ``runs_lacking_metrics``) pending again for
+    ``sweep run --repair``: set aside their ledger rows and metrics files, each with the reason. Only for the driver
+    holding the results lock. Returns the run ids."""
+    for run_id, why in sorted(lacking.items()):
+        reason = f"set aside by sweep run --repair: {why}; the run is trained again"
         for dataset in ("metrics", "runs"):  # the ledger row last: until it moves, the run still counts as finished
             path = f"{store.base}/{dataset}/sweep={sweep}/{run_id}.parquet"
             if store.fs.get_file_info(path).type.name == "File":
                 store.set_aside(DamagedFile(path, reason))
-        repaired.append(run_id)
-    return repaired
+    return sorted(lacking)

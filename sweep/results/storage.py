@@ -272,29 +272,20 @@ class ResultsStore:
             parts = info.path.removeprefix(top + "/").split("/")
             if info.type != pafs.FileType.File or any(part.startswith((".", "_")) for part in parts):
                 continue
-            if len(parts) != 2 or not _NAME.match(parts[0].removeprefix("sweep=")) or not parts[0].startswith("sweep="):
-                self._report(DamagedFile(info.path, f"not a results file: {dataset}/ holds sweep=NAME/RUN_ID.parquet only", kind="stray"))
-            elif not parts[1].endswith(".parquet") or not _NAME.match(parts[1].removesuffix(".parquet")):
-                self._report(DamagedFile(info.path, f"not a results file: {dataset}/ holds sweep=NAME/RUN_ID.parquet only"))
-            else:
+            in_a_sweep = len(parts) == 2 and parts[0].startswith("sweep=") and _NAME.match(parts[0].removeprefix("sweep="))
+            if in_a_sweep and parts[1].endswith(".parquet") and _NAME.match(parts[1].removesuffix(".parquet")):
                 found.append((parts[0].removeprefix("sweep="), info.path))
+            else:  # outside any sweep's folder: a stray, which any driver may set aside; inside one: that sweep's
+                reason = f"not a results file: {dataset}/ holds sweep=NAME/RUN_ID.parquet only"
+                self._report(DamagedFile(info.path, reason, kind="damaged" if in_a_sweep else "stray"))
         return sorted(found)
 
     def find_strays(self) -> list[DamagedFile]:
         """The files of ``runs/`` and ``metrics/`` outside any ``sweep=NAME`` folder, each reported (a listing, no
         file read). They belong to no sweep, so the driver of any sweep may set them aside."""
-        strays = []
         for dataset in ("runs", "metrics"):
-            for info in self.fs.get_file_info(pafs.FileSelector(f"{self.base}/{dataset}", allow_not_found=True)):
-                name = info.base_name
-                if name.startswith((".", "_")) or (info.type == pafs.FileType.Directory and name.startswith("sweep=") and _NAME.match(name[6:])):
-                    continue
-                inside = self.fs.get_file_info(pafs.FileSelector(info.path, recursive=True)) if info.type == pafs.FileType.Directory else [info]
-                for file in inside:
-                    if file.type == pafs.FileType.File and not file.base_name.startswith((".", "_")):
-                        strays.append(DamagedFile(file.path, f"not a results file: {dataset}/ holds sweep=NAME/RUN_ID.parquet only", kind="stray"))
-                        self._report(strays[-1])
-        return strays
+            self._files(dataset, None)
+        return [d for d in self.damaged.values() if d.kind == "stray"]
 
     def _read_file(self, path: str, kind: str) -> pa.Table | None:
         """One ledger or metrics file, checked (``sweep.results.validation``) and conformed to its schema; None
