@@ -91,13 +91,13 @@ def sweep_entry(store: ResultsStore, name: str, runs: pd.DataFrame, metrics: pd.
 
 
 def sweep_status(store: ResultsStore, sweep: str | None = None) -> dict:
-    """``{"running", "sweeps", "damaged", "quarantined"}``: the lock's holder or None; one entry per sweep (see
-    the module docstring) with its counts by status, planned and pending runs, runs in flight and interrupted, FLOPs
-    done (spent by the runs of the plan) and planned, ledger rows outside the plan, finished runs lacking metrics
-    (``{run_id: reason}``), and ``tokens_per_second_mean``, ``mfu_mean`` (None when unknown) with
+    """``{"running", "sweeps", "damaged", "quarantined", "warnings"}``: the lock's holder or None; one entry per
+    sweep (see the module docstring) with its counts by status, planned and pending runs, runs in flight and
+    interrupted, FLOPs done (spent by the runs of the plan) and planned, ledger rows outside the plan, finished runs
+    lacking metrics (``{run_id: reason}``), and ``tokens_per_second_mean``, ``mfu_mean`` (None when unknown) with
     ``tokens_per_second_runs``, ``mfu_runs``; the damaged files the reads skipped (``{"path", "reason"}``, shown
-    paths) and what has been set aside under ``quarantine/``; other warnings met (a damaged status file). Raises ``ResultsRootError`` when the root does not
-    exist (a typo must not read as an empty results directory)."""
+    paths); what has been set aside under ``quarantine/``; other warnings met (a damaged status file). Raises
+    ``ResultsRootError`` when the root does not exist (a typo must not read as an empty results directory)."""
     store.require_root()
     warnings, store.warn = [], lambda message: warnings.append(message)  # listed in the report, not printed here
     holder = lock_holder(store)
