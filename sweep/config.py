@@ -88,7 +88,7 @@ def _integer(value: Any) -> Any:
 
 def Number(**bounds: Any) -> Any:
     """A finite float with bounds (``gt``, ``ge``, ``lt``, ``le``); booleans and ``.inf``/``.nan`` rejected."""
-    return Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False, strict=False, **bounds)]
+    return Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False, **bounds)]
 
 
 def Integer(**bounds: Any) -> Any:
@@ -98,12 +98,12 @@ def Integer(**bounds: Any) -> Any:
 
 Flag = Annotated[bool, Field(strict=True)]
 """``true`` or ``false`` only (not 1, not the text "yes")."""
-Path_ = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00\n\r]*$")]
+PathOrUri = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00\n\r]*$")]
 """A file path or URI: one line, no NUL."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ShapeConfig(_Strict):
@@ -150,9 +150,9 @@ class DataConfig(_Strict):
     source: Literal["stdlib", "tokens"] = "stdlib"
     """``stdlib``: the running interpreter's standard-library sources, byte-level (vocab 256), built offline.
     ``tokens``: a flat binary file of token ids read through a memmap (``path``)."""
-    path: Path_ | None = None
+    path: PathOrUri | None = None
     """Token file (``source: tokens``), e.g. nanoGPT's ``train.bin``."""
-    val_path: Path_ | None = None
+    val_path: PathOrUri | None = None
     """Optional validation token file; without it the last ``val_fraction`` of ``path`` is held out."""
     dtype: Literal["uint8", "uint16", "uint32"] = "uint16"
     """Token id type of ``path`` and ``val_path``."""
@@ -339,7 +339,7 @@ class SweepConfig(_Strict):
     is planned once (with a warning); a run longer than ``training.max_steps`` steps is refused."""
     flops_convention: Literal["6N", "6N+attention", "chinchilla"] = "6N+attention"
     """Which FLOP count sizes each run's token budget (all three are recorded; see ``models.accounting``)."""
-    results: Path_ | None = None
+    results: PathOrUri | None = None
     """Results directory or URI; the CLI's ``--results`` wins, then this, then ``./results``."""
     model: ModelConfig
     data: DataConfig = DataConfig()
