@@ -242,11 +242,28 @@ def _fit_inputs(args: argparse.Namespace):
             raise ConfigError(f"--input: {error}") from None
     else:
         source = _results_root(args)
-        inputs = fit_inputs_from_results(ResultsStore(source), args.sweep, params=args.params)
+        store = ResultsStore(source)
+        args.sweep = args.sweep or _only_sweep(store)
+        inputs = fit_inputs_from_results(store, args.sweep, params=args.params)
     inputs = drop_highest_loss(inputs, args.drop_highest_loss)
     if inputs.runs.empty:
         raise ConfigError(f"no completed runs{' of sweep ' + args.sweep if args.sweep else ''} in {redact_uri(source)}")
     return inputs
+
+
+def _only_sweep(store) -> str | None:
+    """The one sweep of a results root, for commands given no ``--sweep``: fits never pool sweeps, whose runs may
+    differ in data, rules or model family. Several: ``ConfigError`` listing them (exit 2)."""
+    names = store.sweeps()
+    if len(names) > 1:
+        raise ConfigError(f"--sweep: {store.shown} holds {len(names)} sweeps ({', '.join(names)}); a fit never pools "
+                          "sweeps: name one with --sweep")
+    return names[0] if names else None
+
+
+def _fitted_what(args: argparse.Namespace) -> str:
+    """What the output fits, for its first line: the sweep and its results root, or the input file."""
+    return f"input {args.input}" if args.input else f"sweep {args.sweep} in {redact_uri(_results_root(args))}"
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -266,7 +283,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(json.dumps(prediction | {"n_runs": summary["n_runs"]}, indent=2))
         return 0
     c = args.flops
-    print(f"Budget C = {c:.4g} FLOPs ({summary['n_runs']} runs fitted; 95% intervals from {args.bootstrap} bootstrap resamples)")
+    print(f"Budget C = {c:.4g} FLOPs ({_fitted_what(args)}: {summary['n_runs']} runs fitted; 95% intervals from "
+          f"{args.bootstrap} bootstrap resamples)")
     print(f"{'approach':<12}{'N_opt':>34}{'D_opt':>34}{'tokens/param':>14}{'loss':>30}")
     for name, label in (("approach1", "1 envelope"), ("approach2", "2 iso-FLOP"), ("approach3", "3 L(N,D)")):
         if name not in prediction:
@@ -294,6 +312,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.json == "-":
         print(json.dumps(summary, indent=2))
     else:
+        print(f"Fitting {_fitted_what(args)}")
         _print_summary(summary, args.params)
         if args.json:
             Path(args.json).write_text(json.dumps(summary, indent=2))
@@ -350,7 +369,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _add_fit_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
     parser.add_argument("--input", help="fit a CSV or Parquet table of runs instead (n_params, tokens or flops, loss[, budget])")
-    parser.add_argument("--sweep", help="fit only this sweep (default: every sweep in the results)")
+    parser.add_argument("--sweep", help="the sweep to fit (default: the only one in the results; with several, name one)")
     parser.add_argument("--params", choices=("nonembedding", "total"), default="nonembedding", help="which parameter count is N")
     parser.add_argument("--drop-highest-loss", type=int, default=0, help="leave out this many highest-loss runs (Epoch used 5)")
 

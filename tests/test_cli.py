@@ -86,3 +86,24 @@ def test_plan_warns_when_an_explicit_micro_batch_exceeds_the_gpu(tmp_path, capsy
     assert main(["plan", str(path)]) == 0
     warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2 and all("over resources.gpu_memory_gb" in w for w in warnings)  # two budgets
+
+
+def test_fits_never_pool_sweeps(tmp_path, capsys):
+    """Two sweeps in one results root: fit, predict and report refuse to guess (exit 2 naming both); with --sweep,
+    or with one sweep only, they fit that sweep and say which."""
+    from tests.conftest import write_synthetic_results
+
+    root = tmp_path / "results"
+    write_synthetic_results(root, sweep="alpha")
+    for command in (["fit", "--plot", str(tmp_path / "p.png")], ["predict", "--flops", "1e12"], ["report", "--out", str(tmp_path / "r")]):
+        assert main([*command, "--results", str(root), "--bootstrap", "0"]) == 0
+        out = capsys.readouterr().out
+        assert command[0] == "report" or f"sweep alpha in {root}" in out
+    write_synthetic_results(root, sweep="beta", budgets=(2e9, 6e9, 2e10))
+    for command in (["fit"], ["predict", "--flops", "1e12"], ["report", "--out", str(tmp_path / "r")]):
+        assert main([*command, "--results", str(root), "--bootstrap", "0"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--sweep" in err and "2 sweeps (alpha, beta)" in err, err
+    assert main(["fit", "--results", str(root), "--sweep", "beta", "--bootstrap", "0", "--plot", str(tmp_path / "b.png")]) == 0
+    out = capsys.readouterr().out
+    assert "Fitting sweep beta" in out and "15 runs fitted" in out

@@ -280,6 +280,12 @@ class ResultsStore:
                 self._report(DamagedFile(info.path, reason, kind="damaged" if in_a_sweep else "stray"))
         return sorted(found)
 
+    def sweeps(self) -> list[str]:
+        """The sweeps that have a ledger folder (``runs/sweep=NAME``), sorted: a listing, no file read."""
+        infos = self.fs.get_file_info(pafs.FileSelector(f"{self.base}/runs", allow_not_found=True))
+        names = (info.base_name.removeprefix("sweep=") for info in infos if info.type == pafs.FileType.Directory and info.base_name.startswith("sweep="))
+        return sorted(name for name in names if _NAME.match(name))
+
     def find_strays(self) -> list[DamagedFile]:
         """The files of ``runs/`` and ``metrics/`` outside any ``sweep=NAME`` folder, each reported (a listing, no
         file read). They belong to no sweep, so the driver of any sweep may set them aside."""
