@@ -183,7 +183,7 @@ def _print_summary(summary: dict, params: str) -> None:
         print(f"not fitted: run {row['run_id']} ({row['status']})")
     print(f"\nApproach 1 (envelope of final losses: {len(a1['envelope'])} runs)")
     if a1["a"] is None:
-        print("fewer than 2 envelope points: no frontier fitted")
+        print(f"no frontier fitted: {summary['not_fitted']['approach1']}")
     else:
         ci = a1.get("ci", {})
         print(f"a = {_with_interval(a1['a'], ci.get('a'), '.3f')}, b = {_with_interval(a1['b'], ci.get('b'), '.3f')}")
@@ -196,7 +196,7 @@ def _print_summary(summary: dict, params: str) -> None:
             print(f"{fit['flops']:>10.3g}{fit['n_runs']:>6}{'-':>11}{'-':>11}{'-':>10}  excluded: {fit['note']}")
     ci = a2.get("ci", {})
     if a2["a"] is None:
-        print("fewer than 2 budgets have an interior minimum: no frontier fitted")
+        print(f"no frontier fitted: {summary['not_fitted']['approach2']}")
     else:
         print(f"a = {_with_interval(a2['a'], ci.get('a'), '.3f')}  (N_opt ∝ C^a)")
         print(f"b = {_with_interval(a2['b'], ci.get('b'), '.3f')}  (D_opt ∝ C^b)")
@@ -206,6 +206,8 @@ def _print_summary(summary: dict, params: str) -> None:
         for key, spec in (("E", ".4f"), ("A", ".4g"), ("B", ".4g"), ("alpha", ".4f"), ("beta", ".4f"), ("a", ".3f"), ("b", ".3f")):
             print(f"{key:>6} = {_with_interval(a3[key], ci.get(key), spec)}")
         print(f"objective = {a3['objective']:.8f}")
+    if a3 is None:
+        print(f"\nApproach 3: not fitted: {summary['not_fitted']['approach3']}")
     check = summary.get("extrapolation")
     if check:
         print(f"\nExtrapolation check: refit without the largest budget ({check['held_out_flops']:.3g}), predict it")
@@ -228,6 +230,8 @@ def _print_summary(summary: dict, params: str) -> None:
             if "loss" in entry[name]:
                 parts.append(f"loss {_with_interval(entry[name]['loss'], ci.get(f'loss@{c:.3g}'), '.4f')}")
             print(f"  {name}: " + ", ".join(parts))
+    for warning in summary["warnings"]:
+        print(f"\nwarning: {warning}")
 
 
 def _fit_inputs(args: argparse.Namespace):
@@ -280,7 +284,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     summary = fit_summary(_fit_inputs(args), n_boot=args.bootstrap, seed=args.seed, predict_flops=[args.flops])
     prediction = summary["predictions"][0]
     if args.json:
-        print(json.dumps(prediction | {"n_runs": summary["n_runs"]}, indent=2))
+        print(json.dumps(prediction | {"n_runs": summary["n_runs"], "not_fitted": summary["not_fitted"], "warnings": summary["warnings"]}, indent=2))
         return 0
     c = args.flops
     print(f"Budget C = {c:.4g} FLOPs ({_fitted_what(args)}: {summary['n_runs']} runs fitted; 95% intervals from "
@@ -288,7 +292,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{'approach':<12}{'N_opt':>34}{'D_opt':>34}{'tokens/param':>14}{'loss':>30}")
     for name, label in (("approach1", "1 envelope"), ("approach2", "2 iso-FLOP"), ("approach3", "3 L(N,D)")):
         if name not in prediction:
-            print(f"{label:<12}{'(not enough data to fit)':>34}")
+            print(f"{label:<12}  not fitted: {summary['not_fitted'].get(name, 'not enough data')}")
             continue
         ci, p = summary[name].get("ci", {}), prediction[name]
         loss = _with_interval(p.get("loss"), ci.get(f"loss@{c:.3g}"), ".4f") if "loss" in p else "-"
@@ -296,6 +300,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"{label:<12}{_with_interval(p['n_opt'], ci.get(f'n_opt@{c:.3g}'), '.3g'):>34}"
             f"{_with_interval(p['d_opt'], ci.get(f'd_opt@{c:.3g}'), '.3g'):>34}{p['d_opt'] / p['n_opt']:>14.1f}{loss:>30}"
         )
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}")
     return 0
 
 

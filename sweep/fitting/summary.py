@@ -17,7 +17,7 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
         "ci": {"a": [lo, hi], "b": [lo, hi], "n_opt@C": [...], "d_opt@C": [...]},
         "failed_resamples": int
       },
-      "approach3": {                                    # null with fewer than 5 runs
+      "approach3": {                                    # null with fewer than 5 distinct (N, D) points
         "E", "A", "B", "alpha", "beta", "a", "b", "objective",   # objective: summed Huber (delta 1e-3)
         "ci": {"E", "A", "B", "alpha", "beta", "a", "b", "n_opt@C", "d_opt@C", "loss@C": [lo, hi]},
         "failed_resamples": int
@@ -27,10 +27,14 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
       "extrapolation": {                                # null with fewer than 3 budgets
         "held_out_flops", "observed_best_loss", "observed_n_opt",   # the largest budget, fitted on its own
         "approach2": {"n_opt"}, "approach3": {"n_opt", "loss", "loss_error"}   # refitted without it
-      }
+      },
+      "not_fitted": {"approach1" | "approach2" | "approach3": str},   # what an approach that fitted nothing needs
+      "warnings": [str]                                 # e.g. a prediction far beyond the largest fitted budget
     }
 
 ``@C`` keys hold predictions at each requested budget C (``--predict-flops``; default: the largest budget).
+A prediction at more than ``EXTRAPOLATION_FACTOR`` (10) times the largest fitted budget gets a warning: the laws
+are fitted over the sweep's range, and their exponents' uncertainty grows with every decade beyond it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,17 @@ from sweep.fitting.envelope import fit_approach1
 from sweep.fitting.inputs import FitInputs
 from sweep.fitting.isoflop import fit_approach2
 from sweep.fitting.parametric import fit_parametric
+
+EXTRAPOLATION_FACTOR = 10.0
+"""Predictions beyond this multiple of the largest fitted budget are flagged (module docstring)."""
+NEEDS = {
+    "approach1": "Approach 1 needs runs at 2 or more budgets",
+    "approach2": "Approach 2 needs 2 or more budgets whose iso-FLOP parabola has an interior minimum (3 or more "
+                 "model sizes each, the best one not at either end)",
+    "approach3": "Approach 3 needs 5 or more distinct (N, D) points (replicates count once) spanning 2 or more model "
+                 "sizes and 2 or more token counts, and a fit with positive E, A and B",
+}
+"""What each approach needs, said when it fitted nothing."""
 
 
 def _clean(value):
@@ -96,7 +111,20 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
             n_opt, d_opt = fit.optimal_allocation(entry["flops"])
             entry["approach3"] = {"n_opt": float(n_opt), "d_opt": float(d_opt), "loss": float(fit.optimal_loss(entry["flops"]))}
     summary["extrapolation"] = extrapolation_check(runs)
+    summary["not_fitted"] = {name: NEEDS[name] for name in NEEDS if not _fitted(summary[name])}
+    largest = float(runs["budget"].max()) if len(runs) else 0.0
+    summary["warnings"] = [
+        f"C = {c:.3g} FLOPs is {c / largest:.3g}x the largest fitted budget ({largest:.3g}): beyond "
+        f"{EXTRAPOLATION_FACTOR:g}x the laws are extrapolated far past the data; read the predictions and their "
+        "intervals as rough"
+        for c in predict_flops
+        if largest > 0 and c > EXTRAPOLATION_FACTOR * largest
+    ]
     return _deep_clean(summary)
+
+
+def _fitted(result: dict | None) -> bool:
+    return result is not None and result.get("a") is not None
 
 
 def extrapolation_check(runs) -> dict | None:
@@ -121,9 +149,11 @@ def extrapolation_check(runs) -> dict | None:
 
 
 def _try_parametric(runs):
-    """Approach 3's fit, or None when the runs cannot identify L(N, D): fewer than 5, one size or one token count,
-    or no start with positive E, A, B (degenerate data never stops the other approaches)."""
-    if len(runs) < 5 or runs["n_params"].nunique() < 2 or runs["tokens"].nunique() < 2:
+    """Approach 3's fit, or None when the runs cannot identify L(N, D)'s five parameters: fewer than 5 distinct
+    (N, D) points, one size or one token count, or no start with positive E, A, B (degenerate data never stops the
+    other approaches). Replicates (several seeds at one point) are fitted as they are: each is one residual."""
+    points = runs[["n_params", "tokens"]].drop_duplicates()
+    if len(points) < 5 or points["n_params"].nunique() < 2 or points["tokens"].nunique() < 2:
         return None
     try:
         return fit_parametric(runs["n_params"], runs["tokens"], runs["loss"])
