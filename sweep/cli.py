@@ -3,7 +3,7 @@
     sweep plan CONFIG [--json]                         show the planned runs without training
     sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--verbose] [--repair]
                                                        train what the results directory lacks
-    sweep status [--results DIR] [--json]              runs by status, FLOPs done of planned, runs in flight, tokens/s, MFU
+    sweep status [--results DIR] [--config FILE] [--json]   runs by status, FLOPs done of planned, in flight, damage
     sweep fit [--results DIR | --input FILE] [--json PATH]  Approaches 2 and 3, bootstrap intervals, plot
     sweep predict --flops C | --gpu-hours H --peak-flops P [--mfu M]   N_opt, D_opt, loss per approach
     sweep report [--results DIR | --input FILE] --out DIR   self-contained HTML report with every plot
@@ -143,7 +143,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from sweep.execute.status import sweep_status
     from sweep.results.storage import ResultsStore
 
-    report = sweep_status(ResultsStore(_results_root(args)), args.sweep)
+    config, planned = _current_plan(args)
+    report = sweep_status(ResultsStore(_results_root(args, config)), args.sweep, planned=planned)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -156,7 +157,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{entry['sweep']}: {counts}; {entry['pending_runs']} of {entry['planned_runs']} planned still to run; "
             f"FLOPs {entry['flops_done']:.3g} of {entry['flops_planned']:.3g} ({share:.0%}); "
             f"{len(entry['in_flight'])} in flight" + (f"; {len(entry['interrupted'])} interrupted" if entry["interrupted"] else "")
-            + (f"; {entry['runs_outside_plan']} runs outside the current plan" if entry["runs_outside_plan"] else "")
+            + (f"; {entry['runs_outside_plan']} stale (not in the current plan)" if entry["runs_outside_plan"] else "")
             + _throughput_text(entry)
         )
         for run_id, reason in entry["lacking_metrics"].items():
@@ -236,7 +237,7 @@ def _print_summary(summary: dict, params: str) -> None:
 
 def _fit_inputs(args: argparse.Namespace):
     """The runs to fit: ``--input FILE`` or the results directory (``--sweep`` to pick one), minus dropped runs."""
-    from sweep.fitting.inputs import drop_highest_loss, fit_inputs_from_file, fit_inputs_from_results
+    from sweep.fitting.inputs import drop_highest_loss, exclude_stale, fit_inputs_from_file, fit_inputs_from_results
     from sweep.results.storage import ResultsStore
 
     if args.input:
@@ -245,14 +246,31 @@ def _fit_inputs(args: argparse.Namespace):
         except (OSError, ValueError) as error:  # TableError names the file and column; OSError: e.g. permissions
             raise ConfigError(f"--input: {error}") from None
     else:
-        source = _results_root(args)
+        config, planned = _current_plan(args)
+        source = args.results = _results_root(args, config)  # the config's root, for the plot and report too
         store = ResultsStore(source)
         args.sweep = args.sweep or _only_sweep(store)
         inputs = fit_inputs_from_results(store, args.sweep, params=args.params)
+        if planned is not None and not args.include_stale:
+            inputs = exclude_stale(inputs, set(planned), args.config)
     inputs = drop_highest_loss(inputs, args.drop_highest_loss)
     if inputs.runs.empty:
         raise ConfigError(f"no completed runs{' of sweep ' + args.sweep if args.sweep else ''} in {redact_uri(source)}")
     return inputs
+
+
+def _current_plan(args: argparse.Namespace) -> tuple[SweepConfig | None, dict[str, float] | None]:
+    """With ``--config FILE``: the sweep file and its current plan (``{run_id: flops}``), and ``args.sweep`` set to
+    its name (a different ``--sweep`` is an error); without: ``(None, None)``."""
+    if not getattr(args, "config", None):
+        return None, None
+    from sweep.execute.orchestrate import prepare_plan
+
+    config = load_config(args.config)
+    if args.sweep and args.sweep != config.name:
+        raise ConfigError(f"--sweep: {args.sweep!r} is not the sweep of {args.config} ({config.name!r}); give one or the other")
+    args.sweep = config.name
+    return config, {spec.run_id: spec.flops for spec in prepare_plan(config).runs}
 
 
 def _only_sweep(store) -> str | None:
@@ -355,6 +373,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if status == 0:
         args.sweep, args.params, args.plot, args.input = load_config(args.config).name, "nonembedding", None, None
         args.json, args.bootstrap, args.seed, args.predict_flops, args.drop_highest_loss = None, 1000, 0, None, 0
+        args.include_stale = False
         status = cmd_fit(args)
         root = Path(_results_root(args)).resolve()
         args.out = root / "report"
@@ -378,6 +397,8 @@ def _add_fit_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sweep", help="the sweep to fit (default: the only one in the results; with several, name one)")
     parser.add_argument("--params", choices=("nonembedding", "total"), default="nonembedding", help="which parameter count is N")
     parser.add_argument("--drop-highest-loss", type=int, default=0, help="leave out this many highest-loss runs (Epoch used 5)")
+    parser.add_argument("--config", help="the sweep file: fit its sweep (and results root), only the runs its current plan holds")
+    parser.add_argument("--include-stale", action="store_true", help="with --config: also fit runs no longer in its plan")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -402,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="runs by status, FLOPs done, runs in flight", description=cmd_status.__doc__)
     status.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
     status.add_argument("--sweep", help="only this sweep")
+    status.add_argument("--config", help="the sweep file: its sweep, counted against its current plan (stale runs apart)")
     status.add_argument("--json", action="store_true", help="print the report as JSON")
     status.set_defaults(handler=cmd_status)
 

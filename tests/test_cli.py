@@ -107,3 +107,35 @@ def test_fits_never_pool_sweeps(tmp_path, capsys):
     assert main(["fit", "--results", str(root), "--sweep", "beta", "--bootstrap", "0", "--plot", str(tmp_path / "b.png")]) == 0
     out = capsys.readouterr().out
     assert "Fitting sweep beta" in out and "15 runs fitted" in out
+
+
+def test_with_the_sweep_file_stale_runs_are_left_out_of_fits_and_counted_apart(tmp_path, capsys):
+    """Runs of an earlier version of a sweep share its name, not its plan: given the sweep file, fit, predict,
+    report and status use the current plan's runs only (``--include-stale`` keeps the others in a fit)."""
+    import yaml
+
+    from sweep.config import parse_config
+    from sweep.execute.orchestrate import prepare_plan
+    from sweep.results.storage import ResultsStore
+    from tests.conftest import tiny_config, write_synthetic_results
+
+    root = tmp_path / "results"
+    config = tiny_config(name="synthetic", results=str(root))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
+    write_synthetic_results(root)  # 15 runs, none of them in the file's plan: all stale
+    store, plan = ResultsStore(root), prepare_plan(parse_config(config))
+    for spec in plan.runs[:2]:  # two runs of the current plan, completed
+        store.write_run("synthetic", {
+            "run_id": spec.run_id, "status": "completed", "n_params": spec.n_params, "n_params_nonembedding": spec.n_params_nonembedding,
+            "tokens": spec.tokens, "flops": spec.flops, "flops_budget": spec.flops_budget, "seed": 0, "final_eval_loss": 3.0,
+        })  # fmt: skip
+    args = ["--config", str(tmp_path / "sweep.yaml"), "--bootstrap", "0"]
+    assert main(["fit", *args, "--plot", str(tmp_path / "p.png")]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs fitted" in out and out.count("(stale)") == 15
+    assert main(["fit", *args, "--include-stale", "--plot", str(tmp_path / "p.png")]) == 0
+    assert "17 runs fitted" in capsys.readouterr().out
+    assert main(["status", "--config", str(tmp_path / "sweep.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "15 stale (not in the current plan)" in out and "2 of 4 planned still to run" in out
+    assert main(["fit", *args, "--sweep", "other"]) == 2

@@ -63,10 +63,12 @@ def flops_spent(runs: pd.DataFrame) -> pd.Series:
     return runs["flops_spent"].astype(float).fillna(fallback.astype(float))
 
 
-def sweep_entry(store: ResultsStore, name: str, runs: pd.DataFrame, metrics: pd.DataFrame, holder: dict | None) -> dict:
-    """One sweep's part of ``sweep_status``, from its ledger rows and metrics rows."""
+def sweep_entry(store: ResultsStore, name: str, runs: pd.DataFrame, metrics: pd.DataFrame, holder: dict | None,
+                planned: dict[str, float] | None = None) -> dict:  # fmt: skip
+    """One sweep's part of ``sweep_status``, from its ledger rows and metrics rows; ``planned`` (``{run_id: flops}``,
+    from the sweep file) replaces the plan the last driver recorded."""
     status = read_status(store, name) or {"planned": [], "in_flight": [], "driver": None}
-    planned = {p["run_id"]: p["flops"] for p in status["planned"]}
+    planned = planned if planned is not None else {p["run_id"]: p["flops"] for p in status["planned"]}
     driver = status.get("driver") or {}
     live = holder is not None and bool(driver) and all(holder.get(k) == driver.get(k) for k in ("pid", "host"))
     in_flight = status["in_flight"] if live else []
@@ -90,21 +92,23 @@ def sweep_entry(store: ResultsStore, name: str, runs: pd.DataFrame, metrics: pd.
     }
 
 
-def sweep_status(store: ResultsStore, sweep: str | None = None) -> dict:
+def sweep_status(store: ResultsStore, sweep: str | None = None, planned: dict[str, float] | None = None) -> dict:
     """``{"running", "sweeps", "damaged", "quarantined", "warnings"}``: the lock's holder or None; one entry per
     sweep (see the module docstring) with its counts by status, planned and pending runs, runs in flight and
     interrupted, FLOPs done (spent by the runs of the plan) and planned, ledger rows outside the plan, finished runs
     lacking metrics (``{run_id: reason}``), and ``tokens_per_second_mean``, ``mfu_mean`` (None when unknown) with
     ``tokens_per_second_runs``, ``mfu_runs``; the damaged files the reads skipped (``{"path", "reason"}``, shown
     paths); what has been set aside under ``quarantine/``; other warnings met (a damaged status file). Raises
-    ``ResultsRootError`` when the root does not exist (a typo must not read as an empty results directory)."""
+    ``ResultsRootError`` when the root does not exist (a typo must not read as an empty results directory). With
+    ``planned`` (the current plan of ``sweep``'s file), runs outside it are stale: counted apart, FLOPs of the plan
+    only."""
     store.require_root()
     warnings, store.warn = [], lambda message: warnings.append(message)  # listed in the report, not printed here
     holder = lock_holder(store)
     ledger = store.read_runs(sweep)
     names = [sweep] if sweep else sweep_names(store, ledger)
     metrics = store.read_metrics(sweep)
-    entries = [sweep_entry(store, n, ledger[ledger["sweep"] == n], metrics[metrics["sweep"] == n], holder) for n in names]
+    entries = [sweep_entry(store, n, ledger[ledger["sweep"] == n], metrics[metrics["sweep"] == n], holder, planned) for n in names]
     damaged = [{"path": store.shown_path(d.path), "reason": d.reason} for d in store.damaged.values()]
     shown = {store.shown_path(d.path) for d in store.damaged.values()}
     others = [w for w in warnings if not any(path in w for path in shown)]  # e.g. a damaged status file

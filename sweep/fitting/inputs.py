@@ -149,3 +149,15 @@ def drop_highest_loss(inputs: FitInputs, count: int) -> FitInputs:
     kept, dropped = order.iloc[:-count], order.iloc[-count:]
     note = pd.DataFrame({"sweep": "", "run_id": dropped.index.astype(str), "status": "dropped", "error": "among the highest losses"})
     return FitInputs(runs=kept.sort_index().reset_index(drop=True), excluded=pd.concat([inputs.excluded, note], ignore_index=True))
+
+
+def exclude_stale(inputs: FitInputs, planned: set[str], config: str) -> FitInputs:
+    """Leave out the runs that the sweep file ``config`` no longer plans (``planned``: its run ids): runs of an
+    earlier version of the sweep (another ``lr_scale``, other data) share its name but not its plan, and must not be
+    fitted with it. They are listed in ``excluded`` as ``stale``."""
+    stale = ~inputs.runs["run_id"].isin(planned)
+    if not stale.any():
+        return inputs
+    note = pd.DataFrame({"sweep": inputs.runs.loc[stale, "sweep"], "run_id": inputs.runs.loc[stale, "run_id"], "status": "stale",
+                         "error": f"not in the current plan of {config} (--include-stale fits it)"})  # fmt: skip
+    return FitInputs(runs=inputs.runs[~stale].reset_index(drop=True), excluded=pd.concat([inputs.excluded, note], ignore_index=True))
