@@ -4,7 +4,7 @@
     sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--verbose] [--repair]
                                                        train what the results directory lacks
     sweep status [--results DIR] [--config FILE] [--json]   runs by status, FLOPs done of planned, in flight, damage
-    sweep fit [--results DIR | --input FILE] [--json PATH]  Approaches 2 and 3, bootstrap intervals, plot
+    sweep fit [--results DIR [--sweep NAME | --config FILE] | --input FILE] [--json PATH]   Approaches 1-3, intervals, plot
     sweep predict --flops C | --gpu-hours H --peak-flops P [--mfu M]   N_opt, D_opt, loss per approach
     sweep report [--results DIR | --input FILE] --out DIR   self-contained HTML report with every plot
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
@@ -324,7 +324,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    """Fit the scaling laws (Approaches 2 and 3, bootstrap intervals). Example: ``sweep fit --sweep demo --json -``."""
+    """Fit the scaling laws (Approaches 1-3, bootstrap intervals). Example: ``sweep fit --sweep demo --json -``."""
     from sweep.fitting.isoflop import fit_approach2
     from sweep.fitting.summary import fit_summary
     from sweep.report.plots import plot_approach2
@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the report as JSON")
     status.set_defaults(handler=cmd_status)
 
-    fit = commands.add_parser("fit", help="fit the scaling laws (Approaches 2 and 3) with intervals", description=cmd_fit.__doc__)
+    fit = commands.add_parser("fit", help="fit the scaling laws (Approaches 1-3) with intervals", description=cmd_fit.__doc__)
     _add_fit_inputs(fit)
     fit.add_argument("--json", help="write the fit summary as JSON to this path ('-': stdout only)")
     fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (0: none; default 1000)")
