@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -37,6 +38,7 @@ from sweep.execute.placement import (
 from sweep.execute.progress import Progress, log
 from sweep.execute.recovery import REBUILT_NOTE, rebuild_ledger_rows
 from sweep.execute.schedule import LptQueue, Resources
+from sweep.execute.status import flops_spent
 from sweep.execute.stop import stopping_on_signals
 from sweep.results.integrity import prepare_repair, runs_lacking_metrics, set_aside_damaged
 from sweep.results.storage import FINISHED_STATUSES, ResultsStore
@@ -120,7 +122,7 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
     store = ResultsStore(results_root)
     store.require_root(bucket_only=True)
     with results_lock(store, sweep=config.name) as holder:
-        finished = check_results(store, plan.runs, repair) if plan.runs else set()
+        finished = check_results(store, plan.runs, repair) if plan.runs else {}
         todo = [s for s in plan.runs if s.run_id not in finished]
         outcome = SweepOutcome(planned=len(plan.runs), skipped_finished=len(plan.runs) - len(todo))
         log(f"sweep {config.name}: {len(plan.runs)} runs planned, {outcome.skipped_finished} already finished, {len(todo)} to run; results in {store.shown}")
@@ -128,16 +130,17 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
             connected_here = not ray.is_initialized()
             connect(cluster or ClusterConfig())
             with stopping_on_signals(config.name, store, submit, disconnect=connected_here) as start:
-                run_planned(config, store, plan, todo, holder, outcome, start=start)
+                run_planned(config, store, plan, todo, holder, outcome, start=start, spent=finished)
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
 
 
-def check_results(store: ResultsStore, specs: list[RunSpec], repair: bool) -> set[str]:
+def check_results(store: ResultsStore, specs: list[RunSpec], repair: bool) -> dict[str, float]:
     """Before scheduling, each in one line: set the sweep's damaged files aside, rebuild the ledger rows that
     complete metrics prove (``sweep.execute.recovery``), and deal with finished runs that lack their metrics.
-    Returns the runs of the sweep that are finished (completed or diverged) afterwards: one read of the ledger
-    and metrics serves all of it."""
+    Returns the runs of the sweep that are finished (completed or diverged) afterwards, each with the FLOPs it
+    actually trained (``sweep.execute.status.flops_spent``; the driver's progress starts from them): one read of
+    the ledger and metrics serves all of it."""
     sweep, planned = specs[0].sweep, {s.run_id for s in specs}
     store.warn = lambda message: None  # each damaged file gets one of the lines below instead
     ledger, metrics = store.read_runs(sweep), store.read_metrics(sweep)
@@ -150,12 +153,13 @@ def check_results(store: ResultsStore, specs: list[RunSpec], repair: bool) -> se
     rebuilt = rebuild_ledger_rows(store, specs, ledger, metrics)
     for row in rebuilt:
         log(f"run {row['run_id']}: {REBUILT_NOTE}; not trained again")
-    finished = set(ledger.loc[ledger["status"].isin(FINISHED_STATUSES), "run_id"]) | {row["run_id"] for row in rebuilt}
+    done = ledger[ledger["status"].isin(FINISHED_STATUSES)]
+    finished = dict(zip(done["run_id"], flops_spent(done).tolist())) | {row["run_id"]: row["flops_spent"] for row in rebuilt}
     lacking = {run_id: why for run_id, why in runs_lacking_metrics(ledger, metrics).items() if run_id in planned}
     if repair:
         for run_id in prepare_repair(store, sweep, lacking):
             log(f"repair: run {run_id} lacks its metrics ({lacking[run_id]}): its ledger row is set aside and it trains again")
-        finished -= set(lacking)
+        finished = {run_id: flops for run_id, flops in finished.items() if run_id not in lacking}
     elif lacking:
         log(f"warning: {len(lacking)} finished run(s) lack their metrics ({', '.join(lacking)}); they are not trained "
             "again unless you rerun with --repair (fits use their ledger rows; the report leaves out their curves)")
@@ -165,8 +169,10 @@ def check_results(store: ResultsStore, specs: list[RunSpec], repair: bool) -> se
 def run_planned(
     config: SweepConfig, store: ResultsStore, plan: Plan, todo: list[RunSpec], holder: dict, outcome: SweepOutcome,
     start: Callable[[RunSpec, str, int], ray.ObjectRef] = submit, cluster: ClusterAccess = ClusterAccess(),
+    spent: Mapping[str, float] | None = None,
 ) -> None:  # fmt: skip
     """The scheduling loop: start runs (by ``start``, normally ``submit``) as resources free up, collect results.
+    ``spent``: the FLOPs the plan's finished runs actually trained (``check_results``), for the progress line.
 
     Raises ``sweep.execute.placement.Unplaceable`` before starting anything if a run can never be placed.
     """
@@ -177,7 +183,7 @@ def run_planned(
     if not all(holds(capacity.nodes(), RunDemand.of(s)) for s in todo):
         refuse_unplaceable(todo, capacity.nodes(), cluster.autoscaler_or_unknown())
     queue = LptQueue(todo, duration=lambda s: durations[s.run_id], demand=demand)
-    progress = Progress(store, config.name, plan.runs, todo, durations, holder)
+    progress = Progress(store, config.name, plan.runs, todo, durations, holder, spent=spent)
     in_flight: dict[ray.ObjectRef, RunSpec] = {}
     limit = r.max_concurrent_runs or len(todo)
     waits, wanted = PlacementWaits(r.placement_timeout_seconds), CapacityRequest(cluster.request)

@@ -1,11 +1,15 @@
 """Sweep progress: what the driver tells people while it runs, and the status file ``sweep status`` reads.
 
-On a terminal, one live line (runs done of planned, runs in flight, FLOPs done of planned: what runs actually
-trained, a diverged or failed run counting its steps, time left, by the
+On a terminal, one live line (runs done of planned, runs in flight, FLOPs done of planned, time left by the
 planned durations still to go); elsewhere (cron, CI, logs), one plain line per run start and finish, with its
-FLOPs and loss. The driver also keeps ``RESULTS/progress/sweep=NAME.json`` current (written atomically): the
-planned runs with their FLOPs, the runs in flight, and the driver's pid, host and start time (nothing else of
-the lock's holder record, and never the command line, which may carry credentials).
+FLOPs and loss. FLOPs done are what runs actually trained, as ``sweep status`` counts them: a diverged or failed
+run adds the ``flops_spent`` of its worker's summary (the steps up to its divergence, or to its newest
+checkpoint), and runs finished before this invocation count their ledger's ``flops_spent`` (``spent``), not their
+planned FLOPs. The finish line of a run that did not complete says what it spent.
+
+The driver also keeps ``RESULTS/progress/sweep=NAME.json`` current (written atomically): the planned runs with
+their FLOPs, the runs in flight, and the driver's pid, host and start time (nothing else of the lock's holder
+record, and never the command line, which may carry credentials).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TextIO
 
@@ -47,7 +52,10 @@ class Progress:
     """Tracks one sweep invocation's runs; reports to a stream and the status file."""
 
     def __init__(self, store: ResultsStore, sweep: str, planned: list[RunSpec], todo: list[RunSpec],
-                 durations: dict[str, float], driver: dict, stream: TextIO | None = None) -> None:  # fmt: skip
+                 durations: dict[str, float], driver: dict, stream: TextIO | None = None,
+                 spent: Mapping[str, float] | None = None) -> None:  # fmt: skip
+        """``spent``: FLOPs the planned runs not in ``todo`` (finished earlier) actually trained, by run id, from
+        their ledger rows; a run it lacks counts its planned FLOPs."""
         self.store, self.sweep = store, sweep
         self.driver = {key: driver[key] for key in DRIVER_FIELDS if key in driver}
         self.stream = stream or sys.stderr
@@ -55,7 +63,8 @@ class Progress:
         self.planned = {s.run_id: s.flops for s in planned}
         self.todo = {s.run_id for s in todo}
         self.durations = durations
-        self.flops_done = sum(flops for run_id, flops in self.planned.items() if run_id not in self.todo)
+        spent = spent or {}
+        self.flops_done = sum(spent.get(run_id, flops) for run_id, flops in self.planned.items() if run_id not in self.todo)
         self.in_flight: dict[str, float] = {}
         self.done = 0
         self.started = time.monotonic()
@@ -75,10 +84,14 @@ class Progress:
         self.done += 1
         status = summary["status"]
         spent = summary.get("flops_spent")  # what the run trained (a diverged run: up to its divergence)
-        self.flops_done += spent if spent is not None else (spec.flops if status in FINISHED_STATUSES else 0.0)
+        if spent is None:  # a summary without it (a worker of an older version): its plan when finished, else nothing
+            spent = spec.flops if status in FINISHED_STATUSES else 0.0
+        self.flops_done += spent
         loss = summary.get("final_eval_loss")
         error = (summary.get("error") or "").strip().splitlines()
         detail = f"eval_loss={loss:.4f}" if loss is not None else (error[0] if error else "")
+        if status != "completed":
+            detail = f"{detail}; spent {spent:.3g} FLOPs".lstrip("; ")
         self._clear_line()
         log(f"[{self.done}/{self.done + len(self.todo)}] {status} {describe(spec)} {detail} ({summary.get('wall_seconds') or 0:.1f} s)", self.stream)
         self._write_status()

@@ -14,9 +14,9 @@ run's checkpoints are deleted once its ledger row is written.
 Resuming (``states``) tries the newest checkpoint first. One that ``torch.load`` refuses (0 bytes, truncated,
 not a checkpoint) is named in one line, set aside under ``RESULTS/quarantine/`` with the reason
 (``sweep.results.quarantine``) and the next older one is tried; with none left the run starts from step 0. A
-checkpoint that loads but cannot be restored (keys missing, shapes of another model) takes the same path through
-``set_aside`` (``sweep.training.train``). ``torch.load`` runs with ``weights_only=True``: a checkpoint is data,
-never code.
+checkpoint that loads but cannot be restored (keys missing, shapes of another model, a step other than the one
+its name gives or outside the run) takes the same path through ``set_aside`` (``sweep.training.train``).
+``torch.load`` runs with ``weights_only=True``: a checkpoint is data, never code.
 """
 
 from __future__ import annotations

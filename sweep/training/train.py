@@ -383,18 +383,31 @@ def train_run(spec: RunSpec, checkpoints: CheckpointStore | None = None, dist: D
 def _resume(spec: RunSpec, dist: Distributed, checkpoints: CheckpointStore | None) -> tuple[_Trainer, _Progress]:
     """The run's trainer, restored from its newest checkpoint that loads and restores; one that loads but cannot be
     restored (a key missing, another model's shapes) is set aside like one that does not load, and the next older
-    is tried. After a failed restore the trainer is built afresh, so step 0 starts from the seed's initial state."""
+    is tried, as is one whose step is not the one its name gives (``_check_step``). After a failed restore the
+    trainer is built afresh, so step 0 starts from the seed's initial state."""
     trainer = _build(spec, dist)
     if checkpoints is None:
         return trainer, _Progress()
     for step, state in checkpoints.states(spec.sweep, spec.run_id):
         try:
+            _check_step(spec, step, state)
             return trainer, _restore(trainer, state)
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
             detail = " ".join(str(error).split())[:160]  # one line: torch's messages span several
             checkpoints.set_aside(spec.sweep, spec.run_id, step, f"cannot be restored: {type(error).__name__}: {detail}")
             trainer = _build(spec, dist)
     return trainer, _Progress()
+
+
+def _check_step(spec: RunSpec, step: int, state: dict) -> None:
+    """Raise ValueError unless the checkpoint named ``step`` holds that step, inside the run, after its last
+    logged row (``train_run`` saves only so): a file renamed or copied over another step would resume the data
+    stream and the curve at the wrong place."""
+    held, metrics = state.get("step"), state.get("metrics")
+    if type(held) is not int or held != step or not 0 < held < spec.steps:
+        raise ValueError(f"holds step {held!r}, not the step {step} its name gives (a run of {spec.steps} steps)")
+    if not isinstance(metrics, list) or not metrics or not isinstance(metrics[-1], dict) or metrics[-1].get("step") != held:
+        raise ValueError(f"its metrics rows do not end at its step {held}")
 
 
 def _finish(outcome: RunOutcome, spec: RunSpec, progress: _Progress, wall_seconds: float) -> RunOutcome:

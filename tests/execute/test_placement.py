@@ -13,6 +13,7 @@ from sweep.execute.placement import (
 )  # fmt: skip
 from sweep.execute.schedule import Resources
 from sweep.results.storage import ResultsStore
+from sweep.training.checkpoint import CheckpointStore
 from tests.conftest import tiny_config
 
 FIXED = AutoscalerView(False, None, "test")
@@ -86,10 +87,15 @@ def test_a_run_waiting_for_nodes_times_out_failed_and_the_sweep_goes_on(tmp_path
     def start(spec, root, retries):
         raise AssertionError("nothing may start")
 
+    first = plan.runs[0]
+    CheckpointStore(store).save(first.sweep, first.run_id, 3, {"step": 3})  # from an earlier invocation
     run_planned(config, store, plan, plan.runs, {"pid": 0}, outcome, start, cluster)
     assert outcome.statuses == {"failed": 2}
     runs = store.read_runs("tiny")
     assert set(runs["status"]) == {"failed"} and runs["error"].str.contains("placement_timeout_seconds = 2 s").all()
+    # What they spent: the run's newest checkpoint (trained by an earlier invocation), none for the other.
+    spent = runs.set_index("run_id")[["steps_done", "flops_spent"]].T.to_dict("list")
+    assert spent == {first.run_id: [3, 3 * first.batch_tokens * first.flops_per_token], plan.runs[1].run_id: [0, 0.0]}
     assert requested == [[{"CPU": 1, "GPU": 1}] * 2, []]  # the autoscaler saw both runs' demand, then it was withdrawn
     assert "waiting for the autoscaler to add nodes: 2 runs" in capsys.readouterr().err
 
@@ -162,3 +168,36 @@ def test_a_run_passed_twice_is_never_in_flight_twice(ray_session, tmp_path):
     store, outcome = ResultsStore(str(tmp_path / "results")), SweepOutcome(len(plan.runs), 0)
     run_planned(config, store, plan, [*plan.runs, *plan.runs], {"pid": 0}, outcome, start, cluster)
     assert sorted(started) == sorted(s.run_id for s in plan.runs) and outcome.statuses == {"completed": len(plan.runs)}
+
+
+def _dies() -> None:
+    raise RuntimeError("worker lost")
+
+
+def test_a_run_whose_worker_dies_is_recorded_failed_with_what_its_checkpoints_hold(ray_session, tmp_path, monkeypatch):
+    """``_result``: past Ray's retries, the driver writes the failed row; FLOPs count the run's newest checkpoint,
+    and the progress starts from what the finished runs spent (``spent``), not from their plan."""
+    import ray
+
+    from sweep.execute.progress import Progress
+
+    config, plan = _plan(tmp_path)
+    finished, dead = plan.runs
+    store, outcome = ResultsStore(str(tmp_path / "results")), SweepOutcome(len(plan.runs), 1)
+    CheckpointStore(store).save(dead.sweep, dead.run_id, 4, {"step": 4})
+    counted: list[float] = []
+
+    class Recorded(Progress):
+        def close(self) -> None:
+            counted.append(self.flops_done)
+            super().close()
+
+    monkeypatch.setattr("sweep.execute.orchestrate.Progress", Recorded)
+    cluster = ClusterAccess(nodes=lambda: [Resources(2, 0)], autoscaler=lambda: FIXED, request=lambda bundles: None)
+    start = lambda spec, root, retries: ray.remote(_dies).options(max_retries=0).remote()  # noqa: E731
+    run_planned(config, store, plan, [dead], {"pid": 0}, outcome, start, cluster, spent={finished.run_id: 7.0})
+    row = store.read_run(dead.sweep, dead.run_id)
+    spent = 4 * dead.batch_tokens * dead.flops_per_token
+    assert outcome.statuses == {"failed": 1} and row["status"] == "failed" and "worker lost" in row["error"]
+    assert row["steps_done"] == 4 and row["flops_spent"] == spent and row["node"] is None
+    assert counted == [7.0 + spent]

@@ -72,3 +72,41 @@ def test_run_exits_1_when_runs_failed(monkeypatch, tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(tiny_config()))
     assert main(["run", str(path), "--results", str(tmp_path)]) == 1
+
+
+def test_flops_done_are_what_runs_spent_not_what_they_planned(plan, tmp_path):
+    out = Terminal()
+    earlier = {plan[0].run_id: plan[0].flops / 4}  # diverged in an earlier invocation, after a quarter of its steps
+    progress = Progress(ResultsStore(tmp_path), "prog", plan, plan[1:], {s.run_id: 1.0 for s in plan}, {"pid": 1}, out, spent=earlier)
+    assert progress.flops_done == plan[0].flops / 4
+    progress.run_finished(plan[1], {"status": "diverged", "final_eval_loss": None, "wall_seconds": 1.0,
+                                    "error": "non-finite loss at step 3", "flops_spent": 123.0})  # fmt: skip
+    progress.run_finished(plan[2], {"status": "failed", "final_eval_loss": None, "wall_seconds": 1.0, "error": "boom", "flops_spent": 0.0})
+    progress.run_finished(plan[3], {"status": "completed", "final_eval_loss": 2.0, "wall_seconds": 1.0, "flops_spent": plan[3].flops})
+    assert progress.flops_done == pytest.approx(plan[0].flops / 4 + 123.0 + plan[3].flops)
+    text = out.getvalue()
+    assert f"FLOPs {progress.flops_done:.3g}/{sum(s.flops for s in plan):.3g}" in text
+    assert "non-finite loss at step 3; spent 123 FLOPs" in text and "boom; spent 0 FLOPs" in text
+    assert "eval_loss=2.0000 (" in text  # a completed run's line is as before
+
+
+def test_a_summary_without_flops_spent_counts_the_plan_when_finished_else_nothing(plan, tmp_path):
+    progress = Progress(ResultsStore(tmp_path), "prog", plan, plan, {s.run_id: 1.0 for s in plan}, {"pid": 1}, io.StringIO())
+    progress.run_finished(plan[0], {"status": "diverged", "final_eval_loss": None, "wall_seconds": 1.0})
+    progress.run_finished(plan[1], {"status": "failed", "final_eval_loss": None, "wall_seconds": 1.0})
+    assert progress.flops_done == plan[0].flops
+
+
+def test_the_driver_starts_from_what_finished_runs_spent(plan, tmp_path):
+    from datetime import datetime, timezone
+
+    from sweep.execute.orchestrate import check_results
+    from sweep.training.train import RunOutcome
+    from sweep.training.worker import ledger_row
+
+    store, now = ResultsStore(tmp_path), datetime.now(timezone.utc)
+    store.write_run("prog", ledger_row(plan[0], RunOutcome("completed", final_eval_loss=2.0, steps_done=plan[0].steps), now, now, None))
+    store.write_run("prog", ledger_row(plan[1], RunOutcome("diverged", steps_done=3), now, now, None))
+    store.write_run("prog", ledger_row(plan[2], RunOutcome("failed", steps_done=2), now, now, None))  # not finished
+    spent = check_results(store, plan, repair=False)
+    assert spent == pytest.approx({plan[0].run_id: plan[0].flops, plan[1].run_id: 3 * plan[1].batch_tokens * plan[1].flops_per_token})

@@ -26,6 +26,7 @@ from sweep.execute.status import interrupted_runs
 from sweep.execute.stop import SweepStopped, record_interrupted
 from sweep.planning.plan import plan_sweep
 from sweep.results.storage import ResultsStore
+from sweep.training.checkpoint import CheckpointStore
 from sweep.training.claim import FlockClaims
 from sweep.training.data import load_corpus
 from sweep.training.train import RunOutcome
@@ -140,7 +141,10 @@ def test_interrupted_row_is_written_only_for_a_run_that_did_not_end_by_itself(tm
     earlier = ledger_row(first, RunOutcome(status="failed"), started - timedelta(hours=1), started - timedelta(hours=1), None)
     store.write_run("marks", earlier)  # a row from an earlier sweep: the run did not end since this driver started it
     store.write_run("marks", ledger_row(second, RunOutcome(status="completed", final_eval_loss=2.0), started, started + timedelta(seconds=1), None))
+    CheckpointStore(store).save("marks", first.run_id, 6, {"step": 6})  # the interrupted run's newest checkpoint
     assert record_interrupted(store, claims, first, started, signal.SIGTERM)
+    row = store.read_run("marks", first.run_id)  # what it spent: as far as the checkpoint it resumes from
+    assert row["steps_done"] == 6 and row["flops_spent"] == 6 * first.batch_tokens * first.flops_per_token
     assert not record_interrupted(store, claims, second, started, signal.SIGTERM)  # it finished by itself
     monkeypatch.setattr("sweep.execute.stop.CLAIM_WAIT_SECONDS", 0.1)
     with claims.hold("marks", third.run_id):  # its trainer still holds the claim: give up, write nothing

@@ -68,3 +68,20 @@ def test_budgets_that_round_to_the_same_steps_are_one_run():
     result = plan(budgets=[2e9, 2.0001e9])
     assert len(result.runs) == 2 and {r.flops_budget for r in result.runs} == {2e9}  # the first (smallest) kept
     assert len(result.duplicates) == 2 and "budget 2e+09" in result.duplicates[0]
+
+
+def test_sweep_plan_names_each_repeat_in_text_and_json(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from sweep.cli import main
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(training={"seeds": [0, 0]})))
+    assert main(["plan", str(path)]) == 0
+    shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("planned once: ")]
+    assert len(shown) == 4 and all("seed 0" in line and "same run as" in line for line in shown)  # 4 runs, each repeated
+    assert main(["plan", str(path), "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert len(planned["runs"]) == len({r["run_id"] for r in planned["runs"]}) == 4 and len(planned["duplicates"]) == 4

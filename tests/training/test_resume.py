@@ -119,9 +119,15 @@ def _damage(path, how):
         state = torch.load(path, weights_only=True)
         state["model"] = {k: torch.zeros(3) for k in state["model"]}
         torch.save(state, path)
+    elif how == "wrong step":  # restores, but holds another step than its name gives: the data would resume there
+        state = torch.load(path, weights_only=True)
+        state["step"] = 25
+        torch.save(state, path)
+    elif how == "copied over":  # step 20's file copied over step 30's: a whole, valid state of the wrong step
+        path.write_bytes((path.parent / "step-000000020.pt").read_bytes())
 
 
-@pytest.mark.parametrize("how", ["empty", "truncated", "garbage", "missing keys", "another model"])
+@pytest.mark.parametrize("how", ["empty", "truncated", "garbage", "missing keys", "another model", "wrong step", "copied over"])
 def test_a_damaged_checkpoint_is_set_aside_and_the_run_resumes_from_the_previous_one(spec, reference, tmp_path, monkeypatch, capfd, how):
     store = _interrupted_after_31_steps(spec, tmp_path, monkeypatch)
     newest = tmp_path / "checkpoints" / f"sweep={spec.sweep}" / spec.run_id / "step-000000030.pt"
