@@ -177,9 +177,19 @@ def _with_interval(value: float | None, interval: list[float] | None, spec: str 
     return f"{value:{spec}}" + (f" [{interval[0]:{spec}}, {interval[1]:{spec}}]" if interval else "")
 
 
+def _convention_text(convention: dict) -> str:
+    """``C = 6ND``, or ``6N+attention (each run's FLOPs per token): C = f(N) D, f(N)/N 7.71 at N = 7.1e+03 ... 6.21 at N = 1.7e+05``."""
+    if convention["name"] == "6ND":
+        return "C = 6ND"
+    sizes, ratios = convention["n_params"], convention["flops_per_token_over_n"]
+    span = f"{ratios[0]:.3g} at N = {sizes[0]:.2g}" + (f" ... {ratios[-1]:.3g} at N = {sizes[-1]:.2g}" if len(sizes) > 1 else "")
+    return f"{convention['name']}: C = f(N) D, f(N)/N {span}"
+
+
 def _print_summary(summary: dict, params: str) -> None:
     a1, a2, a3 = summary["approach1"], summary["approach2"], summary["approach3"]
-    print(f"{summary['n_runs']} runs fitted; N = {params} parameters; 95% intervals from {summary['bootstrap']['samples']} bootstrap resamples")
+    print(f"{summary['n_runs']} runs fitted; N = {params}; 95% intervals from {summary['bootstrap']['samples']} bootstrap resamples")
+    print(f"FLOP convention: {_convention_text(summary['flops_convention'])}")
     for row in summary["excluded"]:
         print(f"not fitted: run {row['run_id']} ({row['status']})")
     print(f"\nApproach 1 (envelope of final losses: {len(a1['envelope'])} runs)")
@@ -242,7 +252,7 @@ def _fit_inputs(args: argparse.Namespace):
 
     if args.input:
         try:
-            inputs, source = fit_inputs_from_file(args.input), args.input
+            inputs, source = fit_inputs_from_file(args.input, args.flops_convention), args.input
         except (OSError, ValueError) as error:  # TableError names the file and column; OSError: e.g. permissions
             raise ConfigError(f"--input: {error}") from None
     else:
@@ -302,11 +312,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     summary = fit_summary(_fit_inputs(args), n_boot=args.bootstrap, seed=args.seed, predict_flops=[args.flops])
     prediction = summary["predictions"][0]
     if args.json:
-        print(json.dumps(prediction | {"n_runs": summary["n_runs"], "not_fitted": summary["not_fitted"], "warnings": summary["warnings"]}, indent=2))
+        print(json.dumps(prediction | {"n_runs": summary["n_runs"], "flops_convention": summary["flops_convention"], "not_fitted": summary["not_fitted"], "warnings": summary["warnings"]}, indent=2))
         return 0
     c = args.flops
     print(f"Budget C = {c:.4g} FLOPs ({_fitted_what(args)}: {summary['n_runs']} runs fitted; 95% intervals from "
           f"{args.bootstrap} bootstrap resamples)")
+    print(f"FLOP convention: {_convention_text(summary['flops_convention'])}")
     print(f"{'approach':<12}{'N_opt':>34}{'D_opt':>34}{'tokens/param':>14}{'loss':>30}")
     for name, label in (("approach1", "1 envelope"), ("approach2", "2 iso-FLOP"), ("approach3", "3 L(N,D)")):
         if name not in prediction:
@@ -337,7 +348,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(f"Fitting {_fitted_what(args)}")
-        _print_summary(summary, args.params)
+        _print_summary(summary, "the table's n_params" if args.input else f"{args.params} parameters")
         if args.json:
             Path(args.json).write_text(json.dumps(summary, indent=2))
             print(f"\nJSON: {Path(args.json).resolve()}")
@@ -394,6 +405,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _add_fit_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
     parser.add_argument("--input", help="fit a CSV or Parquet table of runs instead (n_params, tokens or flops, loss[, budget])")
+    parser.add_argument("--flops-convention", choices=("6ND", "table"), default="6ND",
+                        help="with --input: how its compute splits into N and D: C = 6ND, or each row's flops / tokens "
+                             "(a results directory always uses its runs' own FLOPs per token)")
     parser.add_argument("--sweep", help="the sweep to fit (default: the only one in the results; with several, name one)")
     parser.add_argument("--params", choices=("nonembedding", "total"), default="nonembedding", help="which parameter count is N")
     parser.add_argument("--drop-highest-loss", type=int, default=0, help="leave out this many highest-loss runs (Epoch used 5)")

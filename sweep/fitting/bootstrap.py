@@ -55,7 +55,7 @@ def bootstrap_parametric(runs: pd.DataFrame, base: ParametricFit, n_boot: int = 
     for _ in range(n_boot):
         pick = rng.integers(0, len(n), len(n))
         try:
-            fit = fit_parametric(n[pick], d[pick], loss[pick], starts=[start])
+            fit = fit_parametric(n[pick], d[pick], loss[pick], starts=[start], compute=base.compute)
         except ValueError:
             failed += 1
             continue

@@ -5,24 +5,34 @@ callers can list them. N is the non-embedding parameter count by default (Kaplan
 cleaner laws at small scale, where embeddings are a large share of the total); ``params="total"`` uses
 Chinchilla's total count.
 
+The FLOP convention travels with the table (``flops_convention``, see ``sweep.fitting.compute``): runs of a
+results store were sized by their sweep's convention, and the fits split budgets by each run's own FLOPs per token.
+
 From a file (CSV or Parquet, e.g. runs of another tool): columns ``n_params``, ``tokens`` (or ``flops``, then
 D = C / 6N), ``loss``, optionally ``flops`` (else C = 6ND) and ``budget`` (else runs are grouped by FLOPs: a run
 joins the current group while its FLOPs are within 5% of the group's first, and the group's budget is their
-geometric mean). Epoch AI's Chinchilla file is read as is (``Model Size`` -> n_params, ``Training FLOP`` -> flops).
+geometric mean). ``--flops-convention`` says how the file's compute relates to N and D: ``6ND`` (the default, and
+what published tables such as Chinchilla's use) or ``table`` (each row's ``flops / tokens``, which then needs both
+columns); under ``6ND`` a table whose ``flops`` disagree with 6ND by more than 2% gets a warning. Epoch AI's Chinchilla file is read as is (``Model Size`` -> n_params, ``Training FLOP`` -> flops).
 A file that cannot be fitted at all is one error naming it (and its column); a row that cannot be used is left out
 and listed (``fit_inputs_from_file``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 import pandas as pd
 
+from sweep.fitting.compute import FlopsPerToken, fit_flops_per_token, six_nd
 from sweep.results.storage import ResultsStore
+
+FILE_CONVENTIONS = ("6ND", "table")
+"""``--flops-convention`` of an ``--input`` table (module docstring)."""
+SIX_ND_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,18 @@ class FitInputs:
     """Columns n_params, tokens, loss, budget (plus sweep, run_id, seed, flops)."""
     excluded: pd.DataFrame
     """Ledger rows not fitted (diverged, failed, interrupted), with their status and error."""
+    flops_convention: str = "6ND"
+    """How C relates to N and D: ``6ND``, or the name of a convention whose FLOPs per token are read off each run
+    (``flops / tokens``; a results store's sweep convention, or ``table``). See ``compute``."""
+    warnings: tuple[str, ...] = ()
+    """What a reader of the fit should know about the table (e.g. its FLOPs disagree with its convention)."""
+
+    def compute(self) -> FlopsPerToken:
+        """The FLOPs per token f(N) that splits a budget into N and D (``sweep.fitting.compute``)."""
+        if self.flops_convention == "6ND" or self.runs.empty:
+            return six_nd()
+        runs = self.runs
+        return fit_flops_per_token(runs["n_params"], runs["flops"], runs["tokens"], f"{self.flops_convention} (each run's FLOPs per token)")
 
 
 def fit_inputs_from_results(store: ResultsStore, sweep: str | None = None, params: str = "nonembedding") -> FitInputs:
@@ -52,7 +74,8 @@ def fit_inputs_from_results(store: ResultsStore, sweep: str | None = None, param
         }
     ).reset_index(drop=True)
     excluded = ledger.loc[~ledger.index.isin(completed.index), ["sweep", "run_id", "status", "error"]]
-    return FitInputs(runs=runs, excluded=excluded.reset_index(drop=True))
+    conventions = sorted(completed["flops_convention"].dropna().unique()) if "flops_convention" in completed else []
+    return FitInputs(runs=runs, excluded=excluded.reset_index(drop=True), flops_convention=", ".join(conventions) or "table")
 
 
 COLUMN_ALIASES = {"Model Size": "n_params", "Training FLOP": "flops", "N": "n_params", "D": "tokens", "C": "flops"}
@@ -104,14 +127,16 @@ def _numbers(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
     return values
 
 
-def fit_inputs_from_file(path: str | Path) -> FitInputs:
+def fit_inputs_from_file(path: str | Path, flops_convention: str = "6ND") -> FitInputs:
     """Read a CSV or Parquet table of runs (module docstring) into the fitters' table.
 
     What cannot be fitted at all raises ``TableError`` naming the file (and the column): no such file, not a file,
     not a readable table, a required column missing, or holding no number. A row that merely cannot be used (a
     missing, non-numeric, non-finite or non-positive ``n_params``, ``tokens``, ``loss``, ``flops`` or ``budget``) is
     left out and listed in ``excluded`` with the column at fault, so one bad row never stops a fit and no
-    non-finite value ever reaches the fitters."""
+    non-finite value ever reaches the fitters. ``flops_convention``: ``6ND`` or ``table`` (module docstring)."""
+    if flops_convention not in FILE_CONVENTIONS:
+        raise ValueError(f"unknown FLOP convention {flops_convention!r} for a table; choose one of {', '.join(FILE_CONVENTIONS)}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
@@ -119,6 +144,9 @@ def fit_inputs_from_file(path: str | Path) -> FitInputs:
         raise TableError(f"{path}: not a file")
     frame = _read_table(path)
     frame = frame.rename(columns={k: v for k, v in COLUMN_ALIASES.items() if k in frame.columns and v not in frame.columns})
+    if flops_convention == "table" and not {"flops", "tokens"} <= set(frame.columns):
+        raise TableError(f"{path}: --flops-convention table reads each row's flops / tokens, and the table lacks "
+                         f"{' and '.join(sorted({'flops', 'tokens'} - set(frame.columns)))}")
     if "tokens" not in frame.columns and {"flops", "n_params"} <= set(frame.columns):
         frame["tokens"] = _numbers(frame, "flops", path) / (6.0 * _numbers(frame, "n_params", path))
     missing = {"n_params", "tokens", "loss"} - set(frame.columns)
@@ -138,7 +166,18 @@ def fit_inputs_from_file(path: str | Path) -> FitInputs:
     if "budget" not in kept.columns:
         kept["budget"] = group_budgets(kept["flops"].to_numpy())
     excluded = pd.DataFrame({"sweep": path.name, "run_id": runs.index[bad].astype(str), "status": "invalid", "error": reasons})
-    return FitInputs(runs=kept, excluded=excluded)
+    return FitInputs(runs=kept, excluded=excluded, flops_convention=flops_convention, warnings=_six_nd_check(kept, flops_convention, path))
+
+
+def _six_nd_check(runs: pd.DataFrame, flops_convention: str, path: Path) -> tuple[str, ...]:
+    """A warning when a table read as 6ND carries FLOPs that are not 6ND (its compute was counted otherwise)."""
+    if flops_convention != "6ND" or runs.empty:
+        return ()
+    ratio = runs["flops"] / (6.0 * runs["n_params"] * runs["tokens"])
+    if float((ratio - 1.0).abs().max()) <= SIX_ND_TOLERANCE:
+        return ()
+    return (f"{path.name}: its flops are {ratio.min():.3g}-{ratio.max():.3g}x 6ND; the fits split budgets by C = 6ND "
+            "(--flops-convention 6ND); --flops-convention table uses each row's flops / tokens instead",)
 
 
 def drop_highest_loss(inputs: FitInputs, count: int) -> FitInputs:
@@ -148,7 +187,7 @@ def drop_highest_loss(inputs: FitInputs, count: int) -> FitInputs:
     order = inputs.runs.sort_values("loss", kind="stable")
     kept, dropped = order.iloc[:-count], order.iloc[-count:]
     note = pd.DataFrame({"sweep": "", "run_id": dropped.index.astype(str), "status": "dropped", "error": "among the highest losses"})
-    return FitInputs(runs=kept.sort_index().reset_index(drop=True), excluded=pd.concat([inputs.excluded, note], ignore_index=True))
+    return replace(inputs, runs=kept.sort_index().reset_index(drop=True), excluded=pd.concat([inputs.excluded, note], ignore_index=True))
 
 
 def exclude_stale(inputs: FitInputs, planned: set[str], config: str) -> FitInputs:
@@ -160,4 +199,4 @@ def exclude_stale(inputs: FitInputs, planned: set[str], config: str) -> FitInput
         return inputs
     note = pd.DataFrame({"sweep": inputs.runs.loc[stale, "sweep"], "run_id": inputs.runs.loc[stale, "run_id"], "status": "stale",
                          "error": f"not in the current plan of {config} (--include-stale fits it)"})  # fmt: skip
-    return FitInputs(runs=inputs.runs[~stale].reset_index(drop=True), excluded=pd.concat([inputs.excluded, note], ignore_index=True))
+    return replace(inputs, runs=inputs.runs[~stale].reset_index(drop=True), excluded=pd.concat([inputs.excluded, note], ignore_index=True))

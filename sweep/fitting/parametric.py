@@ -9,9 +9,11 @@ Chinchilla's recipe runs L-BFGS from a grid of 4,500 initialisations. We find th
 variable projection: for fixed exponents (alpha, beta) the model is linear in (E, A, B), so a 2-D grid over the
 exponents with a least-squares solve for (E, A, B) at each point (relative residuals, which equal log residuals
 to first order; all points solved in one batch) maps the whole landscape in one pass; L-BFGS with analytic gradients then polishes
-the best few grid points on the exact Huber objective. Compute-optimal allocation from the fit (Hoffmann et al.,
-eq. 4): N_opt(C) = G (C/6)^a, D_opt(C) = G^-1 (C/6)^b with a = beta/(alpha+beta), b = alpha/(alpha+beta),
-G = (alpha A / (beta B))^(1/(alpha+beta)).
+the best few grid points on the exact Huber objective. Compute-optimal allocation from the fit splits C into N
+and D by the runs' own FLOPs per token f(N) (``sweep.fitting.compute``): with f = 6N it is Hoffmann et al.'s
+eq. 4, N_opt(C) = G (C/6)^a, D_opt(C) = G^-1 (C/6)^b with a = beta/(alpha+beta), b = alpha/(alpha+beta),
+G = (alpha A / (beta B))^(1/(alpha+beta)); a and b remain the exponents of N_opt and D_opt as C grows (f tends to
+k1 N), and are reported as such.
 
 Pure: arrays in, a frozen result out.
 """
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
+
+from sweep.fitting.compute import FlopsPerToken, optimal_allocation
 
 HUBER_DELTA = 1e-3
 
@@ -38,6 +42,8 @@ class ParametricFit:
     objective: float
     """Sum over runs of Huber(delta) of the log-loss residuals."""
     n_runs: int
+    compute: FlopsPerToken = FlopsPerToken()
+    """FLOPs per token f(N) of the runs: C = f(N) D splits a budget (``optimal_allocation``)."""
 
     @property
     def a(self) -> float:
@@ -58,9 +64,8 @@ class ParametricFit:
         return self.E + self.A / n**self.alpha + self.B / d**self.beta
 
     def optimal_allocation(self, flops):
-        """(N_opt, D_opt) for training compute C = 6 N D."""
-        c = np.asarray(flops, dtype=float) / 6.0
-        return self.G * c**self.a, c**self.b / self.G
+        """(N_opt, D_opt) minimising L for training compute C = f(N) D (``compute``)."""
+        return optimal_allocation(flops, E=self.E, A=self.A, B=self.B, alpha=self.alpha, beta=self.beta, compute=self.compute)
 
     def optimal_loss(self, flops):
         n, d = self.optimal_allocation(flops)
@@ -132,8 +137,9 @@ def _projected_grid(n: np.ndarray, d: np.ndarray, loss: np.ndarray, alphas: np.n
 
 
 def fit_parametric(n_params, tokens, loss, *, delta: float = HUBER_DELTA, grid_size: int = 40, polish: int = 8,
-                   starts: list[np.ndarray] | None = None) -> ParametricFit:  # fmt: skip
-    """Fit L(N, D) (see the module docstring). ``starts`` replaces the grid search (e.g. a bootstrap's warm start)."""
+                   starts: list[np.ndarray] | None = None, compute: FlopsPerToken = FlopsPerToken()) -> ParametricFit:  # fmt: skip
+    """Fit L(N, D) (see the module docstring). ``starts`` replaces the grid search (e.g. a bootstrap's warm start);
+    ``compute`` is carried into the result for its allocation (the fit itself needs only N, D and L)."""
     n, d, loss = (np.asarray(v, dtype=float) for v in (n_params, tokens, loss))
     if not (len(n) == len(d) == len(loss) >= 5):
         raise ValueError("need at least 5 runs with n_params, tokens and loss")
@@ -156,7 +162,7 @@ def fit_parametric(n_params, tokens, loss, *, delta: float = HUBER_DELTA, grid_s
         raise ValueError("no starting point gave a positive E, A and B")
     a, b, e, alpha, beta = best_theta
     return ParametricFit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=float(alpha), beta=float(beta),
-                         objective=best_value, n_runs=len(n))  # fmt: skip
+                         objective=best_value, n_runs=len(n), compute=compute)  # fmt: skip
 
 
 def theta_of(fit: ParametricFit) -> np.ndarray:

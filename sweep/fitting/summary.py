@@ -4,6 +4,7 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
 
     {
       "n_runs": int,                       # runs fitted
+      "flops_convention": {"name", "coefficients", "powers", "max_relative_error"},   # C = f(N) D (fitting/compute.py)
       "excluded": [{"run_id", "status", "error"}],
       "bootstrap": {"samples": int, "seed": int, "level": 0.95},
       "approach1": {                                    # envelope of final losses (see fitting/envelope.py)
@@ -42,11 +43,14 @@ from __future__ import annotations
 import math
 
 from sweep.fitting.bootstrap import BootstrapSamples, bootstrap_envelope, bootstrap_isoflop, bootstrap_parametric
+from sweep.fitting.compute import FlopsPerToken
 from sweep.fitting.envelope import fit_approach1
 from sweep.fitting.inputs import FitInputs
 from sweep.fitting.isoflop import fit_approach2
 from sweep.fitting.parametric import fit_parametric
 
+COMPUTE_TOLERANCE = 0.02
+"""A FLOPs-per-token fit that misses a run by more than this is flagged (``sweep.fitting.compute``)."""
 EXTRAPOLATION_FACTOR = 10.0
 """Predictions beyond this multiple of the largest fitted budget are flagged (module docstring)."""
 NEEDS = {
@@ -73,11 +77,12 @@ def _uncertainty(samples: BootstrapSamples | None) -> dict:
 
 
 def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_flops: list[float] | None = None) -> dict:
-    runs = inputs.runs
+    runs, compute = inputs.runs, inputs.compute()
     predict_flops = list(predict_flops or [float(runs["budget"].max())])
     approach2 = fit_approach2(runs)
     summary = {
         "n_runs": len(runs),
+        "flops_convention": compute.as_dict(),
         "excluded": inputs.excluded[["run_id", "status", "error"]].to_dict("records"),
         "bootstrap": {"samples": n_boot, "seed": seed, "level": 0.95},
         "approach2": {
@@ -100,7 +105,7 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         summary[name] |= _uncertainty(bootstrap(runs, n_boot, seed, predict_flops) if n_boot else None)
         for entry in summary["predictions"]:
             entry[name] = {"n_opt": float(result.n_opt(entry["flops"])), "d_opt": float(result.d_opt(entry["flops"]))}
-    fit = _try_parametric(runs)
+    fit = _try_parametric(runs, compute)
     if fit is not None:
         summary["approach3"] = {
             "E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b,
@@ -110,10 +115,13 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         for entry in summary["predictions"]:
             n_opt, d_opt = fit.optimal_allocation(entry["flops"])
             entry["approach3"] = {"n_opt": float(n_opt), "d_opt": float(d_opt), "loss": float(fit.optimal_loss(entry["flops"]))}
-    summary["extrapolation"] = extrapolation_check(runs)
+    summary["extrapolation"] = extrapolation_check(runs, compute)
     summary["not_fitted"] = {name: NEEDS[name] for name in NEEDS if not _fitted(summary[name])}
     largest = float(runs["budget"].max()) if len(runs) else 0.0
-    summary["warnings"] = [
+    summary["warnings"] = list(inputs.warnings) + [
+        f"FLOPs per token f(N) misses a run's own by up to {compute.max_relative_error:.1%}: the runs were not sized "
+        "by one convention of model size, so budgets split into N and D approximately"
+    ] * (compute.max_relative_error > COMPUTE_TOLERANCE) + [
         f"C = {c:.3g} FLOPs is {c / largest:.3g}x the largest fitted budget ({largest:.3g}): beyond "
         f"{EXTRAPOLATION_FACTOR:g}x the laws are extrapolated far past the data; read the predictions and their "
         "intervals as rough"
@@ -127,7 +135,7 @@ def _fitted(result: dict | None) -> bool:
     return result is not None and result.get("a") is not None
 
 
-def extrapolation_check(runs) -> dict | None:
+def extrapolation_check(runs, compute: FlopsPerToken = FlopsPerToken()) -> dict | None:
     """Refit without the largest budget and compare what each approach predicts there with what was observed:
     the budget's best loss (its parabola's minimum when interior, else its lowest run) and its N_opt."""
     budgets = sorted(runs["budget"].unique())
@@ -141,14 +149,14 @@ def extrapolation_check(runs) -> dict | None:
     approach2 = fit_approach2(rest)
     if approach2.n_opt is not None:
         check["approach2"] = {"n_opt": float(approach2.n_opt(flops))}
-    fit = _try_parametric(rest)
+    fit = _try_parametric(rest, compute)
     if fit is not None:
         loss = float(fit.optimal_loss(flops))
         check["approach3"] = {"n_opt": float(fit.optimal_allocation(flops)[0]), "loss": loss, "loss_error": loss - best_loss}
     return check
 
 
-def _try_parametric(runs):
+def _try_parametric(runs, compute: FlopsPerToken):
     """Approach 3's fit, or None when the runs cannot identify L(N, D)'s five parameters: fewer than 5 distinct
     (N, D) points, one size or one token count, or no start with positive E, A, B (degenerate data never stops the
     other approaches). Replicates (several seeds at one point) are fitted as they are: each is one residual."""
@@ -156,7 +164,7 @@ def _try_parametric(runs):
     if len(points) < 5 or points["n_params"].nunique() < 2 or points["tokens"].nunique() < 2:
         return None
     try:
-        return fit_parametric(runs["n_params"], runs["tokens"], runs["loss"])
+        return fit_parametric(runs["n_params"], runs["tokens"], runs["loss"], compute=compute)
     except ValueError:
         return None
 

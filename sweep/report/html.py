@@ -1,7 +1,8 @@
 """``sweep report``: one self-contained HTML page (figures embedded as PNG data) with what a researcher checks.
 
 Figures: iso-FLOP curves with their parabolas (Approach 2); the frontier N_opt(C) and D_opt(C) of every approach
-with 95% bootstrap bands; Approach 3's surface against the data (its iso-FLOP curves L(N, C/6N) over the runs);
+with 95% bootstrap bands; Approach 3's surface against the data (its iso-FLOP curves L(N, C/f(N)) over the runs,
+f the runs' FLOPs per token, ``sweep.fitting.compute``);
 residuals of Approach 3 in log loss; and, from a results directory, every run's training curve against FLOPs with
 the envelope of final losses (Approach 1). Then the table of fitted numbers with intervals and the extrapolation
 check, and, from a results directory's ledger, a throughput table: mean tokens/s, model FLOP/s (the sweep's own
@@ -81,8 +82,8 @@ def surface_figure(runs: pd.DataFrame, fit: ParametricFit) -> str:
         group = runs[runs["budget"] == budget]
         ax.scatter(group["n_params"], group["loss"], color=colour, s=14)
         n = np.logspace(np.log10(group["n_params"].min()) - 0.2, np.log10(group["n_params"].max()) + 0.2, 80)
-        ax.plot(n, fit.loss(n, budget / (6 * n)), color=colour, lw=1)
-    ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="Approach 3: L(N, C/6N) against the runs")
+        ax.plot(n, fit.loss(n, fit.compute.tokens(budget, n)), color=colour, lw=1)
+    ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title=f"Approach 3: L(N, C/f(N)) against the runs (f: {fit.compute.name})")
     return _png(plt, fig)
 
 
@@ -178,7 +179,7 @@ def write_report(inputs: FitInputs, out_dir: str | Path, metrics: pd.DataFrame |
                ("Compute-optimal tokens", frontier_figure(summary, grid, "d_opt"))]  # fmt: skip
     if summary["approach3"]:
         a3 = summary["approach3"]
-        fit = ParametricFit(a3["E"], a3["A"], a3["B"], a3["alpha"], a3["beta"], a3["objective"], summary["n_runs"])
+        fit = ParametricFit(a3["E"], a3["A"], a3["B"], a3["alpha"], a3["beta"], a3["objective"], summary["n_runs"], inputs.compute())
         figures += [("Parametric fit against the data", surface_figure(runs, fit)), ("Residuals", residual_figure(runs, fit))]
     if metrics is not None and not metrics.empty and "flops" in runs:
         figures.append(("Training curves and envelope", curves_figure(metrics, runs)))
