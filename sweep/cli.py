@@ -192,7 +192,12 @@ def _print_summary(summary: dict, params: str) -> None:
     print(f"FLOP convention: {_convention_text(summary['flops_convention'])}")
     for row in summary["excluded"]:
         print(f"not fitted: run {row['run_id']} ({row['status']})")
-    print(f"\nApproach 1 (envelope of final losses: {len(a1['envelope'])} runs)")
+    spread = summary.get("replicates")
+    if spread:
+        print(f"replicates: {spread['points']} (budget, N) points with several seeds ({spread['runs']} runs); seed-to-seed "
+              f"loss sd median {spread['loss_sd_median']:.4f} ({spread['relative_sd_median']:.2%}), max {spread['loss_sd_max']:.4f}")
+    print(f"\nApproach 1 (envelope of final losses: {len(a1['envelope'])} runs; the argmin of the same iso-FLOP data "
+          "Approach 2 fits, not an independent check; t-intervals of its lines)")
     if a1["a"] is None:
         print(f"no frontier fitted: {summary['not_fitted']['approach1']}")
     else:
@@ -220,6 +225,8 @@ def _print_summary(summary: dict, params: str) -> None:
     if a3 is None:
         print(f"\nApproach 3: not fitted: {summary['not_fitted']['approach3']}")
     check = summary.get("extrapolation")
+    if not check and "extrapolation" in summary["not_fitted"]:
+        print(f"\nExtrapolation check: not made: {summary['not_fitted']['extrapolation']}")
     if check:
         print(f"\nExtrapolation check: refit without the largest budget ({check['held_out_flops']:.3g}), predict it")
         observed_n = f"{check['observed_n_opt']:.3g}" if check["observed_n_opt"] else "no interior minimum"

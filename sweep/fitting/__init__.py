@@ -1,6 +1,6 @@
 """Scaling-law fitters (pure functions returning frozen results), their inputs, bootstrap and summary."""
 
-from sweep.fitting.bootstrap import BootstrapSamples, bootstrap_envelope, bootstrap_isoflop, bootstrap_parametric
+from sweep.fitting.bootstrap import BootstrapSamples, bootstrap_isoflop, bootstrap_parametric
 from sweep.fitting.envelope import Approach1Result, fit_approach1
 from sweep.fitting.inputs import FitInputs, drop_highest_loss, fit_inputs_from_file, fit_inputs_from_results
 from sweep.fitting.isoflop import Approach2Result, IsoFlopFit, PowerLaw, fit_approach2, fit_power_law
@@ -15,7 +15,6 @@ __all__ = [
     "IsoFlopFit",
     "ParametricFit",
     "PowerLaw",
-    "bootstrap_envelope",
     "bootstrap_isoflop",
     "bootstrap_parametric",
     "drop_highest_loss",

@@ -3,8 +3,9 @@
 - Approach 3: runs are resampled with replacement over the whole table, as Epoch AI did. Each refit starts from
   the full fit's parameters (L-BFGS, analytic gradients): on the Chinchilla data this reached the same optimum
   as a full grid search in every resample checked (``tests/fitting/test_parametric.py``), at ~20 ms a refit.
-- Approaches 1 and 2: runs are resampled within each budget (a plain resample can leave a budget with too few
-  sizes for a parabola); resamples whose frontier cannot be fitted are dropped and counted.
+- Approach 2: runs are resampled within each budget (a plain resample can leave a budget with too few sizes for a
+  parabola); resamples whose frontier cannot be fitted are dropped and counted.
+- Approach 1 is not bootstrapped: a bootstrap of a minimum is degenerate (``sweep.fitting.envelope``).
 
 Every fitted number and the predictions at requested budgets (N_opt, D_opt, loss) get samples; ``interval``
 turns samples into a two-sided percentile interval.
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sweep.fitting.envelope import fit_approach1
 from sweep.fitting.isoflop import budget_arrays, fit_budget, frontier
 from sweep.fitting.parametric import ParametricFit, fit_parametric, theta_of
 
@@ -75,21 +75,6 @@ def bootstrap_isoflop(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, pre
             pick = rng.integers(0, len(n), len(n))
             fits.append(fit_budget(budget, n[pick], d[pick], loss[pick]))
         result = frontier(tuple(fits))
-        if result.n_opt is None:
-            failed += 1
-            continue
-        rows.append(_predictions({"a": result.a, "b": result.b}, result.n_opt, result.d_opt, None, list(predict_flops)))
-    return BootstrapSamples(pd.DataFrame(rows), failed)
-
-
-def bootstrap_envelope(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, predict_flops: list[float] = ()) -> BootstrapSamples:
-    """Approach 1 refits on ``n_boot`` resamples of ``runs``, resampled within each budget."""
-    rng = np.random.default_rng(seed)
-    groups = [group for _, group in runs.groupby("budget")]
-    rows, failed = [], 0
-    for _ in range(n_boot):
-        sample = pd.concat([g.iloc[rng.integers(0, len(g), len(g))] for g in groups], ignore_index=True)
-        result = fit_approach1(sample)
         if result.n_opt is None:
             failed += 1
             continue

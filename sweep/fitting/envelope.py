@@ -9,7 +9,15 @@ group (the ``budget`` column), the run of lowest loss, kept if its loss is below
 envelope is monotone). Then log10 N_opt and log10 D_opt are fitted linearly in log10 C over the envelope runs.
 
 With one budget's best run per point, Approach 1 reads the argmin where Approach 2 interpolates a parabola; it
-is coarse on small grids and the two agree as the size ladder gets denser. Pure: a table in, a frozen result out.
+is coarse on small grids and the two agree as the size ladder gets denser. It is therefore not the independent
+check Chinchilla's Approach 1 was (its envelope ran over the training curves of several schedule lengths): read its
+agreement with Approach 2 as the same iso-FLOP data seen twice, until runs train with several horizons.
+
+Intervals (``envelope_intervals``): a bootstrap of a minimum is degenerate (a resample's best run can only be the
+full sample's or a worse one, so the estimate sits on the interval's edge), so the intervals of a, b and the
+predictions are the Student-t intervals of the least-squares lines through the envelope (n - 2 degrees of
+freedom, from the envelope's scatter about them; ``sweep.fitting.isoflop.power_law_intervals``). They need three
+envelope points. Pure: a table in, a frozen result out.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from sweep.fitting.isoflop import Frontier, fit_power_law
+from sweep.fitting.isoflop import Frontier, fit_power_law, power_law_intervals
 
 
 @dataclass(frozen=True)
@@ -47,3 +55,18 @@ def fit_approach1(runs: pd.DataFrame) -> Approach1Result:
         d_opt=fit_power_law(flops, envelope["tokens"].to_numpy(dtype=float)),
         envelope=envelope,
     )
+
+
+def envelope_intervals(result: Approach1Result, predict_flops: list[float], level: float = 0.95) -> dict[str, list[float]]:
+    """Intervals of a, b and N_opt, D_opt at each of ``predict_flops`` (the summary's ``ci`` keys; module docstring);
+    empty with fewer than 3 envelope points."""
+    envelope = result.envelope
+    if len(envelope) < 3:
+        return {}
+    flops = envelope["flops"] if "flops" in envelope else envelope["budget"]
+    out = {}
+    for quantity, column, exponent in (("n_opt", "n_params", "a"), ("d_opt", "tokens", "b")):
+        intervals = power_law_intervals(flops, envelope[column], predict_flops, level)
+        out[exponent] = intervals.pop("exponent")
+        out |= {key.replace("at@", f"{quantity}@"): value for key, value in intervals.items()}
+    return out

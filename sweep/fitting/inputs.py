@@ -46,6 +46,9 @@ class FitInputs:
     (``flops / tokens``; a results store's sweep convention, or ``table``). See ``compute``."""
     warnings: tuple[str, ...] = ()
     """What a reader of the fit should know about the table (e.g. its FLOPs disagree with its convention)."""
+    pseudo_budgets: dict | None = None
+    """Set when a table had no ``budget`` column and its runs were grouped by FLOPs (``group_budgets``): how many
+    groups, and their smallest and largest run counts. Such groups are not iso-FLOP budgets that were planned."""
 
     def compute(self) -> FlopsPerToken:
         """The FLOPs per token f(N) that splits a budget into N and D (``sweep.fitting.compute``)."""
@@ -163,10 +166,15 @@ def fit_inputs_from_file(path: str | Path, flops_convention: str = "6ND") -> Fit
     bad = bad_cells.any(axis=1)
     reasons = [f"missing, non-numeric, non-finite or non-positive {columns[int(np.argmax(row))]}" for row in bad_cells[bad]]
     kept = runs[~bad].reset_index(drop=True)
+    pseudo = None
     if "budget" not in kept.columns:
         kept["budget"] = group_budgets(kept["flops"].to_numpy())
+        sizes = kept.groupby("budget").size()
+        pseudo = {"count": int(len(sizes)), "min_runs": int(sizes.min()) if len(sizes) else 0,
+                  "max_runs": int(sizes.max()) if len(sizes) else 0, "tolerance": 0.05}  # fmt: skip
     excluded = pd.DataFrame({"sweep": path.name, "run_id": runs.index[bad].astype(str), "status": "invalid", "error": reasons})
-    return FitInputs(runs=kept, excluded=excluded, flops_convention=flops_convention, warnings=_six_nd_check(kept, flops_convention, path))
+    return FitInputs(runs=kept, excluded=excluded, flops_convention=flops_convention, warnings=_six_nd_check(kept, flops_convention, path),
+                     pseudo_budgets=pseudo)  # fmt: skip
 
 
 def _six_nd_check(runs: pd.DataFrame, flops_convention: str, path: Path) -> tuple[str, ...]:

@@ -70,6 +70,28 @@ class Approach2Result(Frontier):
     """Every budget's parabola; the frontier uses those with an interior minimum (at least two)."""
 
 
+def power_law_intervals(flops, values, predict_flops, level: float = 0.95) -> dict[str, list[float]]:
+    """Student-t intervals of a least-squares power law (``fit_power_law``): its exponent, and its mean value at each
+    of ``predict_flops`` (keys ``exponent`` and ``at@C``), from the scatter about the line with n - 2 degrees of
+    freedom. Centred on the fitted line by construction; empty with fewer than 3 points (no scatter to measure)."""
+    from scipy.stats import t as student
+
+    x, y = np.log10(np.asarray(flops, dtype=float)), np.log10(np.asarray(values, dtype=float))
+    if len(x) < 3:
+        return {}
+    slope, intercept = np.polyfit(x, y, 1)
+    sxx = float(np.sum((x - x.mean()) ** 2))
+    scatter = float(np.sqrt(np.sum((y - (slope * x + intercept)) ** 2) / (len(x) - 2)))
+    q = float(student.ppf(0.5 + level / 2, len(x) - 2))
+    out = {"exponent": [float(slope - q * scatter / np.sqrt(sxx)), float(slope + q * scatter / np.sqrt(sxx))]}
+    for c in predict_flops:
+        x0 = np.log10(c)
+        half = q * scatter * np.sqrt(1.0 / len(x) + (x0 - x.mean()) ** 2 / sxx)
+        centre = slope * x0 + intercept
+        out[f"at@{c:.3g}"] = [float(10 ** (centre - half)), float(10 ** (centre + half))]
+    return out
+
+
 def fit_power_law(flops: np.ndarray, values: np.ndarray) -> PowerLaw:
     """Least-squares line through (log10 C, log10 y)."""
     x, y = np.log10(flops), np.log10(values)

@@ -10,13 +10,14 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
       "approach1": {                                    # envelope of final losses (see fitting/envelope.py)
         "a": float | null, "b": float | null,
         "envelope": [{"budget", "flops", "n_params", "tokens", "loss"}],
-        "ci": {"a", "b", "n_opt@C", "d_opt@C": [lo, hi]}, "failed_resamples": int
+        "ci": {"a", "b", "n_opt@C", "d_opt@C": [lo, hi]}, "failed_resamples": 0, "interval_method": str
       },
       "approach2": {
         "a": float | null, "b": float | null,          # N_opt ∝ C^a, D_opt ∝ C^b (null: < 2 usable budgets)
         "budgets": [{"flops", "n_runs", "interior", "n_opt", "d_opt", "loss_opt", "note"}],
         "ci": {"a": [lo, hi], "b": [lo, hi], "n_opt@C": [...], "d_opt@C": [...]},
-        "failed_resamples": int
+        "failed_resamples": int, "interval_method": str,
+        "pseudo_budgets": {"count", "min_runs", "max_runs", "tolerance"}   # only for a table without budgets
       },
       "approach3": {                                    # null with fewer than 5 distinct (N, D) points
         "E", "A", "B", "alpha", "beta", "a", "b", "objective",   # objective: summed Huber (delta 1e-3)
@@ -25,12 +26,13 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
       },
       "predictions": [{"flops", "approach1": {"n_opt", "d_opt"}, "approach2": {"n_opt", "d_opt"},
                        "approach3": {"n_opt", "d_opt", "loss"}}],
-      "extrapolation": {                                # null with fewer than 3 budgets
+      "extrapolation": {          # null with fewer than 3 budgets, a largest budget of < 3 sizes, or pseudo-budgets
         "held_out_flops", "observed_best_loss", "observed_n_opt",   # the largest budget, fitted on its own
         "approach2": {"n_opt"}, "approach3": {"n_opt", "loss", "loss_error"}   # refitted without it
       },
-      "not_fitted": {"approach1" | "approach2" | "approach3": str},   # what an approach that fitted nothing needs
-      "warnings": [str]                                 # e.g. a prediction far beyond the largest fitted budget
+      "replicates": {"points", "runs", "loss_sd_median", "loss_sd_max", "relative_sd_median"} | null,  # seeds' spread
+      "not_fitted": {"approach1" | "approach2" | "approach3" | "extrapolation": str},   # what it needs
+      "warnings": [str]     # a prediction far beyond the data, pseudo-budgets, an interval lopsided about its estimate
     }
 
 ``@C`` keys hold predictions at each requested budget C (``--predict-flops``; default: the largest budget).
@@ -42,13 +44,28 @@ from __future__ import annotations
 
 import math
 
-from sweep.fitting.bootstrap import BootstrapSamples, bootstrap_envelope, bootstrap_isoflop, bootstrap_parametric
+import numpy as np
+
+from sweep.fitting.bootstrap import BootstrapSamples, bootstrap_isoflop, bootstrap_parametric
 from sweep.fitting.compute import FlopsPerToken
-from sweep.fitting.envelope import fit_approach1
+from sweep.fitting.envelope import envelope_intervals, fit_approach1
 from sweep.fitting.inputs import FitInputs
 from sweep.fitting.isoflop import fit_approach2
 from sweep.fitting.parametric import fit_parametric
 
+INTERVAL_METHODS = {
+    "approach1": "Student-t intervals of the least-squares lines through the envelope (n - 2 degrees of freedom; "
+                 "needs 3 envelope points): a bootstrap of a minimum is degenerate",
+    "approach2": "percentile bootstrap, runs resampled within each budget",
+    "approach3": "percentile bootstrap, runs resampled over the whole table (Epoch AI), refits warm-started",
+}
+"""How each approach's 95% intervals are made (``fitting/envelope.py``, ``fitting/bootstrap.py``)."""
+INTERVAL_ROOM = 0.05
+"""An estimate closer than this share of its interval's width to an end is flagged (``interval_notes``)."""
+HELD_OUT_SIZES = 3
+"""Model sizes the extrapolation check's held-out (largest) budget needs: a real iso-FLOP curve, not a stray run."""
+PSEUDO_CHECK = ("the extrapolation check needs a planned budget to hold out; the table's budgets are FLOP groups "
+                "(no budget column)")
 COMPUTE_TOLERANCE = 0.02
 """A FLOPs-per-token fit that misses a run by more than this is flagged (``sweep.fitting.compute``)."""
 EXTRAPOLATION_FACTOR = 10.0
@@ -99,26 +116,39 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
     }
     approach1 = fit_approach1(runs)
     summary["approach1"] = {"a": approach1.a, "b": approach1.b, "envelope": approach1.envelope.to_dict("records")}
-    for name, result, bootstrap in (("approach1", approach1, bootstrap_envelope), ("approach2", approach2, bootstrap_isoflop)):
+    summary["approach1"]["interval_method"] = INTERVAL_METHODS["approach1"]
+    summary["approach2"]["interval_method"] = INTERVAL_METHODS["approach2"]
+    if inputs.pseudo_budgets:
+        summary["approach2"]["pseudo_budgets"] = inputs.pseudo_budgets
+    for name, result in (("approach1", approach1), ("approach2", approach2)):
         if result.n_opt is None:
             continue
-        summary[name] |= _uncertainty(bootstrap(runs, n_boot, seed, predict_flops) if n_boot else None)
+        if name == "approach1":
+            summary[name] |= {"ci": envelope_intervals(approach1, predict_flops) if n_boot else {}, "failed_resamples": 0}
+        else:
+            summary[name] |= _uncertainty(bootstrap_isoflop(runs, n_boot, seed, predict_flops) if n_boot else None)
         for entry in summary["predictions"]:
             entry[name] = {"n_opt": float(result.n_opt(entry["flops"])), "d_opt": float(result.d_opt(entry["flops"]))}
     fit = _try_parametric(runs, compute)
     if fit is not None:
         summary["approach3"] = {
             "E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b,
-            "objective": fit.objective,
+            "objective": fit.objective, "interval_method": INTERVAL_METHODS["approach3"],
             **_uncertainty(bootstrap_parametric(runs, fit, n_boot, seed, predict_flops) if n_boot else None),
         }  # fmt: skip
         for entry in summary["predictions"]:
             n_opt, d_opt = fit.optimal_allocation(entry["flops"])
             entry["approach3"] = {"n_opt": float(n_opt), "d_opt": float(d_opt), "loss": float(fit.optimal_loss(entry["flops"]))}
-    summary["extrapolation"] = extrapolation_check(runs, compute)
+    summary["extrapolation"] = None if inputs.pseudo_budgets else extrapolation_check(runs, compute)
+    why_not = None
+    if summary["extrapolation"] is None:
+        why_not = PSEUDO_CHECK if inputs.pseudo_budgets else _why_no_check(runs)
+    summary["replicates"] = replicate_spread(runs)
     summary["not_fitted"] = {name: NEEDS[name] for name in NEEDS if not _fitted(summary[name])}
+    if why_not:
+        summary["not_fitted"]["extrapolation"] = why_not
     largest = float(runs["budget"].max()) if len(runs) else 0.0
-    summary["warnings"] = list(inputs.warnings) + [
+    summary["warnings"] = list(inputs.warnings) + _pseudo_warning(inputs.pseudo_budgets) + [
         f"FLOPs per token f(N) misses a run's own by up to {compute.max_relative_error:.1%}: the runs were not sized "
         "by one convention of model size, so budgets split into N and D approximately"
     ] * (compute.max_relative_error > COMPUTE_TOLERANCE) + [
@@ -128,7 +158,73 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         for c in predict_flops
         if largest > 0 and c > EXTRAPOLATION_FACTOR * largest
     ]
+    summary["warnings"] += interval_notes(summary)
     return _deep_clean(summary)
+
+
+def _pseudo_warning(pseudo: dict | None) -> list[str]:
+    if not pseudo:
+        return []
+    return [f"the table has no budget column: its runs were grouped into {pseudo['count']} pseudo-budgets of FLOPs "
+            f"within {pseudo['tolerance']:.0%} ({pseudo['min_runs']}-{pseudo['max_runs']} runs each); Approach 2's "
+            "parabolas assume planned iso-FLOP budgets, so read it as approximate, and the extrapolation check is "
+            "skipped; add a budget column to fit the budgets as planned"]
+
+
+def _why_no_check(runs) -> str:
+    budgets = runs["budget"].nunique()
+    if budgets < 3:
+        return f"the extrapolation check needs 3 or more budgets (has {budgets})"
+    sizes = runs.loc[runs["budget"] == runs["budget"].max(), "n_params"].nunique()
+    return f"the extrapolation check needs the largest budget to hold {HELD_OUT_SIZES} or more model sizes (it holds {sizes})"
+
+
+def replicate_spread(runs) -> dict | None:
+    """Seed-to-seed spread of final loss where several runs share a (budget, N): the noise floor against which
+    differences between sizes are read. None without replicates."""
+    groups = runs.groupby(["budget", "n_params"])["loss"]
+    counts = groups.size()
+    if not (counts >= 2).any():
+        return None
+    sd = groups.std(ddof=1)[counts >= 2]
+    relative = (sd / groups.mean()[counts >= 2]).to_numpy()
+    return {"points": int((counts >= 2).sum()), "runs": int(counts[counts >= 2].sum()),
+            "loss_sd_median": float(sd.median()), "loss_sd_max": float(sd.max()),
+            "relative_sd_median": float(np.median(relative))}  # fmt: skip
+
+
+def _points(summary: dict, name: str) -> dict[str, float]:
+    """Each ``ci`` key of an approach with its point estimate."""
+    part = summary[name] or {}
+    points = {key: part[key] for key in ("E", "A", "B", "alpha", "beta", "a", "b") if part.get(key) is not None}
+    for entry in summary["predictions"]:
+        for quantity, value in (entry.get(name) or {}).items():
+            points[f"{quantity}@{entry['flops']:.3g}"] = value
+    return points
+
+
+def interval_notes(summary: dict) -> list[str]:
+    """Each reported interval that does not hold its estimate with room to spare (at least ``INTERVAL_ROOM`` of its
+    width from either end; in log space for positive quantities), said with the reason: a fit that does not sit inside its own interval is no estimate
+    of its uncertainty."""
+    notes = []
+    for name in ("approach1", "approach2", "approach3"):
+        ci = (summary[name] or {}).get("ci") or {}
+        for key, point in _points(summary, name).items():
+            if key not in ci:
+                continue
+            lo, hi = ci[key]
+            if lo > 0 and point > 0:  # positive quantities are judged in log space, where their intervals live
+                lo, hi, point = math.log(lo), math.log(hi), math.log(point)
+            width = hi - lo
+            if width <= 0:
+                notes.append(f"{name} {key}: its interval has zero width: the runs fit exactly, so they measure no scatter")
+            elif not (lo + INTERVAL_ROOM * width <= point <= hi - INTERVAL_ROOM * width):
+                shown, (lo, hi) = _points(summary, name)[key], ci[key]
+                notes.append(f"{name} {key} = {shown:.4g} lies at or beyond the edge of its interval [{lo:.4g}, {hi:.4g}]: "
+                             "the resamples are lopsided about the fit (too few runs or sizes near the minimum), so read "
+                             "the interval as a range of plausible values, not one centred on the estimate")
+    return notes
 
 
 def _fitted(result: dict | None) -> bool:
@@ -139,7 +235,7 @@ def extrapolation_check(runs, compute: FlopsPerToken = FlopsPerToken()) -> dict 
     """Refit without the largest budget and compare what each approach predicts there with what was observed:
     the budget's best loss (its parabola's minimum when interior, else its lowest run) and its N_opt."""
     budgets = sorted(runs["budget"].unique())
-    if len(budgets) < 3:
+    if len(budgets) < 3 or runs.loc[runs["budget"] == budgets[-1], "n_params"].nunique() < HELD_OUT_SIZES:
         return None
     held_out, rest = runs[runs["budget"] == budgets[-1]], runs[runs["budget"] != budgets[-1]]
     flops = float(budgets[-1])

@@ -23,19 +23,24 @@ def runs(budgets=(1e9, 3e9, 1e10), sizes=(2e3, 5e3, 1.2e4, 3e4, 8e4), seeds=1, n
 
 def test_one_budget_says_what_approaches_1_and_2_need():
     summary = fit_summary(runs(budgets=(1e9,)), n_boot=0)
-    assert summary["not_fitted"] == {"approach1": NEEDS["approach1"], "approach2": NEEDS["approach2"]}
+    assert summary["not_fitted"] == {"approach1": NEEDS["approach1"], "approach2": NEEDS["approach2"],
+                                     "extrapolation": "the extrapolation check needs 3 or more budgets (has 1)"}
     assert summary["approach3"] is not None  # 5 sizes, 5 token counts: L(N, D) is identifiable
 
 
 def test_one_budget_two_sizes_three_seeds_fits_nothing_it_cannot_and_never_raises():
     summary = fit_summary(runs(budgets=(1e9,), sizes=(2e3, 8e4), seeds=3, noise=0.01), n_boot=20)
-    assert set(summary["not_fitted"]) == {"approach1", "approach2", "approach3"} and summary["n_runs"] == 6
+    assert set(summary["not_fitted"]) == {"approach1", "approach2", "approach3", "extrapolation"} and summary["n_runs"] == 6
+    assert summary["replicates"]["points"] == 2 and summary["replicates"]["runs"] == 6
 
 
 def test_replicates_fit_as_replicates():
     summary = fit_summary(runs(seeds=3, noise=0.005), n_boot=0)
     assert summary["not_fitted"] == {} and summary["n_runs"] == 45
     assert summary["approach3"]["alpha"] == pytest.approx(0.34, abs=0.05)
+    spread = summary["replicates"]  # the seed-to-seed spread is reported: 15 points of 3 seeds, noise 0.5%
+    assert spread["points"] == 15 and spread["runs"] == 45
+    assert 0.002 < spread["relative_sd_median"] < 0.008
 
 
 def test_a_far_prediction_is_flagged():
