@@ -1,10 +1,11 @@
 """The ``sweep`` command line: a map from subcommand to function. Usage and config errors exit 2 with one line.
 
-    sweep plan CONFIG [--json]                         show the planned runs without training
+    sweep plan CONFIG [--json [PATH.json]]             show the planned runs without training
     sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--verbose] [--repair]
                                                        train what the results directory lacks
     sweep status [--results DIR] [--config FILE] [--json]   runs by status, FLOPs done of planned, in flight, damage
-    sweep fit [--results DIR [--sweep NAME | --config FILE] | --input FILE] [--json PATH]   Approaches 1-3, intervals, plot
+    sweep fit [--results DIR [--sweep NAME | --config FILE] | --input FILE] [--json [PATH.json]] [--out DIR]
+                                                       Approaches 1-3, intervals, plot
     sweep predict --flops C | --gpu-hours H --peak-flops P [--mfu M]   N_opt, D_opt, loss per approach
     sweep report [--results DIR | --input FILE] --out DIR   self-contained HTML report with every plot
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
@@ -14,13 +15,17 @@ Exit status: 0 success (every planned run completed or diverged), 1 some runs fa
 2 config or usage error (a run no node can ever hold included), 3 another sweep holds the results directory's
 lock, 5 cannot connect to the Ray cluster, 130 stopped by SIGINT and 143 by SIGTERM (runs in flight recorded as
 interrupted, checkpoints kept: rerun the same command to resume them).
-The sweep's own lines go to stderr; Ray's logs go to a file whose path ``sweep run`` prints (``--verbose``: the terminal).
+``plan``, ``status``, ``fit`` and ``predict`` take ``--json`` alone (JSON on stdout instead of text) or
+``--json PATH.json`` (written there, the text printed too); ``sweep --version`` prints the version.
+The sweep's own lines go to stderr; Ray's logs go to a file whose path ``sweep run`` prints (``--verbose``: the
+terminal).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -54,10 +59,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = prepare_plan(config)
     r = config.resources
     seconds = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, r.assumed_seconds_per_step) for s in plan.runs}
-    if args.json:
-        rows = [{**asdict(s), "run_id": s.run_id, "estimated_seconds": seconds[s.run_id]} for s in plan.runs]
-        json.dump({"sweep": config.name, "runs": rows, "skipped": plan.skipped, "duplicates": plan.duplicates}, sys.stdout, indent=2, default=list)
-        print()
+    rows = [{**asdict(s), "run_id": s.run_id, "estimated_seconds": seconds[s.run_id]} for s in plan.runs]
+    if _json_output(args, {"sweep": config.name, "runs": rows, "skipped": plan.skipped, "duplicates": plan.duplicates}):
         return 0
     print(
         f"sweep {config.name}: {len(plan.runs)} runs ({config.flops_convention} FLOPs; times assume "
@@ -145,8 +148,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config, planned = _current_plan(args)
     report = sweep_status(ResultsStore(_results_root(args, config)), args.sweep, planned=planned)
-    if args.json:
-        print(json.dumps(report, indent=2))
+    if _json_output(args, report):
         return 0
     holder = report["running"]
     print(f"driver: pid {holder['pid']} on {holder['host']} since {holder['started_at']}" if holder else "driver: none running")
@@ -318,8 +320,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.flops = args.gpu_hours * 3600.0 * args.peak_flops * args.mfu
     summary = fit_summary(_fit_inputs(args), n_boot=args.bootstrap, seed=args.seed, predict_flops=[args.flops])
     prediction = summary["predictions"][0]
-    if args.json:
-        print(json.dumps(prediction | {"n_runs": summary["n_runs"], "flops_convention": summary["flops_convention"], "not_fitted": summary["not_fitted"], "warnings": summary["warnings"]}, indent=2))
+    if _json_output(args, prediction | {key: summary[key] for key in ("n_runs", "flops_convention", "not_fitted", "warnings")}):
         return 0
     c = args.flops
     print(f"Budget C = {c:.4g} FLOPs ({_fitted_what(args)}: {summary['n_runs']} runs fitted; 95% intervals from "
@@ -342,28 +343,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    """Fit the scaling laws (Approaches 1-3, bootstrap intervals). Example: ``sweep fit --sweep demo --json -``."""
+    """Fit the scaling laws (Approaches 1-3, bootstrap intervals). Example: ``sweep fit --sweep demo --json``."""
     from sweep.fitting.isoflop import fit_approach2
     from sweep.fitting.summary import fit_summary
     from sweep.report.plots import plot_approach2
 
     inputs = _fit_inputs(args)
-    root = _results_root(args)
-    plot_dir = Path("plots") if args.input or "://" in root else Path(root) / "plots"  # a URI root is no local path
     summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=args.predict_flops)
-    if args.json == "-":
-        print(json.dumps(summary, indent=2))
+    if _json_output(args, summary):
+        plot = _fit_plot_path(args)
+        if plot:
+            plot_approach2(inputs.runs, fit_approach2(inputs.runs), plot)
+        return 0
+    print(f"Fitting {_fitted_what(args)}")
+    _print_summary(summary, "the table's n_params" if args.input else f"{args.params} parameters")
+    plot = _fit_plot_path(args)
+    if plot:
+        print(f"plot: {plot_approach2(inputs.runs, fit_approach2(inputs.runs), plot).resolve()}")
     else:
-        print(f"Fitting {_fitted_what(args)}")
-        _print_summary(summary, "the table's n_params" if args.input else f"{args.params} parameters")
-        if args.json:
-            Path(args.json).write_text(json.dumps(summary, indent=2))
-            print(f"\nJSON: {Path(args.json).resolve()}")
-    name = args.sweep or (Path(args.input).stem if args.input else "all")
-    plot = plot_approach2(inputs.runs, fit_approach2(inputs.runs), args.plot or plot_dir / f"isoflop-{name}.png")
-    if args.json != "-":
-        print(f"plot: {plot.resolve()}")
+        print("plot: not written (with --input, give --out DIR or --json PATH.json to place it)")
     return 0
+
+
+def _fit_plot_path(args: argparse.Namespace) -> Path | None:
+    """Where ``fit`` draws its iso-FLOP plot: ``--plot``; else ``--out``; else, for a local results directory,
+    RESULTS/plots; for ``--input``, beside ``--json PATH.json``, else nowhere (never into the working directory
+    unasked); for an object-store root, ./plots (a URI is no local path)."""
+    name = f"isoflop-{args.sweep or (Path(args.input).stem if args.input else 'all')}.png"
+    if args.plot:
+        return Path(args.plot)
+    if args.out:
+        return Path(args.out) / name
+    if args.input:
+        return Path(args.json).parent / name if args.json and args.json != "-" else None
+    root = _results_root(args)
+    return (Path("plots") if "://" in root else Path(root) / "plots") / name
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -391,7 +405,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if status == 0:
         args.sweep, args.params, args.plot, args.input = load_config(args.config).name, "nonembedding", None, None
         args.json, args.bootstrap, args.seed, args.predict_flops, args.drop_highest_loss = None, 1000, 0, None, 0
-        args.include_stale = False
+        args.include_stale, args.out, args.flops_convention = False, None, "6ND"
         status = cmd_fit(args)
         root = Path(_results_root(args)).resolve()
         args.out = root / "report"
@@ -422,16 +436,62 @@ def _add_fit_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-stale", action="store_true", help="with --config: also fit runs no longer in its plan")
 
 
+def _version() -> str:
+    """The installed package's version (``scaling-sweep``), or ``unknown`` when run from a bare checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scaling-sweep")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
+    """One ``--json`` for every command: bare (or ``-``) prints JSON instead of text; ``PATH.json`` writes it there
+    and prints the text as well."""
+    parser.add_argument("--json", nargs="?", const="-", metavar="PATH.json",
+                        help=f"{what} as JSON: on stdout instead of text (bare --json or '-'), or written to PATH.json")
+
+
+def _json_output(args: argparse.Namespace, data: dict) -> bool:
+    """Honour ``--json``: True when JSON went to stdout (print nothing else); a ``PATH.json`` is written (atomically)
+    and its path printed on stderr. A path not ending in ``.json`` is refused, so ``--json CONFIG.yaml`` (a
+    positional taken for the path) never overwrites a file."""
+    if not args.json:
+        return False
+    if args.json == "-":
+        print(json.dumps(data, indent=2, default=list))
+        return True
+    path = Path(args.json)
+    if path.suffix != ".json":
+        raise ConfigError(f"--json: {args.json!r} is not a .json path (bare --json prints to stdout; a path must end in .json)")
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(json.dumps(data, indent=2, default=list))
+    except OSError as error:
+        raise ConfigError(f"--json: cannot write {path}: {error.strerror or error}") from None
+    temporary.replace(path)
+    print(f"JSON: {path.resolve()}", file=sys.stderr)
+    return False
+
+
+def _plain(doc: str | None) -> str | None:
+    """A docstring as help text: ``code`` shown as code."""
+    return doc and re.sub(r"``([^`]+)``", r"\1", doc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweep", description="Distributed scaling-law sweeps: plan, run, fit.")
+    parser.add_argument("--version", action="version", version=f"sweep {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    plan = commands.add_parser("plan", help="show the planned runs without training", description=cmd_plan.__doc__)
+    plan = commands.add_parser("plan", help="show the planned runs without training", description=_plain(cmd_plan.__doc__))
     plan.add_argument("config", help="sweep YAML file")
-    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _add_json(plan, "the plan")
     plan.set_defaults(handler=cmd_plan)
 
-    run = commands.add_parser("run", help="train the runs the results lack", description=cmd_run.__doc__)
+    run = commands.add_parser("run", help="train the runs the results lack", description=_plain(cmd_run.__doc__))
     run.add_argument("config", help="sweep YAML file")
     run.add_argument("--results", help=f"results directory or URI (default: the config's, else ./{DEFAULT_RESULTS})")
     run.add_argument("--cluster", help="cluster file (default: embedded Ray, as clusters/local.yaml)")
@@ -441,23 +501,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also train again the finished runs whose metrics are missing or cut short (sweep status lists them)")
     run.set_defaults(handler=cmd_run)
 
-    status = commands.add_parser("status", help="runs by status, FLOPs done, runs in flight", description=cmd_status.__doc__)
+    status = commands.add_parser("status", help="runs by status, FLOPs done, runs in flight", description=_plain(cmd_status.__doc__))
     status.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
     status.add_argument("--sweep", help="only this sweep")
     status.add_argument("--config", help="the sweep file: its sweep, counted against its current plan (stale runs apart)")
-    status.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_json(status, "the report")
     status.set_defaults(handler=cmd_status)
 
-    fit = commands.add_parser("fit", help="fit the scaling laws (Approaches 1-3) with intervals", description=cmd_fit.__doc__)
+    fit = commands.add_parser("fit", help="fit the scaling laws (Approaches 1-3) with intervals", description=_plain(cmd_fit.__doc__))
     _add_fit_inputs(fit)
-    fit.add_argument("--json", help="write the fit summary as JSON to this path ('-': stdout only)")
+    _add_json(fit, "the fit summary")
     fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (0: none; default 1000)")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     fit.add_argument("--predict-flops", type=float, nargs="+", help="budgets to predict N_opt, D_opt and loss at (default: the largest)")
-    fit.add_argument("--plot", help="PNG path (default RESULTS/plots/isoflop-SWEEP.png; with --input or a URI root, ./plots/isoflop-NAME.png)")
+    fit.add_argument("--out", help="directory for the plot (default RESULTS/plots; with --input: beside --json PATH.json, else none)")
+    fit.add_argument("--plot", help="PNG path of the iso-FLOP plot (overrides --out)")
     fit.set_defaults(handler=cmd_fit)
 
-    predict = commands.add_parser("predict", help="N_opt, D_opt and loss for a budget, per approach", description=cmd_predict.__doc__)
+    predict = commands.add_parser("predict", help="N_opt, D_opt and loss for a budget, per approach", description=_plain(cmd_predict.__doc__))
     predict.add_argument("--flops", type=float, help="training compute budget C in FLOPs")
     predict.add_argument("--gpu-hours", type=float, help="or: GPU-hours to spend (with --peak-flops, --mfu)")
     predict.add_argument("--peak-flops", type=float, help="peak FLOP/s of one GPU (e.g. 989e12 for an H100, dense bf16)")
@@ -465,22 +526,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_inputs(predict)
     predict.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     predict.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    predict.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    _add_json(predict, "the prediction")
     predict.set_defaults(handler=cmd_predict)
 
-    report = commands.add_parser("report", help="write a self-contained HTML report of the fits", description=cmd_report.__doc__)
+    report = commands.add_parser("report", help="write a self-contained HTML report of the fits", description=_plain(cmd_report.__doc__))
     _add_fit_inputs(report)
     report.add_argument("--out", required=True, help="directory for report.html")
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     report.set_defaults(handler=cmd_report)
 
-    demo = commands.add_parser("demo", help="run the bundled demo sweep, then fit it", description=cmd_demo.__doc__)
+    demo = commands.add_parser("demo", help="run the bundled demo sweep, then fit it", description=_plain(cmd_demo.__doc__))
     demo.add_argument("--results", help=f"results directory (default ./{DEFAULT_RESULTS})")
     demo.set_defaults(handler=cmd_demo)
 
     doctor = commands.add_parser("doctor", help="check this machine trains as a sweep will (devices, bf16, compile, DDP)",
-                                 description=cmd_doctor.__doc__)  # fmt: skip
+                                 description=_plain(cmd_doctor.__doc__))  # fmt: skip
     doctor.add_argument("--peak-flops", type=float, help="one device's peak FLOP/s for MFU (default: the table of known GPUs)")
     doctor.add_argument("--verbose", action="store_true", help="print the traceback of a failed check")
     doctor.set_defaults(handler=cmd_doctor)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,7 +19,39 @@ def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
-    assert "usage: sweep " + command in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "usage: sweep " + command in out
+    assert "``" not in out  # plain text, not the docstrings' RST
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("sweep ")
+
+
+EPOCH = "tests/data/chinchilla_epoch_svg_extracted.csv"
+
+
+@pytest.mark.parametrize("command", [["fit"], ["predict", "--flops", "1e21"]])
+def test_one_json_convention(command, tmp_path, capsys, monkeypatch):
+    """Bare --json: JSON alone on stdout; --json PATH.json: written there, the text printed too; any other path is
+    refused (exit 2), so a positional taken for the path is never overwritten; fit --input writes no ./plots."""
+    monkeypatch.chdir(tmp_path)
+    base = [*command, "--input", str(Path(__file__).parent.parent / EPOCH), "--bootstrap", "0"]
+    assert main([*base, "--json"]) == 0
+    assert "n_runs" in json.loads(capsys.readouterr().out)
+    assert main([*base, "--json", str(tmp_path / "out" / "fit.json")]) == 0
+    captured = capsys.readouterr()
+    assert "approach" in captured.out and "JSON: " in captured.err
+    assert json.loads((tmp_path / "out" / "fit.json").read_text())["n_runs"] == 245
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    assert main([*base, "--json", str(tmp_path / "config.yaml")]) == 2
+    assert (tmp_path / "config.yaml").read_text() == "name: x\n"
+    assert "not a .json path" in capsys.readouterr().err
+    assert not (tmp_path / "plots").exists()  # --input never writes into the working directory unasked
+    if command == ["fit"]:
+        assert (tmp_path / "out" / "isoflop-chinchilla_epoch_svg_extracted.png").exists()  # beside the JSON
 
 
 def test_parser_knows_exactly_these_commands():
