@@ -6,7 +6,8 @@
     sweep status [--results DIR] [--config FILE] [--json]   runs by status, FLOPs done of planned, in flight, damage
     sweep fit [--results DIR [--sweep NAME | --config FILE] | --input FILE] [--json [PATH.json]] [--out DIR]
                                                        Approaches 1-3, intervals, plot
-    sweep predict --flops C | --gpu-hours H --peak-flops P [--mfu M]   N_opt, D_opt, loss per approach
+    sweep predict --flops C | --gpu-hours H --peak-flops P [--mfu M] [--price-per-gpu-hour USD]
+                                                       N_opt, D_opt, loss per approach; what the spend buys
     sweep report [--results DIR | --input FILE] --out DIR   self-contained HTML report with every plot
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
     sweep doctor [--peak-flops P] [--verbose]          check this machine trains as a sweep will (GPU, bf16, compile, DDP)
@@ -308,21 +309,30 @@ def _fitted_what(args: argparse.Namespace) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """What N and D for a budget, and what loss, by each approach with 95% intervals.
+    """What N and D for a budget, and what loss, by each approach with 95% intervals; with a price, what the spend
+    buys (loss against dollars, the loss a doubling gains).
 
-    Example: ``sweep predict --flops 1e21`` or ``sweep predict --gpu-hours 5000 --peak-flops 989e12 --mfu 0.4``.
+    Example: ``sweep predict --flops 1e21`` or ``sweep predict --gpu-hours 5000 --peak-flops 989e12 --mfu 0.4
+    --price-per-gpu-hour 2.5``.
     """
+    from sweep.fitting.roi import SPEND_MULTIPLES, roi_rows
     from sweep.fitting.summary import fit_summary
 
+    pricing = _pricing(args)
     if args.flops is None:
         if None in (args.gpu_hours, args.peak_flops):
             raise ConfigError("give --flops, or --gpu-hours with --peak-flops (and --mfu)")
         args.flops = args.gpu_hours * 3600.0 * args.peak_flops * args.mfu
-    summary = fit_summary(_fit_inputs(args), n_boot=args.bootstrap, seed=args.seed, predict_flops=[args.flops])
-    prediction = summary["predictions"][0]
-    if _json_output(args, prediction | {key: summary[key] for key in ("n_runs", "flops_convention", "not_fitted", "warnings")}):
-        return 0
+    if not (0 < args.flops < float("inf")):
+        raise ConfigError(f"--flops: the budget must be a positive number of FLOPs, got {args.flops!r}")
     c = args.flops
+    around = [c * m for m in SPEND_MULTIPLES if m != 1.0] if pricing else []
+    summary = fit_summary(_fit_inputs(args), n_boot=args.bootstrap, seed=args.seed, predict_flops=[c, *around])
+    prediction = summary["predictions"][0]
+    roi = sorted(roi_rows(summary, pricing), key=lambda row: row["flops"]) if pricing else None
+    extra = {key: summary[key] for key in ("n_runs", "flops_convention", "not_fitted", "warnings")}
+    if _json_output(args, prediction | extra | ({"roi": roi, "pricing": _pricing_dict(pricing)} if pricing else {})):
+        return 0
     print(f"Budget C = {c:.4g} FLOPs ({_fitted_what(args)}: {summary['n_runs']} runs fitted; 95% intervals from "
           f"{args.bootstrap} bootstrap resamples)")
     print(f"FLOP convention: {_convention_text(summary['flops_convention'])}")
@@ -337,9 +347,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"{label:<12}{_with_interval(p['n_opt'], ci.get(f'n_opt@{c:.3g}'), '.3g'):>34}"
             f"{_with_interval(p['d_opt'], ci.get(f'd_opt@{c:.3g}'), '.3g'):>34}{p['d_opt'] / p['n_opt']:>14.1f}{loss:>30}"
         )
+    if pricing:
+        _print_roi(roi, pricing, summary)
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
     return 0
+
+
+def _pricing(args: argparse.Namespace):
+    """``Pricing`` from ``--price-per-gpu-hour``, ``--peak-flops`` and ``--mfu``; None without a price."""
+    from sweep.fitting.roi import Pricing
+
+    if args.price_per_gpu_hour is None:
+        return None
+    if args.peak_flops is None:
+        raise ConfigError("--price-per-gpu-hour needs --peak-flops (one GPU's dense peak FLOP/s, e.g. 989e12 for an H100 in bf16)")
+    try:
+        return Pricing(args.price_per_gpu_hour, args.peak_flops, args.mfu)
+    except ValueError as error:
+        raise ConfigError(f"--{str(error).split()[0].replace('_', '-')}: {error}") from None
+
+
+def _pricing_dict(pricing) -> dict:
+    return {"price_per_gpu_hour": pricing.price_per_gpu_hour, "peak_flops": pricing.peak_flops, "mfu": pricing.mfu}
+
+
+def _print_roi(rows: list[dict], pricing, summary: dict) -> None:
+    """Loss against spend around the budget asked for, and what a doubling of each spend gains."""
+    print(f"\nWhat the spend buys (Approach 3's compute-optimal loss; {pricing.price_per_gpu_hour:g} per GPU-hour, "
+          f"peak {pricing.peak_flops:.3g} FLOP/s, MFU {pricing.mfu:.0%})")
+    if not rows:
+        print(f"  not available: {summary['not_fitted'].get('approach3', 'Approach 3 is not fitted')}")
+        return
+    print(f"{'C (FLOPs)':>12}{'GPU-hours':>12}{'cost':>12}{'loss':>28}{'gain per doubling':>30}")
+    for row in rows:
+        print(f"{row['flops']:>12.3g}{row['gpu_hours']:>12.4g}{row['dollars']:>12,.0f}"
+              f"{_with_interval(row['loss'], row['loss_ci'], '.4f'):>28}{_with_interval(row['gain'], row['gain_ci'], '.4f'):>30}")
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -523,6 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--gpu-hours", type=float, help="or: GPU-hours to spend (with --peak-flops, --mfu)")
     predict.add_argument("--peak-flops", type=float, help="peak FLOP/s of one GPU (e.g. 989e12 for an H100, dense bf16)")
     predict.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation to assume (default 0.4)")
+    predict.add_argument("--price-per-gpu-hour", type=float,
+                         help="with --peak-flops: show loss against spend and the loss a doubling of spend gains")
     _add_fit_inputs(predict)
     predict.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     predict.add_argument("--seed", type=int, default=0, help="bootstrap seed")

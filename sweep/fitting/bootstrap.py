@@ -43,6 +43,7 @@ def _predictions(row: dict, n_opt, d_opt, loss_opt, predict_flops: list[float]) 
         row[f"n_opt@{flops:.3g}"], row[f"d_opt@{flops:.3g}"] = float(n_opt(flops)), float(d_opt(flops))
         if loss_opt is not None:
             row[f"loss@{flops:.3g}"] = float(loss_opt(flops))
+            row[f"gain@{flops:.3g}"] = float(loss_opt(flops) - loss_opt(2.0 * flops))  # loss gained by doubling C
     return row
 
 

@@ -21,11 +21,11 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
       },
       "approach3": {                                    # null with fewer than 5 distinct (N, D) points
         "E", "A", "B", "alpha", "beta", "a", "b", "objective",   # objective: summed Huber (delta 1e-3)
-        "ci": {"E", "A", "B", "alpha", "beta", "a", "b", "n_opt@C", "d_opt@C", "loss@C": [lo, hi]},
+        "ci": {"E", "A", "B", "alpha", "beta", "a", "b", "n_opt@C", "d_opt@C", "loss@C", "gain@C": [lo, hi]},
         "failed_resamples": int
       },
       "predictions": [{"flops", "approach1": {"n_opt", "d_opt"}, "approach2": {"n_opt", "d_opt"},
-                       "approach3": {"n_opt", "d_opt", "loss"}}],
+                       "approach3": {"n_opt", "d_opt", "loss", "gain"}}],   # gain: L(C) - L(2C), a doubling's worth
       "extrapolation": {          # null with fewer than 3 budgets, a largest budget of < 3 sizes, or pseudo-budgets
         "held_out_flops", "observed_best_loss", "observed_n_opt",   # the largest budget, fitted on its own
         "approach2": {"n_opt"}, "approach3": {"n_opt", "loss", "loss_error"}   # refitted without it
@@ -138,7 +138,8 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         }  # fmt: skip
         for entry in summary["predictions"]:
             n_opt, d_opt = fit.optimal_allocation(entry["flops"])
-            entry["approach3"] = {"n_opt": float(n_opt), "d_opt": float(d_opt), "loss": float(fit.optimal_loss(entry["flops"]))}
+            loss, doubled = fit.optimal_loss(entry["flops"]), fit.optimal_loss(2.0 * entry["flops"])
+            entry["approach3"] = {"n_opt": float(n_opt), "d_opt": float(d_opt), "loss": float(loss), "gain": float(loss - doubled)}
     summary["extrapolation"] = None if inputs.pseudo_budgets else extrapolation_check(runs, compute)
     why_not = None
     if summary["extrapolation"] is None:
