@@ -180,19 +180,12 @@ def _with_interval(value: float | None, interval: list[float] | None, spec: str 
     return f"{value:{spec}}" + (f" [{interval[0]:{spec}}, {interval[1]:{spec}}]" if interval else "")
 
 
-def _convention_text(convention: dict) -> str:
-    """``C = 6ND``, or ``6N+attention (each run's FLOPs per token): C = f(N) D, f(N)/N 7.71 at N = 7.1e+03 ... 6.21 at N = 1.7e+05``."""
-    if convention["name"] == "6ND":
-        return "C = 6ND"
-    sizes, ratios = convention["n_params"], convention["flops_per_token_over_n"]
-    span = f"{ratios[0]:.3g} at N = {sizes[0]:.2g}" + (f" ... {ratios[-1]:.3g} at N = {sizes[-1]:.2g}" if len(sizes) > 1 else "")
-    return f"{convention['name']}: C = f(N) D, f(N)/N {span}"
-
-
 def _print_summary(summary: dict, params: str) -> None:
+    from sweep.fitting.compute import describe_convention
+
     a1, a2, a3 = summary["approach1"], summary["approach2"], summary["approach3"]
     print(f"{summary['n_runs']} runs fitted; N = {params}; 95% intervals from {summary['bootstrap']['samples']} bootstrap resamples")
-    print(f"FLOP convention: {_convention_text(summary['flops_convention'])}")
+    print(f"FLOP convention: {describe_convention(summary['flops_convention'])}")
     for row in summary["excluded"]:
         print(f"not fitted: run {row['run_id']} ({row['status']})")
     spread = summary.get("replicates")
@@ -315,6 +308,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     Example: ``sweep predict --flops 1e21`` or ``sweep predict --gpu-hours 5000 --peak-flops 989e12 --mfu 0.4
     --price-per-gpu-hour 2.5``.
     """
+    from sweep.fitting.compute import describe_convention
     from sweep.fitting.roi import SPEND_MULTIPLES, roi_rows
     from sweep.fitting.summary import fit_summary
 
@@ -335,7 +329,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     print(f"Budget C = {c:.4g} FLOPs ({_fitted_what(args)}: {summary['n_runs']} runs fitted; 95% intervals from "
           f"{args.bootstrap} bootstrap resamples)")
-    print(f"FLOP convention: {_convention_text(summary['flops_convention'])}")
+    print(f"FLOP convention: {describe_convention(summary['flops_convention'])}")
     print(f"{'approach':<12}{'N_opt':>34}{'D_opt':>34}{'tokens/param':>14}{'loss':>30}")
     for name, label in (("approach1", "1 envelope"), ("approach2", "2 iso-FLOP"), ("approach3", "3 L(N,D)")):
         if name not in prediction:
@@ -424,8 +418,10 @@ def _fit_plot_path(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write a self-contained HTML report of the fits. Example: ``sweep report --results results --out report/``."""
+    """Write a self-contained HTML report of the fits. Example: ``sweep report --results results --out report/``
+    (``--price-per-gpu-hour 2.5 --peak-flops 989e12`` adds what the spend buys)."""
     from sweep.report.html import write_report
+    from sweep.report.provenance import provenance
     from sweep.results.storage import ResultsStore
 
     inputs = _fit_inputs(args)
@@ -435,10 +431,24 @@ def cmd_report(args: argparse.Namespace) -> int:
         metrics = store.read_metrics(args.sweep)
         metrics = metrics[metrics["run_id"].isin(set(inputs.runs["run_id"]))]
         ledger = store.read_runs(args.sweep)
+    _measured_defaults(args, ledger)
     title = f"Scaling-law report: {args.sweep or args.input or redact_uri(_results_root(args))}"
-    path = write_report(inputs, args.out, metrics=metrics, title=title, n_boot=args.bootstrap, seed=args.seed, ledger=ledger)
+    source = args.input or redact_uri(_results_root(args))
+    path = write_report(inputs, args.out, metrics=metrics, title=title, n_boot=args.bootstrap, seed=args.seed, ledger=ledger,
+                        pricing=_pricing(args), provenance=provenance(args.config, ledger, source))  # fmt: skip
     print(f"report: {path.resolve()}")
     return 0
+
+
+def _measured_defaults(args: argparse.Namespace, ledger) -> None:
+    """``--peak-flops`` and ``--mfu`` not given: what the sweep's completed runs recorded (their device's peak, their
+    mean MFU), else an MFU of 0.4."""
+    done = ledger[ledger["status"] == "completed"] if ledger is not None and "peak_flops" in ledger else None
+    if args.peak_flops is None and done is not None and done["peak_flops"].notna().any():
+        args.peak_flops = float(done["peak_flops"].median())
+    if args.mfu is None:
+        measured = done["mfu"].dropna() if done is not None and "mfu" in done else []
+        args.mfu = float(measured.mean()) if len(measured) else 0.4
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -449,6 +459,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.sweep, args.params, args.plot, args.input = load_config(args.config).name, "nonembedding", None, None
         args.json, args.bootstrap, args.seed, args.predict_flops, args.drop_highest_loss = None, 1000, 0, None, 0
         args.include_stale, args.out, args.flops_convention = False, None, "6ND"
+        args.price_per_gpu_hour, args.peak_flops, args.mfu = None, None, None
         status = cmd_fit(args)
         root = Path(_results_root(args)).resolve()
         args.out = root / "report"
@@ -577,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write a self-contained HTML report of the fits", description=_plain(cmd_report.__doc__))
     _add_fit_inputs(report)
     report.add_argument("--out", required=True, help="directory for report.html")
+    report.add_argument("--price-per-gpu-hour", type=float, help="add what the spend buys: loss against cost, the gain per doubling")
+    report.add_argument("--peak-flops", type=float, help="one GPU's dense peak FLOP/s (default: what the runs recorded)")
+    report.add_argument("--mfu", type=float, help="model FLOPs utilisation (default: the runs' measured mean, else 0.4)")
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     report.set_defaults(handler=cmd_report)

@@ -143,3 +143,13 @@ def optimal_allocation(flops, *, E: float, A: float, B: float, alpha: float, bet
         low, high = np.where(rising, low, middle), np.where(rising, middle, high)
     n_opt = np.exp(0.5 * (low + high))
     return n_opt, c / compute(n_opt)
+
+
+def describe_convention(convention: dict) -> str:
+    """One line for a summary's ``flops_convention`` (``FlopsPerToken.as_dict``): ``C = 6ND``, or
+    ``6N+attention (each run's FLOPs per token): C = f(N) D, f(N)/N 7.71 at N = 7.1e+03 ... 6.21 at N = 1.7e+05``."""
+    if convention["name"] == "6ND":
+        return "C = 6ND"
+    sizes, ratios = convention["n_params"], convention["flops_per_token_over_n"]
+    span = f"{ratios[0]:.3g} at N = {sizes[0]:.2g}" + (f" ... {ratios[-1]:.3g} at N = {sizes[-1]:.2g}" if len(sizes) > 1 else "")
+    return f"{convention['name']}: C = f(N) D, f(N)/N {span}"

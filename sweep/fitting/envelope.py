@@ -16,7 +16,10 @@ agreement with Approach 2 as the same iso-FLOP data seen twice, until runs train
 Intervals (``envelope_intervals``): a bootstrap of a minimum is degenerate (a resample's best run can only be the
 full sample's or a worse one, so the estimate sits on the interval's edge), so the intervals of a, b and the
 predictions are the Student-t intervals of the least-squares lines through the envelope (n - 2 degrees of
-freedom, from the envelope's scatter about them; ``sweep.fitting.isoflop.power_law_intervals``). They need three
+freedom, from the envelope's scatter about them; ``sweep.fitting.isoflop.power_law_intervals``), widened by the
+grid's resolution: an envelope run's N stands for a minimum anywhere between its neighbouring sizes, so each point
+carries the variance of a uniform error over half the log spacing to them (h^2 / 3, h the mean half-gap in log10;
+likewise for D). A ladder whose minima fall on one line therefore still gets an interval. They need three
 envelope points. Pure: a table in, a frozen result out.
 """
 
@@ -57,16 +60,30 @@ def fit_approach1(runs: pd.DataFrame) -> Approach1Result:
     )
 
 
-def envelope_intervals(result: Approach1Result, predict_flops: list[float], level: float = 0.95) -> dict[str, list[float]]:
-    """Intervals of a, b and N_opt, D_opt at each of ``predict_flops`` (the summary's ``ci`` keys; module docstring);
-    empty with fewer than 3 envelope points."""
+def grid_resolution(envelope: pd.DataFrame, runs: pd.DataFrame, column: str) -> float:
+    """Mean over envelope points of h^2 / 3, h half the mean log10 gap between the point's value of ``column`` and its
+    neighbours among its budget's runs (module docstring)."""
+    variances = []
+    for row in envelope.itertuples():
+        values = np.unique(np.log10(runs.loc[runs["budget"] == row.budget, column].to_numpy(dtype=float)))
+        i = int(np.searchsorted(values, np.log10(getattr(row, column))))
+        gaps = [values[j + 1] - values[j] for j in (i - 1, i) if 0 <= j < len(values) - 1]
+        variances.append((np.mean(gaps) / 2.0) ** 2 / 3.0 if gaps else 0.0)
+    return float(np.mean(variances)) if variances else 0.0
+
+
+def envelope_intervals(result: Approach1Result, predict_flops: list[float], level: float = 0.95,
+                       runs: pd.DataFrame | None = None) -> dict[str, list[float]]:  # fmt: skip
+    """Intervals of a, b and N_opt, D_opt at each of ``predict_flops`` (the summary's ``ci`` keys; module docstring),
+    widened by the resolution of ``runs``' size grid when given; empty with fewer than 3 envelope points."""
     envelope = result.envelope
     if len(envelope) < 3:
         return {}
     flops = envelope["flops"] if "flops" in envelope else envelope["budget"]
     out = {}
     for quantity, column, exponent in (("n_opt", "n_params", "a"), ("d_opt", "tokens", "b")):
-        intervals = power_law_intervals(flops, envelope[column], predict_flops, level)
+        resolution = grid_resolution(envelope, runs, column) if runs is not None else 0.0
+        intervals = power_law_intervals(flops, envelope[column], predict_flops, level, resolution)
         out[exponent] = intervals.pop("exponent")
         out |= {key.replace("at@", f"{quantity}@"): value for key, value in intervals.items()}
     return out

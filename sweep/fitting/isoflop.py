@@ -70,10 +70,11 @@ class Approach2Result(Frontier):
     """Every budget's parabola; the frontier uses those with an interior minimum (at least two)."""
 
 
-def power_law_intervals(flops, values, predict_flops, level: float = 0.95) -> dict[str, list[float]]:
+def power_law_intervals(flops, values, predict_flops, level: float = 0.95, resolution: float = 0.0) -> dict[str, list[float]]:
     """Student-t intervals of a least-squares power law (``fit_power_law``): its exponent, and its mean value at each
     of ``predict_flops`` (keys ``exponent`` and ``at@C``), from the scatter about the line with n - 2 degrees of
-    freedom. Centred on the fitted line by construction; empty with fewer than 3 points (no scatter to measure)."""
+    freedom, plus ``resolution``: a variance in log10 y that each point carries whatever the scatter (e.g. a
+    minimum read off a grid of sizes). Centred on the fitted line by construction; empty with fewer than 3 points."""
     from scipy.stats import t as student
 
     x, y = np.log10(np.asarray(flops, dtype=float)), np.log10(np.asarray(values, dtype=float))
@@ -81,7 +82,7 @@ def power_law_intervals(flops, values, predict_flops, level: float = 0.95) -> di
         return {}
     slope, intercept = np.polyfit(x, y, 1)
     sxx = float(np.sum((x - x.mean()) ** 2))
-    scatter = float(np.sqrt(np.sum((y - (slope * x + intercept)) ** 2) / (len(x) - 2)))
+    scatter = float(np.sqrt(np.sum((y - (slope * x + intercept)) ** 2) / (len(x) - 2) + resolution))
     q = float(student.ppf(0.5 + level / 2, len(x) - 2))
     out = {"exponent": [float(slope - q * scatter / np.sqrt(sxx)), float(slope + q * scatter / np.sqrt(sxx))]}
     for c in predict_flops:

@@ -54,12 +54,14 @@ from sweep.fitting.isoflop import fit_approach2
 from sweep.fitting.parametric import fit_parametric
 
 INTERVAL_METHODS = {
-    "approach1": "Student-t intervals of the least-squares lines through the envelope (n - 2 degrees of freedom; "
-                 "needs 3 envelope points): a bootstrap of a minimum is degenerate",
+    "approach1": "Student-t intervals of the least-squares lines through the envelope (n - 2 degrees of freedom, "
+                 "widened by the size grid's resolution; needs 3 envelope points): a bootstrap of a minimum is degenerate",
     "approach2": "percentile bootstrap, runs resampled within each budget",
     "approach3": "percentile bootstrap, runs resampled over the whole table (Epoch AI), refits warm-started",
 }
 """How each approach's 95% intervals are made (``fitting/envelope.py``, ``fitting/bootstrap.py``)."""
+ZERO_WIDTH = 1e-6
+"""An interval narrower than this (relative) has no width: every resample gave the same value."""
 INTERVAL_ROOM = 0.05
 """An estimate closer than this share of its interval's width to an end is flagged (``interval_notes``)."""
 HELD_OUT_SIZES = 3
@@ -124,7 +126,7 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         if result.n_opt is None:
             continue
         if name == "approach1":
-            summary[name] |= {"ci": envelope_intervals(approach1, predict_flops) if n_boot else {}, "failed_resamples": 0}
+            summary[name] |= {"ci": envelope_intervals(approach1, predict_flops, runs=runs) if n_boot else {}, "failed_resamples": 0}
         else:
             summary[name] |= _uncertainty(bootstrap_isoflop(runs, n_boot, seed, predict_flops) if n_boot else None)
         for entry in summary["predictions"]:
@@ -218,8 +220,9 @@ def interval_notes(summary: dict) -> list[str]:
             if lo > 0 and point > 0:  # positive quantities are judged in log space, where their intervals live
                 lo, hi, point = math.log(lo), math.log(hi), math.log(point)
             width = hi - lo
-            if width <= 0:
-                notes.append(f"{name} {key}: its interval has zero width: the runs fit exactly, so they measure no scatter")
+            if width <= ZERO_WIDTH * max(abs(lo), abs(hi), 1.0):
+                notes.append(f"{name} {key}: its interval has no width: the data leave it no spread (an exact fit, or "
+                             "an estimate on a bound such as E = 0), so it measures no uncertainty")
             elif not (lo + INTERVAL_ROOM * width <= point <= hi - INTERVAL_ROOM * width):
                 shown, (lo, hi) = _points(summary, name)[key], ci[key]
                 notes.append(f"{name} {key} = {shown:.4g} lies at or beyond the edge of its interval [{lo:.4g}, {hi:.4g}]: "

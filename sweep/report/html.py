@@ -1,10 +1,16 @@
 """``sweep report``: one self-contained HTML page (figures embedded as PNG data) with what a researcher checks.
 
+Sections, in order: what was fitted (runs, FLOP convention, intervals); warnings and what could not be fitted,
+each with its reason; the fitted numbers; predictions at the largest budget and 10x it; what the spend buys (the
+ROI view, given a price per GPU-hour, ``sweep.fitting.roi``); the figures; the table of every run (N, D, C,
+status, loss, tokens/s); throughput; provenance (``sweep.report.provenance``).
+
 Figures: iso-FLOP curves with their parabolas (Approach 2); the frontier N_opt(C) and D_opt(C) of every approach
 with 95% bootstrap bands; Approach 3's surface against the data (its iso-FLOP curves L(N, C/f(N)) over the runs,
 f the runs' FLOPs per token, ``sweep.fitting.compute``);
-residuals of Approach 3 in log loss; and, from a results directory, every run's training curve against FLOPs with
-the envelope of final losses (Approach 1). Then the table of fitted numbers with intervals and the extrapolation
+residuals of Approach 3 in log loss; loss against dollars with its band (given a price); and, from a results
+directory, every run's training curve against FLOPs, coloured and labelled by model size, with the envelope of
+final losses (Approach 1). Then the table of fitted numbers with intervals and the extrapolation
 check, and, from a results directory's ledger, a throughput table: mean tokens/s, model FLOP/s (the sweep's own
 FLOPs per token) and MFU of the completed runs of each model size on each device and precision. Everything shown
 comes from ``fit_summary``, the runs table and the ledger: the page holds no analysis of its own.
@@ -20,12 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sweep.fitting.compute import describe_convention
 from sweep.fitting.envelope import fit_approach1
 from sweep.fitting.inputs import FitInputs
 from sweep.fitting.isoflop import fit_approach2
 from sweep.fitting.parametric import ParametricFit
+from sweep.fitting.roi import Pricing, roi_rows
 from sweep.fitting.summary import fit_summary
-from sweep.report.plots import draw_isoflop
+from sweep.report.plots import draw_curves, draw_isoflop
 
 APPROACH_COLOURS = {"approach1": "tab:green", "approach2": "tab:blue", "approach3": "tab:red"}
 
@@ -99,13 +107,22 @@ def residual_figure(runs: pd.DataFrame, fit: ParametricFit) -> str:
 
 def curves_figure(metrics: pd.DataFrame, runs: pd.DataFrame) -> str:
     plt, fig, ax = _figure(7.5, 4.6)
-    for _, curve in metrics.groupby("run_id"):
-        ax.plot(curve["flops"], curve["train_loss"], color="grey", lw=0.6, alpha=0.6)
     envelope = fit_approach1(runs).envelope
     ax.plot(envelope["flops"], envelope["loss"], color=APPROACH_COLOURS["approach1"], marker="o", lw=2, label="envelope of final losses")
-    ax.scatter(runs["flops"], runs["loss"], color="black", s=8, zorder=3, label="final eval loss of each run")
-    ax.set(xscale="log", xlabel="FLOPs", ylabel="loss", title="Training curves against FLOPs (grey: train loss)")
-    ax.legend(fontsize=8)
+    draw_curves(ax, metrics, runs)
+    return _png(plt, fig)
+
+
+def roi_figure(summary: dict, pricing: Pricing) -> str:
+    """Approach 3's compute-optimal loss against dollars, with its 95% band."""
+    plt, fig, ax = _figure(6.4, 4.0)
+    rows = roi_rows(summary, pricing)
+    dollars = [r["dollars"] for r in rows]
+    ax.plot(dollars, [r["loss"] for r in rows], color=APPROACH_COLOURS["approach3"], marker="o", ms=3)
+    if all(r["loss_ci"] for r in rows):
+        ax.fill_between(dollars, [r["loss_ci"][0] for r in rows], [r["loss_ci"][1] for r in rows], color=APPROACH_COLOURS["approach3"], alpha=0.15)
+    ax.set(xscale="log", xlabel=f"cost ({pricing.price_per_gpu_hour:g} per GPU-hour, MFU {pricing.mfu:.0%})",
+           ylabel="compute-optimal loss", title="What the spend buys (Approach 3, 95% band)")  # fmt: skip
     return _png(plt, fig)
 
 
@@ -132,6 +149,83 @@ def _table(summary: dict) -> str:
                      f"{check['observed_best_loss']:.4f} / {check['approach3']['loss']:.4f}"))  # fmt: skip
     body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f"<table><tr><th>quantity</th><th>value [95% interval]</th></tr>{body}</table>"
+
+
+def _html_table(head: list[str], rows: list[list[str]]) -> str:
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{header}</tr>{body}</table>"
+
+
+def problems_section(summary: dict) -> str:
+    """Every warning, every approach or check that could not be fitted with its reason, and the runs left out."""
+    items = [f"{name.replace('approach', 'Approach ')}: not fitted: {why}" for name, why in summary["not_fitted"].items()]
+    items += [f"warning: {warning}" for warning in summary["warnings"]]
+    items += [f"run {r['run_id']} not fitted ({r['status']}{': ' + str(r['error']) if r.get('error') else ''})" for r in summary["excluded"]]
+    if not items:
+        return "<h2>Warnings and what could not be fitted</h2><p>None: every approach fitted, no warning.</p>"
+    return "<h2>Warnings and what could not be fitted</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+
+
+def predictions_table(summary: dict, budgets: list[float]) -> str:
+    """N_opt, D_opt (and loss) per approach at each of ``budgets``, with intervals; a reason where none."""
+    rows = []
+    for c in budgets:
+        entry = next(e for e in summary["predictions"] if e["flops"] == c)
+        for name in ("approach1", "approach2", "approach3"):
+            if name not in entry:
+                rows.append([f"{c:.3g}", name.replace("approach", "Approach "), "-", "-", summary["not_fitted"].get(name, "not fitted")])
+                continue
+            ci, p = (summary[name] or {}).get("ci", {}), entry[name]
+            loss = _value(p.get("loss"), ci.get(f"loss@{c:.3g}")) if "loss" in p else "- (Approaches 1-2 predict no loss)"
+            rows.append([f"{c:.3g}", name.replace("approach", "Approach "), _value(p["n_opt"], ci.get(f"n_opt@{c:.3g}")),
+                         _value(p["d_opt"], ci.get(f"d_opt@{c:.3g}")), loss])  # fmt: skip
+    return "<h2>Predictions</h2>" + _html_table(["C (FLOPs)", "approach", "N_opt [95%]", "D_opt [95%]", "loss [95%]"], rows)
+
+
+def _money(amount: float) -> str:
+    return f"{amount:,.0f}" if amount >= 100 else f"{amount:.3g}"
+
+
+def roi_section(summary: dict, pricing: Pricing | None, budgets: list[float]) -> tuple[str, list[tuple[str, str]]]:
+    """The ROI table at ``budgets`` and its figure, or the reason there is none."""
+    if pricing is None:
+        return ("<h2>What the spend buys</h2><p>Not shown: give <code>--price-per-gpu-hour</code> and "
+                "<code>--peak-flops</code> (and <code>--mfu</code>) to see loss against dollars.</p>", [])  # fmt: skip
+    if summary["approach3"] is None:
+        return f"<h2>What the spend buys</h2><p>Not shown: {html.escape(summary['not_fitted']['approach3'])}.</p>", []
+    rows = [r for r in roi_rows(summary, pricing) if r["flops"] in budgets]
+    table = _html_table(["C (FLOPs)", "GPU-hours", "cost", "loss [95%]", "loss gained by doubling the spend [95%]"],
+                        [[f"{r['flops']:.3g}", f"{r['gpu_hours']:.4g}", _money(r["dollars"]), _value(r["loss"], r["loss_ci"]),
+                          _value(r["gain"], r["gain_ci"])] for r in rows])  # fmt: skip
+    note = (f"<p>At {pricing.price_per_gpu_hour:g} per GPU-hour, one GPU's peak {pricing.peak_flops:.3g} FLOP/s and MFU "
+            f"{pricing.mfu:.0%}; loss is Approach 3's compute-optimal loss (<code>sweep/fitting/roi.py</code>).</p>")
+    return "<h2>What the spend buys</h2>" + note + table, [("Loss against cost", roi_figure(summary, pricing))]
+
+
+def runs_table(ledger: pd.DataFrame | None, runs: pd.DataFrame) -> str:
+    """Every run: N, D, C, status, final loss, tokens/s (from the ledger; from the fitted table for ``--input``)."""
+    if ledger is not None and not ledger.empty:
+        frame = ledger.sort_values(["flops_budget", "n_params_nonembedding", "seed"])
+        rows = [[r.run_id, f"{r.n_params_nonembedding:,}", f"{r.tokens:,}", f"{r.flops:.3g}", r.status,
+                 "-" if pd.isna(r.final_eval_loss) else f"{r.final_eval_loss:.4f}",
+                 "-" if pd.isna(getattr(r, "tokens_per_second", float("nan"))) else f"{r.tokens_per_second:.3g}"]
+                for r in frame.itertuples()]  # fmt: skip
+        return "<h2>Runs</h2>" + _html_table(["run", "N (non-emb)", "D tokens", "C FLOPs", "status", "final eval loss", "tokens/s"], rows)
+    rows = [[str(i), f"{r.n_params:.4g}", f"{r.tokens:.4g}", f"{r.flops:.3g}", "fitted", f"{r.loss:.4f}", "-"]
+            for i, r in runs.sort_values(["budget", "n_params"]).iterrows()]  # fmt: skip
+    return "<h2>Runs</h2>" + _html_table(["row", "N", "D tokens", "C FLOPs", "status", "loss", "tokens/s"], rows)
+
+
+def provenance_section(record: dict | None) -> str:
+    if not record:
+        return ""
+    rows = [[key, ", ".join(value) if isinstance(value, list) else str(value)]
+            for key, value in record.items() if key not in ("packages", "config")]  # fmt: skip
+    if "config" in record:
+        rows.insert(0, ["config", f"{record['config']['path']} (sha256 {record['config']['sha256'][:16]}...)"])
+    rows += [[f"package {name}", version] for name, version in record.get("packages", {}).items()]
+    return "<h2>Provenance</h2>" + _html_table(["what", "value"], rows)
 
 
 THROUGHPUT_KEYS = ["n_params_nonembedding", "n_layer", "d_model", "device", "precision"]
@@ -169,11 +263,14 @@ def throughput_table(ledger: pd.DataFrame) -> str:
 
 
 def write_report(inputs: FitInputs, out_dir: str | Path, metrics: pd.DataFrame | None = None, title: str = "Scaling-law report",
-                 n_boot: int = 1000, seed: int = 0, ledger: pd.DataFrame | None = None) -> Path:  # fmt: skip
-    """Fit, draw and write ``OUT/report.html``; returns its path. ``ledger`` (the results' runs) adds the
-    throughput table."""
+                 n_boot: int = 1000, seed: int = 0, ledger: pd.DataFrame | None = None, pricing: Pricing | None = None,
+                 provenance: dict | None = None) -> Path:  # fmt: skip
+    """Fit, draw and write ``OUT/report.html``; returns its path. ``ledger`` (the results' runs) adds the run and
+    throughput tables, ``pricing`` the ROI view, ``provenance`` (``sweep.report.provenance``) its section."""
     runs = inputs.runs
-    grid = list(np.logspace(np.log10(runs["budget"].min()), np.log10(runs["budget"].max()) + 1.0, 12))
+    largest = float(runs["budget"].max())
+    shown = [largest, 10.0 * largest]
+    grid = sorted(set(np.logspace(np.log10(runs["budget"].min()), np.log10(largest) + 1.0, 12).tolist()) | set(shown))
     summary = fit_summary(inputs, n_boot=n_boot, seed=seed, predict_flops=grid)
     figures = [("Iso-FLOP curves", isoflop_figure(runs)), ("Compute-optimal parameters", frontier_figure(summary, grid, "n_opt")),
                ("Compute-optimal tokens", frontier_figure(summary, grid, "d_opt"))]  # fmt: skip
@@ -182,15 +279,20 @@ def write_report(inputs: FitInputs, out_dir: str | Path, metrics: pd.DataFrame |
         fit = ParametricFit(a3["E"], a3["A"], a3["B"], a3["alpha"], a3["beta"], a3["objective"], summary["n_runs"], inputs.compute())
         figures += [("Parametric fit against the data", surface_figure(runs, fit)), ("Residuals", residual_figure(runs, fit))]
     if metrics is not None and not metrics.empty and "flops" in runs:
-        figures.append(("Training curves and envelope", curves_figure(metrics, runs)))
-    excluded = "".join(f"<li>{html.escape(str(r['run_id']))}: {html.escape(str(r['status']))}</li>" for r in summary["excluded"])
+        figures.append(("Training curves by model size, and the envelope", curves_figure(metrics, runs)))
+    roi, roi_figures = roi_section(summary, pricing, shown)
+    figures += roi_figures
     throughput = throughput_table(ledger) if ledger is not None else ""
     sections = "".join(f'<h2>{html.escape(name)}</h2><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">' for name, data in figures)
+    methods = "; ".join(f"{name.replace('approach', 'Approach ')}: {summary[name]['interval_method']}" for name in ("approach1", "approach2", "approach3")
+                        if summary[name] and summary[name].get("interval_method"))  # fmt: skip
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}img{{max-width:100%}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
-<body><h1>{html.escape(title)}</h1><p>{summary['n_runs']} runs fitted; 95% intervals from {n_boot} bootstrap resamples (seed {seed}).</p>
-<h2>Fitted numbers</h2>{_table(summary)}{f'<h2>Not fitted</h2><ul>{excluded}</ul>' if excluded else ''}{throughput}{sections}</body></html>"""
+<body><h1>{html.escape(title)}</h1><p>{summary['n_runs']} runs fitted; FLOP convention: {html.escape(describe_convention(summary['flops_convention']))};
+95% intervals from {n_boot} bootstrap resamples (seed {seed}). {html.escape(methods)}.</p>
+{problems_section(summary)}<h2>Fitted numbers</h2>{_table(summary)}{predictions_table(summary, shown)}{roi}{sections}
+{runs_table(ledger, runs)}{throughput}{provenance_section(provenance)}</body></html>"""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.html"

@@ -1,5 +1,5 @@
 """Figures of ``sweep fit``: the iso-FLOP curves with their parabolas and the compute-optimal frontier (PNG via
-matplotlib's Agg). ``draw_isoflop`` is shared with the HTML report (``sweep.report.html``)."""
+matplotlib's Agg). ``draw_isoflop`` and ``draw_curves`` are shared with the HTML report (``sweep.report.html``)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,26 @@ def draw_isoflop(ax, runs: pd.DataFrame, result: Approach2Result) -> None:
     ax.set(xscale="log", xlabel="parameters N", ylabel="final loss", title=f"Iso-FLOP curves (Approach 2), {len(result.budgets)} budgets")
     if len(result.budgets) <= 10:
         ax.legend(fontsize=8)
+
+
+def draw_curves(ax, metrics: pd.DataFrame, runs: pd.DataFrame) -> None:
+    """Each run's training loss against FLOPs, coloured by model size (one legend entry per size, N shown), with
+    every run's final evaluation loss as a black dot."""
+    import matplotlib.pyplot as plt
+
+    sizes = runs.set_index("run_id")["n_params"] if "run_id" in runs else pd.Series(dtype=float)
+    distinct = sorted(sizes.unique())
+    colours = dict(zip(distinct, plt.cm.plasma(np.linspace(0.0, 0.85, max(1, len(distinct))))))
+    labelled = set()
+    for run_id, curve in metrics.groupby("run_id"):
+        n = sizes.get(run_id)
+        colour = colours.get(n, "grey")
+        label = f"N = {n:.3g}" if n is not None and n not in labelled else None
+        labelled.add(n)
+        ax.plot(curve["flops"], curve["train_loss"], color=colour, lw=0.8, alpha=0.8, label=label)
+    ax.scatter(runs["flops"], runs["loss"], color="black", s=8, zorder=3, label="final eval loss of each run")
+    ax.set(xscale="log", xlabel="training FLOPs", ylabel="train loss", title="Training curves against FLOPs, by model size")
+    ax.legend(fontsize=7, ncol=2)
 
 
 def plot_approach2(runs: pd.DataFrame, result: Approach2Result, path: str | Path) -> Path:

@@ -28,4 +28,4 @@ def test_report_from_a_results_directory_has_training_curves(tmp_path):
     write_synthetic_results(tmp_path / "results")
     args = ["report", "--results", str(tmp_path / "results"), "--sweep", "synthetic", "--out", str(tmp_path / "out"), "--bootstrap", "20"]
     assert main(args) == 0
-    assert 'alt="Training curves and envelope"' in (tmp_path / "out" / "report.html").read_text()
+    assert 'alt="Training curves by model size, and the envelope"' in (tmp_path / "out" / "report.html").read_text()

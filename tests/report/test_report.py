@@ -48,3 +48,47 @@ def test_report_from_results_has_a_throughput_table(tmp_path):
     assert throughput_table(ledger.drop(columns=["tokens_per_second"])) == ""
     unknown_peak = throughput_table(ledger.assign(mfu=None))
     assert "<td>6e+09</td><td>-</td>" in unknown_peak and "<td>80,000</td>" in unknown_peak
+
+
+def test_report_sections_say_what_was_fitted_and_what_could_not_be(tmp_path):
+    """Issue 10: reasons where something could not be fitted, the prediction and run tables, the ROI view (or why
+    not), curves labelled by size, provenance."""
+    from tests.conftest import write_synthetic_results
+
+    root = tmp_path / "results"
+    write_synthetic_results(root, budgets=(1e9,))  # one budget: Approaches 1 and 2 cannot fit
+    out = tmp_path / "one"
+    assert main(["report", "--results", str(root), "--out", str(out), "--bootstrap", "20"]) == 0
+    page = (out / "report.html").read_text()
+    assert "<h2>Warnings and what could not be fitted</h2>" in page
+    assert "Approach 1: not fitted: Approach 1 needs runs at 2 or more budgets" in page
+    assert "extrapolation: not fitted: the extrapolation check needs 3 or more budgets (has 1)" in page
+    assert "<h2>Predictions</h2>" in page and "<h2>Runs</h2>" in page and page.count("<td>completed</td>") == 5
+    assert "Not shown: give <code>--price-per-gpu-hour</code>" in page
+    assert "<h2>Provenance</h2>" in page and "package pyarrow" in page and "package torch" in page and "data_fingerprints" not in page
+
+    write_synthetic_results(root)  # three budgets
+    out = tmp_path / "full"
+    assert main(["report", "--results", str(root), "--out", str(out), "--bootstrap", "20", "--price-per-gpu-hour", "2",
+                 "--peak-flops", "1e12", "--mfu", "0.5"]) == 0  # fmt: skip
+    page = (out / "report.html").read_text()
+    assert "<h2>What the spend buys</h2>" in page and "loss gained by doubling the spend" in page
+    assert 'alt="Loss against cost"' in page and 'alt="Training curves by model size, and the envelope"' in page
+    assert "None: every approach fitted" in page or "warning:" in page
+
+
+def test_curves_are_labelled_by_model_size():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sweep.report.plots import draw_curves
+
+    runs = pd.DataFrame({"run_id": ["a", "b", "c"], "n_params": [1e3, 1e3, 4e3], "flops": [1e9, 3e9, 3e9], "loss": [3.0, 2.9, 2.8]})
+    metrics = pd.DataFrame({"run_id": list("aabbcc"), "flops": [1e8, 1e9, 1e8, 3e9, 1e8, 3e9], "train_loss": [4, 3, 4, 2.9, 4, 2.8]})
+    fig, ax = plt.subplots()
+    draw_curves(ax, metrics, runs)
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    plt.close(fig)
+    assert labels == ["N = 1e+03", "N = 4e+03", "final eval loss of each run"]

@@ -1,0 +1,59 @@
+"""Provenance of a report: what produced the numbers, so a reader can tell two reports apart and reproduce one.
+
+The sweep file (its path and SHA-256, when given), the data fingerprints and FLOP conventions the runs recorded,
+the versions of the packages that trained and fitted them, the code version (the package's version, and the git
+commit when it runs from a checkout; ``unknown`` otherwise), Python, and when the report was made. Nothing here
+reads a secret: results URIs are shown redacted (``sweep.results.uri``), and no environment is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pandas as pd
+
+PACKAGES = ("scaling-sweep", "torch", "ray", "pandas", "pyarrow", "numpy", "scipy", "optuna", "matplotlib")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this package runs from (``+dirty`` with local changes), or None outside one."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def provenance(config_path: str | None = None, ledger: pd.DataFrame | None = None, source: str | None = None) -> dict:
+    """What produced a report (module docstring); ``source``: the results root (redacted) or the input table."""
+    record = {"source": source, "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+              "python": platform.python_version(), "packages": package_versions(), "code": git_commit() or "unknown"}  # fmt: skip
+    if config_path:
+        path = Path(config_path)
+        record["config"] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    if ledger is not None and not ledger.empty:
+        for column, key in (("data_fingerprint", "data_fingerprints"), ("flops_convention", "flops_conventions"), ("sweep", "sweeps")):
+            values = sorted(str(v) for v in ledger[column].dropna().unique()) if column in ledger else []
+            if values:
+                record[key] = values
+    return record
