@@ -250,8 +250,8 @@ def _print_summary(summary: dict, params: str) -> None:
 
 def _fit_inputs(args: argparse.Namespace):
     """The runs to fit: ``--input FILE`` or the results directory (``--sweep`` to pick one), minus dropped runs."""
-    from sweep.fitting.inputs import drop_highest_loss, exclude_stale, fit_inputs_from_file, fit_inputs_from_results
-    from sweep.results.storage import ResultsStore
+    from sweep.api import inputs_in_scope, scope
+    from sweep.fitting.inputs import drop_highest_loss, fit_inputs_from_file
 
     if args.input:
         try:
@@ -259,13 +259,10 @@ def _fit_inputs(args: argparse.Namespace):
         except (OSError, ValueError) as error:  # TableError names the file and column; OSError: e.g. permissions
             raise ConfigError(f"--input: {error}") from None
     else:
-        config, planned = _current_plan(args)
-        source = args.results = _results_root(args, config)  # the config's root, for the plot and report too
-        store = ResultsStore(source)
-        args.sweep = args.sweep or _only_sweep(store)
-        inputs = fit_inputs_from_results(store, args.sweep, params=args.params)
-        if planned is not None and not args.include_stale:
-            inputs = exclude_stale(inputs, set(planned), args.config)
+        where = scope(args.results, args.sweep, args.config)
+        source = args.results = where.store.root  # the config's root, for the plot and report too
+        args.sweep = where.sweep
+        inputs = inputs_in_scope(where, params=args.params, include_stale=args.include_stale)
     inputs = drop_highest_loss(inputs, args.drop_highest_loss)
     if inputs.runs.empty:
         raise ConfigError(f"no completed runs{' of sweep ' + args.sweep if args.sweep else ''} in {redact_uri(source)}")
@@ -274,26 +271,14 @@ def _fit_inputs(args: argparse.Namespace):
 
 def _current_plan(args: argparse.Namespace) -> tuple[SweepConfig | None, dict[str, float] | None]:
     """With ``--config FILE``: the sweep file and its current plan (``{run_id: flops}``), and ``args.sweep`` set to
-    its name (a different ``--sweep`` is an error); without: ``(None, None)``."""
+    its name (a different ``--sweep`` is an error; ``sweep.api.scope``); without: ``(None, None)``."""
     if not getattr(args, "config", None):
         return None, None
-    from sweep.execute.orchestrate import prepare_plan
+    from sweep.api import scope
 
-    config = load_config(args.config)
-    if args.sweep and args.sweep != config.name:
-        raise ConfigError(f"--sweep: {args.sweep!r} is not the sweep of {args.config} ({config.name!r}); give one or the other")
-    args.sweep = config.name
-    return config, {spec.run_id: spec.flops for spec in prepare_plan(config).runs}
-
-
-def _only_sweep(store) -> str | None:
-    """The one sweep of a results root, for commands given no ``--sweep``: fits never pool sweeps, whose runs may
-    differ in data, rules or model family. Several: ``ConfigError`` listing them (exit 2)."""
-    names = store.sweeps()
-    if len(names) > 1:
-        raise ConfigError(f"--sweep: {store.shown} holds {len(names)} sweeps ({', '.join(names)}); a fit never pools "
-                          "sweeps: name one with --sweep")
-    return names[0] if names else None
+    where = scope(args.results, args.sweep, args.config)
+    args.sweep = where.sweep
+    return load_config(args.config), where.planned
 
 
 def _fitted_what(args: argparse.Namespace) -> str:

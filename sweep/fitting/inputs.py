@@ -138,14 +138,19 @@ def fit_inputs_from_file(path: str | Path, flops_convention: str = "6ND") -> Fit
     missing, non-numeric, non-finite or non-positive ``n_params``, ``tokens``, ``loss``, ``flops`` or ``budget``) is
     left out and listed in ``excluded`` with the column at fault, so one bad row never stops a fit and no
     non-finite value ever reaches the fitters. ``flops_convention``: ``6ND`` or ``table`` (module docstring)."""
-    if flops_convention not in FILE_CONVENTIONS:
-        raise ValueError(f"unknown FLOP convention {flops_convention!r} for a table; choose one of {', '.join(FILE_CONVENTIONS)}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     if not path.is_file():
         raise TableError(f"{path}: not a file")
-    frame = _read_table(path)
+    return fit_inputs_from_frame(_read_table(path), path, flops_convention)
+
+
+def fit_inputs_from_frame(frame: pd.DataFrame, path: str | Path = "the table", flops_convention: str = "6ND") -> FitInputs:
+    """``fit_inputs_from_file`` on a DataFrame already in memory (a notebook's); ``path`` names it in messages."""
+    if flops_convention not in FILE_CONVENTIONS:
+        raise ValueError(f"unknown FLOP convention {flops_convention!r} for a table; choose one of {', '.join(FILE_CONVENTIONS)}")
+    path = Path(path)
     frame = frame.rename(columns={k: v for k, v in COLUMN_ALIASES.items() if k in frame.columns and v not in frame.columns})
     if flops_convention == "table" and not {"flops", "tokens"} <= set(frame.columns):
         raise TableError(f"{path}: --flops-convention table reads each row's flops / tokens, and the table lacks "

@@ -33,9 +33,8 @@ from sweep.fitting.isoflop import fit_approach2
 from sweep.fitting.parametric import ParametricFit
 from sweep.fitting.roi import Pricing, roi_rows
 from sweep.fitting.summary import fit_summary
-from sweep.report.plots import draw_curves, draw_isoflop
+from sweep.report.plots import APPROACH_COLOURS, draw_curves, draw_frontier, draw_isoflop
 
-APPROACH_COLOURS = {"approach1": "tab:green", "approach2": "tab:blue", "approach3": "tab:red"}
 
 
 def _figure(width: float = 6.4, height: float = 4.4):
@@ -64,21 +63,7 @@ def isoflop_figure(runs: pd.DataFrame) -> str:
 def frontier_figure(summary: dict, grid: list[float], quantity: str) -> str:
     """N_opt (``quantity="n_opt"``) or D_opt against C for each approach, with its bootstrap band."""
     plt, fig, ax = _figure()
-    for name, colour in APPROACH_COLOURS.items():
-        entries = [p[name] for p in summary["predictions"] if name in p]
-        if len(entries) != len(grid):
-            continue
-        ax.plot(grid, [e[quantity] for e in entries], color=colour, label=name.replace("approach", "Approach "))
-        ci = (summary[name] or {}).get("ci", {})
-        bands = [ci.get(f"{quantity}@{c:.3g}") for c in grid]
-        if all(bands):
-            ax.fill_between(grid, [b[0] for b in bands], [b[1] for b in bands], color=colour, alpha=0.15)
-    points = [(f["flops"], f[quantity]) for f in summary["approach2"]["budgets"] if f["interior"]]
-    if points:
-        ax.scatter(*zip(*points), color=APPROACH_COLOURS["approach2"], s=20, zorder=3, label="per-budget parabola minima")
-    label = "N_opt (parameters)" if quantity == "n_opt" else "D_opt (tokens)"
-    ax.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel=label, title=f"{label} against compute, 95% bands")
-    ax.legend(fontsize=8)
+    draw_frontier(ax, summary, grid, quantity)
     return _png(plt, fig)
 
 

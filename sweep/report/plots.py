@@ -1,5 +1,6 @@
 """Figures of ``sweep fit``: the iso-FLOP curves with their parabolas and the compute-optimal frontier (PNG via
-matplotlib's Agg). ``draw_isoflop`` and ``draw_curves`` are shared with the HTML report (``sweep.report.html``)."""
+matplotlib's Agg). ``draw_isoflop``, ``draw_frontier`` and ``draw_curves`` are shared with the HTML report (``sweep.report.html``) and
+the notebook API (``sweep.api``)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,30 @@ def draw_isoflop(ax, runs: pd.DataFrame, result: Approach2Result) -> None:
         ax.legend(fontsize=8)
 
 
+APPROACH_COLOURS = {"approach1": "tab:green", "approach2": "tab:blue", "approach3": "tab:red"}
+
+
+def draw_frontier(ax, summary: dict, grid: list[float], quantity: str) -> None:
+    """N_opt (``quantity="n_opt"``) or D_opt against C for each approach of a fit summary predicted at ``grid``,
+    with its 95% band, and Approach 2's per-budget minima."""
+    for name, colour in APPROACH_COLOURS.items():
+        entries = [p[name] for p in summary["predictions"] if name in p]
+        if len(entries) != len(grid):
+            continue
+        ax.plot(grid, [e[quantity] for e in entries], color=colour, label=name.replace("approach", "Approach "))
+        ci = (summary[name] or {}).get("ci", {})
+        bands = [ci.get(f"{quantity}@{c:.3g}") for c in grid]
+        if all(bands):
+            ax.fill_between(grid, [b[0] for b in bands], [b[1] for b in bands], color=colour, alpha=0.15)
+    points = [(f["flops"], f[quantity]) for f in summary["approach2"]["budgets"] if f["interior"]]
+    if points:
+        ax.scatter(*zip(*points), color=APPROACH_COLOURS["approach2"], s=20, zorder=3, label="per-budget parabola minima")
+    label = "N_opt (parameters)" if quantity == "n_opt" else "D_opt (tokens)"
+    ax.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel=label, title=f"{label} against compute, 95% bands")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
 def draw_curves(ax, metrics: pd.DataFrame, runs: pd.DataFrame) -> None:
     """Each run's training loss against FLOPs, coloured by model size (one legend entry per size, N shown), with
     every run's final evaluation loss as a black dot."""
@@ -38,8 +63,9 @@ def draw_curves(ax, metrics: pd.DataFrame, runs: pd.DataFrame) -> None:
     distinct = sorted(sizes.unique())
     colours = dict(zip(distinct, plt.cm.plasma(np.linspace(0.0, 0.85, max(1, len(distinct))))))
     labelled = set()
-    for run_id, curve in metrics.groupby("run_id"):
-        n = sizes.get(run_id)
+    curves = dict(list(metrics.groupby("run_id")))
+    for run_id in sorted(curves, key=lambda r: (sizes.get(r, np.inf), r)):  # legend from the smallest size up
+        curve, n = curves[run_id], sizes.get(run_id)
         colour = colours.get(n, "grey")
         label = f"N = {n:.3g}" if n is not None and n not in labelled else None
         labelled.add(n)
