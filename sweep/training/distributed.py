@@ -68,8 +68,10 @@ def _fit(spec: RunSpec, store: ResultsStore, tracking: TrackingConfig | None = N
     started_at = datetime.now(timezone.utc)
     trainer = TorchTrainer(
         _train_worker,
-        # Ray Train records str() of this config in its run state: the root travels whole but shows redacted.
-        train_loop_config={"spec": spec, "results_root": SecretRoot(store.root), "started_at": started_at, "tracking": tracking},
+        # Ray Train records str() of this config in its run state: the root travels whole but shows redacted. A
+        # local root travels absolute: Ray Train's workers do not run in the driver's directory.
+        train_loop_config={"spec": spec, "results_root": SecretRoot(store.root if "://" in store.root else store.base),
+                           "started_at": started_at, "tracking": tracking},  # fmt: skip
         scaling_config=ScalingConfig(
             num_workers=spec.workers,
             use_gpu=spec.gpus > 0,
