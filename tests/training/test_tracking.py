@@ -160,3 +160,27 @@ def test_tensorboard_event_files_hold_the_curve_and_a_resume_replaces_its_steps(
     assert [step for step, _ in scalars["train_loss"]] == list(metrics.index)
     assert [value for _, value in scalars["train_loss"]] == pytest.approx(list(metrics["train_loss"]), rel=1e-6)  # float32
     assert [step for step, _ in scalars["flops"]] == list(metrics.index)
+
+
+@pytest.mark.slow
+def test_sweep_run_tracks_each_run_once_and_a_ddp_run_from_rank_0_alone(ray_session, tmp_path, monkeypatch):
+    import yaml
+
+    from sweep.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the sweep file's relative SQLite path is taken from here, not the workers' directory
+    config = tiny_config(name="tracked", budgets=[3e9], resources={"by_size": [{"min_params": 5e3, "workers_per_run": 2}]},
+                         tracking={"mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})  # fmt: skip
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
+    # The results root is absolute: this session's Ray started in another directory, where its task workers run.
+    assert main(["run", "sweep.yaml", "--results", str(tmp_path / "results")]) == 0
+    store, uri = ResultsStore(tmp_path / "results"), f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ledger, metrics = store.read_runs("tracked").set_index("run_id"), store.read_metrics("tracked")
+    assert sorted(ledger["workers"]) == [1, 2]
+    runs = mlflow_runs(uri, "tracked")
+    assert sorted(run.info.run_name for run in runs) == sorted(ledger.index)  # one MLflow run per sweep run
+    for run in runs:
+        assert run.data.tags["sweep.status"] == "completed" and run.info.status == "FINISHED"
+        assert run.data.params["workers"] == str(ledger.loc[run.info.run_name, "workers"])
+        curve = metrics[metrics["run_id"] == run.info.run_name].set_index("step")
+        assert history(uri, run, "train_loss") == list(curve["train_loss"].items())  # each step once: rank 0 alone
