@@ -19,11 +19,13 @@ steps an earlier invocation logged past its last checkpoint are not logged twice
 could not send are sent now. Params already present are kept (MLflow's params are immutable). TensorBoard
 purges the events from the resumed invocation's first row on (``purge_step``), so each step shows once.
 
-**Never in the way.** The training loop only puts each row on a queue (``RunTracking.log_row``); a background
-thread imports MLflow, opens the run and sends the rows with ``MlflowClient.log_batch``, every row queued within
-``FLUSH_SECONDS`` in one request, so neither a slow server nor the cost of each request slows the steps. Any error there (server down, bad URI, a store MLflow
+**Never in the way.** MLflow is imported before the run trains (1.3 s, once per worker process: in a thread, its
+module code would hold the interpreter's lock while the first steps run). The training loop only puts each row
+on a queue (``RunTracking.log_row``); a background thread opens the run and sends the rows with
+``MlflowClient.log_batch``, every row queued within ``FLUSH_SECONDS`` in one request, so neither a slow server nor
+the cost of each request slows the steps. Any error (MLflow missing, server down, bad URI, a store MLflow
 refuses) prints one warning line and turns MLflow off for that run; training goes on. When the run ends its
-status is queued and the worker waits at most ``FINISH_WAIT_SECONDS`` for the queue to drain, then says so in one
+status is queued and the worker waits at most ``FINISH_WAIT_SECONDS`` for the queue to drain, else says so in one
 line and leaves. Only rank 0 of a DDP run tracks (the callers in ``sweep.training.worker`` and ``distributed``).
 
 **Credentials and network.** The tracking URI comes from the sweep file without credentials (``sweep.config``
@@ -35,8 +37,8 @@ the tracking server only), ``MLFLOW_LOGGING_LEVEL=WARNING`` (no INFO lines from 
 directory only, ``MLFLOW_ALLOW_FILE_STORE=true`` (MLflow 3 refuses its file store unless asked; a sweep file
 naming a directory asks).
 
-MLflow is an optional dependency (``pip install '.[tracking]'``, ``mlflow-skinny``), imported only in this
-module's background thread.
+MLflow is an optional dependency (``pip install '.[tracking]'``: ``mlflow-skinny``), imported by this module
+alone, when a run starts with ``tracking.mlflow`` configured.
 
 Example::
 
@@ -160,6 +162,18 @@ def _one_line(error: BaseException, uri: str) -> str:
     return text if len(text) <= 300 else f"{text[:150]} ... {text[-150:]}"  # the cause is usually at the end
 
 
+def _import_mlflow(uri: str) -> None:
+    """Import MLflow in the caller's thread, before the run trains, after setting the environment it reads."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    if _is_file_store(uri):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise ImportError("MLflow is not installed where this run trains (pip install 'scaling-sweep[tracking]')") from None
+
+
 class _MlflowSink:
     """One MLflow run, fed from a queue by a daemon thread (see the module docstring)."""
 
@@ -169,6 +183,11 @@ class _MlflowSink:
         self.off = threading.Event()
         """Set once MLflow failed or the run stopped waiting: rows are dropped, the thread stops."""
         self.thread = threading.Thread(target=self._serve, name=f"mlflow-{spec.run_id}", daemon=True)
+        try:
+            _import_mlflow(settings.tracking_uri)
+        except Exception as error:
+            self._fail(error)
+            return
         self.thread.start()
 
     def log_row(self, row: dict) -> None:
@@ -176,7 +195,7 @@ class _MlflowSink:
             self.queue.put(("row", row, int(time.time() * 1000)))
 
     def finish(self, status: str) -> None:
-        if self.off.is_set():
+        if self.off.is_set() or not self.thread.is_alive():
             return
         self.queue.put(("finish", status, int(time.time() * 1000)))
         self.thread.join(FINISH_WAIT_SECONDS)
@@ -199,9 +218,13 @@ class _MlflowSink:
                     return
         except Exception as error:  # whatever MLflow raises: tracking goes off, training goes on
             if not self.off.is_set():  # (set: the run stopped waiting and has said so)
-                _warn(self.spec, f"MLflow tracking to {redact_uri(self.settings.tracking_uri)} failed "
-                                 f"({_one_line(error, self.settings.tracking_uri)}); tracking is off for this run, training goes on")
-                self.off.set()
+                self._fail(error)
+
+    def _fail(self, error: BaseException) -> None:
+        uri = self.settings.tracking_uri
+        _warn(self.spec, f"MLflow tracking to {redact_uri(uri)} failed ({_one_line(error, uri)}); tracking is off "
+                         "for this run, training goes on")
+        self.off.set()
 
     def _next_batch(self) -> list[tuple]:
         """The queued items of the next ``log_batch``: all that arrive within ``FLUSH_SECONDS`` of the first, at
@@ -218,12 +241,9 @@ class _MlflowSink:
     def _open(self) -> tuple[Any, str, set[int]]:
         """The client, the MLflow run (found by its tags, or created with the spec's params) and the steps it
         already holds. A fresh SQLite store opened by several workers at once races on its schema: retried."""
-        uri = self.settings.tracking_uri
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        if _is_file_store(uri):
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         from mlflow import MlflowClient
+
+        uri = self.settings.tracking_uri
 
         attempts = 3 if uri.startswith("sqlite:") else 1
         for attempt in range(attempts):

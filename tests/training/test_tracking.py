@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 
 import pytest
 
@@ -114,6 +115,13 @@ def test_a_server_that_never_answers_in_time_is_left_behind_with_one_warning(spe
     assert summary["status"] == "completed"
     err = capfd.readouterr().err
     assert err.count("\n") == 1 and "did not take the run's last metrics" in err, err
+
+
+def test_without_mlflow_installed_a_run_trains_untracked_with_one_warning(spec, store_uri, tmp_path, monkeypatch, capfd):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # what `import mlflow` meets where the extra is not installed
+    assert execute_run(spec, str(tmp_path), tracking=tracking_to(store_uri, "uninstalled"))["status"] == "completed"
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "MLflow is not installed" in err and "tracking is off for this run" in err, err
 
 
 def test_relative_paths_are_resolved_for_the_workers(tmp_path, monkeypatch):
