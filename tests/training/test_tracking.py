@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -192,3 +193,10 @@ def test_sweep_run_tracks_each_run_once_and_a_ddp_run_from_rank_0_alone(ray_sess
         assert run.data.params["workers"] == str(ledger.loc[run.info.run_name, "workers"])
         curve = metrics[metrics["run_id"] == run.info.run_name].set_index("step")
         assert history(uri, run, "train_loss") == list(curve["train_loss"].items())  # each step once: rank 0 alone
+
+
+def test_the_example_sweep_file_tracks_to_mlflow():
+    from sweep.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[2] / "sweep" / "configs" / "tracking.yaml")
+    assert config.tracking.mlflow.tracking_uri == "sqlite:///mlflow.db" and config.tracking.tensorboard is None
