@@ -43,6 +43,7 @@ from sweep.execute.status import flops_spent
 from sweep.execute.stop import stopping_on_signals
 from sweep.results.integrity import prepare_repair, runs_lacking_metrics, set_aside_damaged
 from sweep.results.storage import FINISHED_STATUSES, ResultsStore
+from sweep.results.uri import redact_uri
 from sweep.training.tracking import for_workers
 from sweep.training.worker import execute_run, failed_outcome, ledger_row, summarize
 
@@ -129,6 +130,9 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
         todo = [s for s in plan.runs if s.run_id not in finished]
         outcome = SweepOutcome(planned=len(plan.runs), skipped_finished=len(plan.runs) - len(todo))
         log(f"sweep {config.name}: {len(plan.runs)} runs planned, {outcome.skipped_finished} already finished, {len(todo)} to run; results in {store.shown}")
+        if todo and config.tracking.mlflow:
+            log(f"runs tracked in MLflow at {redact_uri(config.tracking.mlflow.tracking_uri)}, experiment "
+                f"{config.tracking.mlflow.experiment or config.name}")
         if todo:
             connected_here = not ray.is_initialized()
             connect(cluster or ClusterConfig())

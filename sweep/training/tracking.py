@@ -16,7 +16,10 @@ runs in MLflow's or TensorBoard's UI. What a run sends (``tracking`` in the swee
 **Resume.** A run resumed from its checkpoint (``sweep.training.train``) finds its MLflow run again by the two
 tags (``MlflowClient.search_runs``), sets it running, and logs only the rows whose steps the MLflow run lacks: the
 steps an earlier invocation logged past its last checkpoint are not logged twice, and rows an earlier invocation
-could not send are sent now. Params already present are kept (MLflow's params are immutable). TensorBoard
+could not send are sent now. Params already present are kept (MLflow's params are immutable). A worker killed
+outright (or cancelled by a stopped sweep) leaves its MLflow run ``RUNNING`` with ``sweep.status`` ``running``
+until a rerun resumes it; rows the driver records itself (a worker dead past its retries, a run never placed)
+do not reach MLflow. TensorBoard
 purges the events from the resumed invocation's first row on (``purge_step``), so each step shows once.
 
 **Never in the way.** MLflow is imported before the run trains (1.3 s, once per worker process: in a thread, its
