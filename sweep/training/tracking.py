@@ -75,7 +75,7 @@ FLUSH_SECONDS = 2.0
 hundred (16 ms of CPU for either on a local SQLite store), and the training loop shares the worker's CPU."""
 ROWS_PER_BATCH = 100
 """Metrics rows per ``log_batch`` request at most (8 metrics a row: under MLflow's 1,000 metrics a request)."""
-_CREDENTIAL_VARIABLES = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_CLIENT_CERT_PATH")
+_CREDENTIAL_VARIABLES = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 _FINAL_MLFLOW_STATUS = {"completed": "FINISHED", "diverged": "FINISHED", "failed": "FAILED"}
 
 
@@ -139,7 +139,11 @@ def spec_params(spec: RunSpec) -> dict[str, str]:
 
 def row_metrics(row: dict) -> dict[str, float]:
     """A metrics row's numeric values, ``step`` left out (it is every metric's step)."""
-    return {key: float(value) for key, value in row.items() if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {
+        key: float(value)
+        for key, value in row.items()
+        if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def _is_local_path(uri: str) -> bool:
