@@ -21,9 +21,10 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -329,6 +330,72 @@ class ResourcesConfig(_Strict):
     """Fixed overhead per optimizer step for the same estimates (dominates for tiny models)."""
 
 
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SECRET_WORDS = ("key", "secret", "token", "password", "credential")
+"""Query parameters named with one of these carry a secret (as ``sweep.results.uri`` reads results roots)."""
+
+
+def _refuse_credentials(uri: str) -> str:
+    """``uri`` unless it carries credentials: user information (an ``@`` before the query) or a query parameter
+    named like a secret. ``file://`` and ``sqlite://`` URIs and plain paths are paths, where ``@`` is a character.
+    The message never repeats the URI."""
+    match = _URI_SCHEME.match(uri)
+    if not match or match.group(1).lower() in ("file", "sqlite"):
+        return uri
+    location, _, query = uri[match.end():].partition("?")
+    names = [name.lower() for name, _ in parse_qsl(query, keep_blank_values=True)]
+    if "@" in location or any(word in name for name in names for word in _SECRET_WORDS):
+        raise ValueError(
+            "holds credentials (user:password@ or a secret query parameter), which a sweep file must not: give them "
+            "to the workers' environment as MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
+        )
+    return uri
+
+
+class MlflowTracking(_Strict):
+    """``tracking.mlflow``: each training run logged to MLflow as it trains (``sweep.training.tracking``; needs the
+    ``tracking`` extra, ``pip install '.[tracking]'``)."""
+
+    tracking_uri: PathOrUri
+    """Where MLflow keeps the runs: an ``http://`` or ``https://`` tracking server, a ``sqlite:///`` database (four
+    slashes before an absolute path), or a local directory (a path or ``file://`` URI: MLflow's file store, which
+    MLflow 3 keeps in maintenance mode). A relative path is taken from the directory ``sweep run`` starts in; every
+    node must reach it. Credentials never go here (a URI holding ``user:password@`` or a secret query parameter is
+    refused): MLflow reads ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` or ``MLFLOW_TRACKING_TOKEN``
+    from each worker's environment."""
+    experiment: Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00\n\r]*$")] | None = None
+    """The MLflow experiment the runs go to, created if missing; default: the sweep's name."""
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        return _refuse_credentials(value)
+
+
+class TensorBoardTracking(_Strict):
+    """``tracking.tensorboard``: each training run's metrics as TensorBoard event files (written with
+    ``tensorboardX``, which Ray Train already installs; viewing them needs ``pip install tensorboard``)."""
+
+    log_dir: PathOrUri
+    """Directory of the event files, one folder per run: ``LOG_DIR/sweep=NAME/RUN_ID/``. A relative path is taken
+    from the directory ``sweep run`` starts in; every node must reach it (a shared file system)."""
+
+
+class TrackingConfig(_Strict):
+    """Experiment trackers each training run is mirrored to while it trains; none by default. The results store
+    stays the source of truth: a tracker that fails is turned off for that run with one warning, never failing or
+    slowing the run."""
+
+    mlflow: MlflowTracking | None = None
+    """Log runs to MLflow: spec as params, loss, FLOPs, tokens and throughput as metrics by step, status as a tag."""
+    tensorboard: TensorBoardTracking | None = None
+    """Write the same metrics as TensorBoard scalars."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.mlflow is not None or self.tensorboard is not None
+
+
 class SweepConfig(_Strict):
     """A whole sweep: the grid of (budget x model size x seed) runs and how to train them."""
 
@@ -345,6 +412,8 @@ class SweepConfig(_Strict):
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
     resources: ResourcesConfig = ResourcesConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    """Experiment tracking (MLflow, TensorBoard); absent: none."""
 
     @model_validator(mode="after")
     def _batch_holds_whole_sequences(self) -> "SweepConfig":

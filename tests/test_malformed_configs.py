@@ -1,4 +1,4 @@
-"""The malformed-config corpus (``tests/configs/malformed/``, 147 files): each mistake exits 2 with one line that
+"""The malformed-config corpus (``tests/configs/malformed/``, 155 files): each mistake exits 2 with one line that
 names its key, never a traceback, through the same path a user takes (``sweep plan FILE``)."""
 
 import json
@@ -24,6 +24,7 @@ def test_a_malformed_config_exits_2_with_one_line_naming_the_key(name, capsys):
     assert err.count("\n") == 1 and err.startswith("sweep: error: "), err
     assert EXPECT[name] in err, err
     assert "Traceback" not in err
+    assert "hunter2" not in err and "abcdefgh12345678" not in err  # a tracking URI's credentials are never repeated
 
 
 @pytest.mark.parametrize("edit", [

@@ -18,6 +18,7 @@ SIGINT and SIGTERM stop the loop cleanly (``sweep.execute.stop``).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from typing import Callable
 import ray
 
 from sweep.execute.cluster import ClusterConfig, connect
-from sweep.config import ConfigError, SweepConfig
+from sweep.config import ConfigError, SweepConfig, TrackingConfig
 from sweep.training.data import check_corpus_holds, epochs_for, load_corpus
 from sweep.execute.lock import results_lock
 from sweep.planning.plan import Plan, RunSpec, estimated_seconds, plan_sweep, planned_once
@@ -42,6 +43,8 @@ from sweep.execute.status import flops_spent
 from sweep.execute.stop import stopping_on_signals
 from sweep.results.integrity import prepare_repair, runs_lacking_metrics, set_aside_damaged
 from sweep.results.storage import FINISHED_STATUSES, ResultsStore
+from sweep.results.uri import redact_uri
+from sweep.training.tracking import for_workers
 from sweep.training.worker import execute_run, failed_outcome, ledger_row, summarize
 
 
@@ -95,15 +98,16 @@ class _Capacity:
         return sum(self.nodes(), Resources())
 
 
-def submit(spec: RunSpec, results_root: str, max_retries: int) -> ray.ObjectRef:
-    """Start one run on Ray: a plain task for one worker, a Ray Train ``TorchTrainer`` for several."""
+def submit(spec: RunSpec, results_root: str, max_retries: int, tracking: TrackingConfig | None = None) -> ray.ObjectRef:
+    """Start one run on Ray: a plain task for one worker, a Ray Train ``TorchTrainer`` for several; ``tracking``:
+    the experiment trackers its worker mirrors it to (``sweep.training.tracking.for_workers``)."""
     if spec.workers == 1:
         task = ray.remote(execute_run).options(num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=max_retries)
-        return task.remote(spec, results_root)
+        return task.remote(spec, results_root, tracking=tracking)
     from sweep.training.distributed import execute_ddp_run
 
     # The launcher only waits on the trainer; the workers' resources are reserved by Ray Train's placement group.
-    return ray.remote(execute_ddp_run).options(num_cpus=0, max_retries=max_retries).remote(spec, results_root)
+    return ray.remote(execute_ddp_run).options(num_cpus=0, max_retries=max_retries).remote(spec, results_root, tracking=tracking)
 
 
 def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | None = None, repair: bool = False) -> SweepOutcome:
@@ -126,10 +130,14 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
         todo = [s for s in plan.runs if s.run_id not in finished]
         outcome = SweepOutcome(planned=len(plan.runs), skipped_finished=len(plan.runs) - len(todo))
         log(f"sweep {config.name}: {len(plan.runs)} runs planned, {outcome.skipped_finished} already finished, {len(todo)} to run; results in {store.shown}")
+        if todo and config.tracking.mlflow:
+            log(f"runs tracked in MLflow at {redact_uri(config.tracking.mlflow.tracking_uri)}, experiment "
+                f"{config.tracking.mlflow.experiment or config.name}")
         if todo:
             connected_here = not ray.is_initialized()
             connect(cluster or ClusterConfig())
-            with stopping_on_signals(config.name, store, submit, disconnect=connected_here) as start:
+            start_run = functools.partial(submit, tracking=for_workers(config.tracking))
+            with stopping_on_signals(config.name, store, start_run, disconnect=connected_here) as start:
                 run_planned(config, store, plan, todo, holder, outcome, start=start, spent=finished)
     outcome.wall_seconds = time.perf_counter() - started
     return outcome

@@ -3,7 +3,8 @@
 ``execute_ddp_run`` runs inside a zero-CPU Ray task started by the driver; it builds a ``TorchTrainer`` whose
 ``workers`` processes each reserve the run's CPUs and GPUs, placed with the ``PACK`` strategy (on one node where
 they fit). Ray Train sets up the process group; each worker calls ``sweep.training.train.train_run`` with its rank, and
-rank 0 records the run exactly as a single-worker run does (``sweep.training.worker.record``). A worker that dies makes
+rank 0 records the run exactly as a single-worker run does (``sweep.training.worker.record``) and alone mirrors it
+to the experiment trackers (``sweep.training.tracking``). A worker that dies makes
 Ray Train restart the group (``FailureConfig.max_failures``), and the restarted workers resume from the run's
 checkpoint. Single-worker runs never come here: they skip Ray Train's start-up cost.
 
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from sweep.config import TrackingConfig
 from sweep.planning.plan import RunSpec
 from sweep.results.storage import ResultsStore
 from sweep.training.checkpoint import CheckpointStore
 from sweep.training.claim import RunClaims, claims_for
 from sweep.results.uri import SecretRoot
+from sweep.training.tracking import start_tracking
 from sweep.training.train import Distributed, RunOutcome, train_run
 from sweep.training.worker import record, recorded_outcome, summarize
 
@@ -35,21 +38,29 @@ def _train_worker(config: dict) -> None:
     context = ray.train.get_context()
     dist = Distributed(context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device())
     store = ResultsStore(config["results_root"].root)
-    outcome = train_run(spec, CheckpointStore(store), dist)
+    tracker = start_tracking(config["tracking"], spec) if dist.rank == 0 else None
+    try:
+        outcome = train_run(spec, CheckpointStore(store), dist, on_row=tracker.log_row if tracker else None)
+    except BaseException:
+        if tracker:
+            tracker.finish("failed")  # Ray Train restarts the group or gives up; a restart resumes this MLflow run
+        raise
     if dist.rank == 0:
         record(store, spec, outcome, config["started_at"])
+        if tracker:
+            tracker.finish(outcome.status)
 
 
-def execute_ddp_run(spec: RunSpec, results_root: str, claims: RunClaims | None = None) -> dict:
+def execute_ddp_run(spec: RunSpec, results_root: str, claims: RunClaims | None = None, tracking: TrackingConfig | None = None) -> dict:
     """Train ``spec`` with ``spec.workers`` DDP workers and record it, holding the run's claim throughout (see the
-    module docstring); returns the driver's summary."""
+    module docstring); rank 0 mirrors the run to ``tracking``'s trackers. Returns the driver's summary."""
     store = ResultsStore(results_root)
     with (claims or claims_for(store)).hold(spec.sweep, spec.run_id):
-        outcome = recorded_outcome(store, spec) or _fit(spec, store)
+        outcome = recorded_outcome(store, spec) or _fit(spec, store, tracking)
     return summarize(spec, outcome)
 
 
-def _fit(spec: RunSpec, store: ResultsStore) -> RunOutcome:
+def _fit(spec: RunSpec, store: ResultsStore, tracking: TrackingConfig | None = None) -> RunOutcome:
     """Run the ``TorchTrainer``; rank 0 records the run. Returns the recorded outcome (or the failure, recorded here)."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -57,8 +68,10 @@ def _fit(spec: RunSpec, store: ResultsStore) -> RunOutcome:
     started_at = datetime.now(timezone.utc)
     trainer = TorchTrainer(
         _train_worker,
-        # Ray Train records str() of this config in its run state: the root travels whole but shows redacted.
-        train_loop_config={"spec": spec, "results_root": SecretRoot(store.root), "started_at": started_at},
+        # Ray Train records str() of this config in its run state: the root travels whole but shows redacted. A
+        # local root travels absolute: Ray Train's workers do not run in the driver's directory.
+        train_loop_config={"spec": spec, "results_root": SecretRoot(store.root if "://" in store.root else store.base),
+                           "started_at": started_at, "tracking": tracking},  # fmt: skip
         scaling_config=ScalingConfig(
             num_workers=spec.workers,
             use_gpu=spec.gpus > 0,

@@ -329,11 +329,19 @@ def _is_row_step(spec: RunSpec, done: int, eval_steps: set[int]) -> bool:
     return done % spec.log_every_steps == 0 or done in eval_steps or done == spec.steps
 
 
-def train_run(spec: RunSpec, checkpoints: CheckpointStore | None = None, dist: Distributed = Distributed()) -> RunOutcome:
-    """Train ``spec`` to its last step (or to divergence), resuming from its newest checkpoint if there is one."""
+def train_run(
+    spec: RunSpec, checkpoints: CheckpointStore | None = None, dist: Distributed = Distributed(),
+    on_row: Callable[[dict], None] | None = None,
+) -> RunOutcome:  # fmt: skip
+    """Train ``spec`` to its last step (or to divergence), resuming from its newest checkpoint if there is one.
+
+    ``on_row`` (an experiment tracker's, ``sweep.training.tracking``) is called with each metrics row as it is
+    logged, after the rows a resumed run restored from its checkpoint; it must return at once."""
     clock = time.perf_counter()
     trainer, progress = _resume(spec, dist, checkpoints)
     elapsed_before = progress.elapsed_seconds
+    for row in progress.metrics if on_row else ():
+        on_row(row)
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - clock
@@ -367,6 +375,8 @@ def train_run(spec: RunSpec, checkpoints: CheckpointStore | None = None, dist: D
             row["eval_loss"] = evaluate(trainer.model, trainer.val_batches, trainer.autocast)
         row["wall_seconds"] = elapsed()
         progress.metrics.append(row)
+        if on_row:
+            on_row(row)
         progress.step, pending = step + 1, _Pending(step + 1)
         if diverged or (row["eval_loss"] is not None and not math.isfinite(row["eval_loss"])):
             noticed = "" if row["step"] == step + 1 else f" (noticed at step {step + 1})"

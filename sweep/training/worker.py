@@ -20,11 +20,13 @@ import traceback
 from dataclasses import asdict
 from datetime import datetime, timezone
 
+from sweep.config import TrackingConfig
 from sweep.planning.plan import RunSpec
 from sweep.results.storage import FINISHED_STATUSES, ResultsStore
 from sweep.training.checkpoint import CheckpointStore
 from sweep.training.claim import RunClaims, claims_for
 from sweep.training.hardware import mean_tokens_per_second, mfu, peak_flops
+from sweep.training.tracking import start_tracking
 from sweep.training.train import RunOutcome, train_run
 
 _SPEC_COLUMNS = (
@@ -88,20 +90,25 @@ def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finishe
     }
 
 
-def execute_run(spec: RunSpec, results_root: str, claims: RunClaims | None = None) -> dict:
+def execute_run(spec: RunSpec, results_root: str, claims: RunClaims | None = None, tracking: TrackingConfig | None = None) -> dict:
     """Train ``spec`` and record it, holding the run's claim (default: ``claims_for`` the results root) throughout;
-    a run found finished once the claim is held is not trained again. Returns a small summary for the driver's log."""
+    a run found finished once the claim is held is not trained again. ``tracking``: the experiment trackers to
+    mirror the run to (``sweep.training.tracking``; they finish after the run is recorded). Returns a small summary
+    for the driver's log."""
     store = ResultsStore(results_root)
     with (claims or claims_for(store)).hold(spec.sweep, spec.run_id):
         recorded = recorded_outcome(store, spec)
         if recorded is not None:
             return summarize(spec, recorded)
         started_at = datetime.now(timezone.utc)
+        tracker = start_tracking(tracking, spec)
         try:
-            outcome = train_run(spec, CheckpointStore(store))
+            outcome = train_run(spec, CheckpointStore(store), on_row=tracker.log_row if tracker else None)
         except Exception as error:  # recorded, not raised: a bad run must not take the sweep down
             outcome = failed_outcome(store, spec, f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=5)}")
         record(store, spec, outcome, started_at)
+        if tracker:
+            tracker.finish(outcome.status)
     return summarize(spec, outcome)
 
 

@@ -201,6 +201,19 @@ CASES: list[tuple[str, str, str | bytes]] = [
     ("a by-size rule without a size", "resources.by_size.0.min_params", config(resources=section("resources", "by_size: [{workers_per_run: 2}]"))),
     ("no assumed FLOP rate", "resources.assumed_flops_per_second", config(resources=section("resources", "assumed_flops_per_second: 0"))),
     ("an unknown resources key", "resources.gpus", config(resources=section("resources", "gpus: 8"))),
+    # tracking (credentials must come from the environment; the error never repeats the URI)
+    ("a tracking URI with a password", "tracking.mlflow.tracking_uri: holds credentials",
+     config(tracking=section("tracking", "mlflow:", "  tracking_uri: https://alice:hunter2-secret@mlflow.example:5000"))),
+    ("a tracking URI with a token parameter", "tracking.mlflow.tracking_uri: holds credentials",
+     config(tracking=section("tracking", "mlflow:", "  tracking_uri: https://mlflow.example/?access_token=abcdefgh12345678"))),
+    ("MLflow without a tracking URI", "tracking.mlflow.tracking_uri", config(tracking=section("tracking", "mlflow:", "  experiment: x"))),
+    ("an empty experiment name", "tracking.mlflow.experiment",
+     config(tracking=section("tracking", "mlflow:", "  tracking_uri: sqlite:///mlflow.db", '  experiment: ""'))),
+    ("an unknown MLflow key", "tracking.mlflow.run_name",
+     config(tracking=section("tracking", "mlflow:", "  tracking_uri: sqlite:///mlflow.db", "  run_name: x"))),
+    ("an unknown tracker", "tracking.wandb", config(tracking=section("tracking", "wandb:", "  project: x"))),
+    ("TensorBoard without a log directory", "tracking.tensorboard.log_dir", config(tracking=section("tracking", "tensorboard: {}"))),
+    ("tracking as a word", "tracking", config(tracking="tracking: mlflow")),
 ]
 
 
