@@ -163,6 +163,19 @@ def cmd_status(args: argparse.Namespace) -> int:
             + (f"; {entry['runs_outside_plan']} stale (not in the current plan)" if entry["runs_outside_plan"] else "")
             + _throughput_text(entry)
         )
+        for run_id in entry["in_flight"]:
+            row = entry["live"].get(run_id)
+            if row is None:
+                print(f"  in flight: {run_id} (no metrics row yet)")
+                continue
+            evaluation = f", eval loss {row['eval_loss']:.4f}" if row["eval_loss"] is not None else ""
+            done = f" ({row['done']:.0%} of its FLOPs)" if row["done"] is not None else ""
+            speed = f", {row['tokens_per_second']:.3g} tokens/s" if row["tokens_per_second"] is not None else ""
+            loss = f"{row['train_loss']:.4f}" if row["train_loss"] is not None else "not finite"
+            print(f"  in flight: {run_id} at step {row['step']}{done}: train loss {loss}{evaluation}{speed}")
+        if entry["seconds_left"] is not None and entry["in_flight"]:
+            speed = f", runs taking {entry['speed_vs_plan']:.2g}x their planned time" if entry["speed_vs_plan"] else ""
+            print(f"  time left: about {entry['seconds_left'] / 60:.1f} min (the driver's estimate{speed})")
         for run_id, reason in entry["lacking_metrics"].items():
             print(f"  finished run {run_id} lacks its metrics ({reason}): `sweep run CONFIG --repair` trains it again")
     for warning in report["warnings"]:

@@ -163,6 +163,8 @@ def check_results(store: ResultsStore, specs: list[RunSpec], repair: bool) -> di
         log(f"run {row['run_id']}: {REBUILT_NOTE}; not trained again")
     done = ledger[ledger["status"].isin(FINISHED_STATUSES)]
     finished = dict(zip(done["run_id"], flops_spent(done).tolist())) | {row["run_id"]: row["flops_spent"] for row in rebuilt}
+    for run_id in set(store.live_run_ids(sweep)) & set(finished):  # a worker killed between its commit and the drop
+        store.clear_live_metrics(sweep, run_id)
     lacking = {run_id: why for run_id, why in runs_lacking_metrics(ledger, metrics).items() if run_id in planned}
     if repair:
         for run_id in prepare_repair(store, sweep, lacking):

@@ -1,14 +1,15 @@
 """Sweep progress: what the driver tells people while it runs, and the status file ``sweep status`` reads.
 
-On a terminal, one live line (runs done of planned, runs in flight, FLOPs done of planned, time left by the
-planned durations still to go); elsewhere (cron, CI, logs), one plain line per run start and finish, with its
+On a terminal, one live line (runs done of planned, runs in flight, FLOPs done of planned, time left: the
+planned durations still to go, scaled by the measured speed of the runs completed so far, ``speed_vs_plan``); elsewhere (cron, CI, logs), one plain line per run start and finish, with its
 FLOPs and loss. FLOPs done are what runs actually trained, as ``sweep status`` counts them: a diverged or failed
 run adds the ``flops_spent`` of its worker's summary (the steps up to its divergence, or to its newest
 checkpoint), and runs finished before this invocation count their ledger's ``flops_spent`` (``spent``), not their
 planned FLOPs. The finish line of a run that did not complete says what it spent.
 
 The driver also keeps ``RESULTS/progress/sweep=NAME.json`` current (written atomically): the planned runs with
-their FLOPs, the runs in flight, and the driver's pid, host and start time (nothing else of the lock's holder
+their FLOPs, the runs in flight, the time left and the measured speed against the plan, and the driver's pid,
+host and start time (nothing else of the lock's holder
 record, and never the command line, which may carry credentials).
 """
 
@@ -66,6 +67,7 @@ class Progress:
         spent = spent or {}
         self.flops_done = sum(spent.get(run_id, flops) for run_id, flops in self.planned.items() if run_id not in self.todo)
         self.in_flight: dict[str, float] = {}
+        self.measured_seconds, self.planned_seconds = 0.0, 0.0  # of the runs completed by this invocation
         self.done = 0
         self.started = time.monotonic()
         self._status_written, self._status_stale = 0.0, False
@@ -83,6 +85,10 @@ class Progress:
         self.todo.discard(spec.run_id)
         self.done += 1
         status = summary["status"]
+        wall = summary.get("wall_seconds") or 0.0
+        if status == "completed" and wall > 0 and self.durations.get(spec.run_id, 0.0) > 0:
+            self.measured_seconds += wall
+            self.planned_seconds += self.durations[spec.run_id]
         spent = summary.get("flops_spent")  # what the run trained (a diverged run: up to its divergence)
         if spent is None:  # a summary without it (a worker of an older version): its plan when finished, else nothing
             spent = spec.flops if status in FINISHED_STATUSES else 0.0
@@ -97,11 +103,19 @@ class Progress:
         self._write_status()
         self.refresh()
 
+    @property
+    def speed_vs_plan(self) -> float | None:
+        """Measured over planned run time of the runs this invocation completed (None before the first): the
+        planned durations (``sweep.planning.plan.estimated_seconds``, from assumed FLOP/s) scaled by it are the
+        estimate of what is left, so the ETA learns the machine's real speed as runs finish."""
+        return self.measured_seconds / self.planned_seconds if self.planned_seconds > 0 else None
+
     def seconds_left(self) -> float:
-        """Planned durations of the runs still waiting, plus what remains of those in flight, over the runs in flight."""
-        now = time.monotonic()
-        waiting = sum(self.durations[r] for r in self.todo if r not in self.in_flight)
-        running = sum(max(0.0, self.durations[r] - (now - t)) for r, t in self.in_flight.items())
+        """Durations of the runs still waiting, plus what remains of those in flight, over the runs in flight; each
+        planned duration scaled by ``speed_vs_plan`` once a run has completed."""
+        now, speed = time.monotonic(), self.speed_vs_plan or 1.0
+        waiting = sum(self.durations[r] * speed for r in self.todo if r not in self.in_flight)
+        running = sum(max(0.0, self.durations[r] * speed - (now - t)) for r, t in self.in_flight.items())
         return (waiting + running) / max(1, len(self.in_flight))
 
     def refresh(self) -> None:
@@ -115,6 +129,7 @@ class Progress:
             f"runs {len(self.planned) - len(self.todo)}/{len(self.planned)} done, {len(self.in_flight)} running | "
             f"FLOPs {self.flops_done:.3g}/{total:.3g} ({self.flops_done / total:.0%}) | "
             f"elapsed {_clock(time.monotonic() - self.started)}, left ~{_clock(self.seconds_left())}"
+            + (f" (runs take {self.speed_vs_plan:.2g}x their planned time)" if self.speed_vs_plan else "")
         )
         self.stream.write("\r\033[K" + line)
         self.stream.flush()
@@ -140,6 +155,8 @@ class Progress:
             "sweep": self.sweep,
             "planned": [{"run_id": r, "flops": f} for r, f in self.planned.items()],
             "in_flight": sorted(self.in_flight),
+            "seconds_left": round(self.seconds_left(), 1) if self.todo else 0.0,
+            "speed_vs_plan": self.speed_vs_plan,
             "driver": self.driver,
             "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -166,6 +183,10 @@ def read_status(store: ResultsStore, sweep: str) -> dict | None:
         driver = status.get("driver") or {}
         if not all(math.isfinite(p["flops"]) and p["flops"] >= 0 for p in planned) or not isinstance(driver, dict):
             raise ValueError("planned FLOPs must be finite")
+        for key in ("seconds_left", "speed_vs_plan"):  # absent from older files; a number or null
+            value = status.get(key)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{key} must be a finite number")
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         reason = "not JSON" if isinstance(error, json.JSONDecodeError) else f"not a status file ({type(error).__name__}: {error})"
         store.warn(f"ignored damaged status file {store.shown_path(path)}: {reason}")

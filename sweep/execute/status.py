@@ -11,6 +11,11 @@ sets aside, and what earlier runs already set aside under ``quarantine/`` with t
 metrics are missing or cut short (``sweep.results.integrity``), which ``sweep run --repair`` trains again. A
 damaged status file is named and ignored. FLOPs done are those the runs of the current plan actually spent.
 
+Runs in flight: each one's latest metrics row from its live file (``sweep.training.live``): step, train and
+evaluation loss, tokens/s, FLOPs so far and their share of its planned FLOPs; and, from the driver's status
+file, its estimate of the time left, which learns from the measured speed of the runs it finished
+(``sweep.execute.progress``).
+
 Throughput: the mean over completed runs of their recorded tokens/s and MFU (``sweep.training.hardware``), each
 over the runs that recorded one (ledgers written before these columns, and devices of unknown peak, have none),
 with how many runs that mean covers; None when no run recorded it.
@@ -63,6 +68,29 @@ def flops_spent(runs: pd.DataFrame) -> pd.Series:
     return runs["flops_spent"].astype(float).fillna(fallback.astype(float))
 
 
+def latest_rows(store: ResultsStore, sweep: str, in_flight: list[str], planned: dict[str, float]) -> dict[str, dict]:
+    """Each run in flight's latest live metrics row: ``{run_id: {"step", "train_loss", "eval_loss" (the latest
+    evaluation so far), "tokens_per_second", "flops", "done" (share of its planned FLOPs)}}``; runs without a
+    live file yet are left out."""
+    if not in_flight:
+        return {}
+    live = store.read_live_metrics(sweep)
+    latest = {}
+    for run_id, rows in live[live["run_id"].isin(set(in_flight))].groupby("run_id"):
+        last, evals = rows.iloc[-1], rows["eval_loss"].dropna()
+        latest[run_id] = {
+            "step": int(last["step"]), "train_loss": _number(last["train_loss"]),
+            "eval_loss": _number(evals.iloc[-1]) if len(evals) else None,
+            "tokens_per_second": _number(last["tokens_per_second"]), "flops": _number(last["flops"]),
+            "done": _number(last["flops"] / planned[run_id]) if planned.get(run_id) else None,
+        }  # fmt: skip
+    return latest
+
+
+def _number(value) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
 def sweep_entry(store: ResultsStore, name: str, runs: pd.DataFrame, metrics: pd.DataFrame, holder: dict | None,
                 planned: dict[str, float] | None = None) -> dict:  # fmt: skip
     """One sweep's part of ``sweep_status``, from its ledger rows and metrics rows; ``planned`` (``{run_id: flops}``,
@@ -83,6 +111,9 @@ def sweep_entry(store: ResultsStore, name: str, runs: pd.DataFrame, metrics: pd.
         "planned_runs": len(planned),
         "pending_runs": len(pending),
         "in_flight": in_flight,
+        "live": latest_rows(store, name, in_flight, planned),
+        "seconds_left": status.get("seconds_left") if live else None,
+        "speed_vs_plan": status.get("speed_vs_plan") if live else None,
         "interrupted": interrupted_runs(runs, status["in_flight"], pending, live),
         "flops_done": float(flops_spent(runs[in_plan]).sum()),
         "flops_planned": float(sum(planned.values())),
@@ -95,7 +126,8 @@ def sweep_entry(store: ResultsStore, name: str, runs: pd.DataFrame, metrics: pd.
 def sweep_status(store: ResultsStore, sweep: str | None = None, planned: dict[str, float] | None = None) -> dict:
     """``{"running", "sweeps", "damaged", "quarantined", "warnings"}``: the lock's holder or None; one entry per
     sweep (see the module docstring) with its counts by status, planned and pending runs, runs in flight and
-    interrupted, FLOPs done (spent by the runs of the plan) and planned, ledger rows outside the plan, finished runs
+    interrupted, each in-flight run's latest live row (``live``), the driver's estimate of the time left
+    (``seconds_left``, with ``speed_vs_plan``: measured over planned run time), FLOPs done (spent by the runs of the plan) and planned, ledger rows outside the plan, finished runs
     lacking metrics (``{run_id: reason}``), and ``tokens_per_second_mean``, ``mfu_mean`` (None when unknown) with
     ``tokens_per_second_runs``, ``mfu_runs``; the damaged files the reads skipped (``{"path", "reason"}``, shown
     paths); what has been set aside under ``quarantine/``; other warnings met (a damaged status file). Raises

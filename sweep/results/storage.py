@@ -4,6 +4,8 @@ Layout under a results root (a local directory or any URI pyarrow's filesystems 
 
     runs/sweep=NAME/RUN_ID.parquet      one row per run: the ledger (unique key: sweep, run_id)
     metrics/sweep=NAME/RUN_ID.parquet   one row per logged step (unique key: sweep, run_id, step)
+    live/sweep=NAME/RUN_ID.parquet      a run in progress: the metrics rows so far (``sweep.training.live``),
+                                        rewritten every few rows, dropped once the run's final metrics are written
 
 Both datasets are Hive-partitioned by sweep; the ``sweep`` column comes from the directory name and is not stored
 in the files (storing it twice makes pyarrow refuse to merge the schemas). Read them as they are::
@@ -234,6 +236,29 @@ class ResultsStore:
         """Replace the metrics of ``run_id`` with ``rows`` (dicts with ``METRICS_SCHEMA``'s fields but run_id)."""
         table = pa.Table.from_pylist([{"run_id": run_id, **row} for row in rows], schema=METRICS_SCHEMA)
         self._write(table, "metrics", sweep, run_id)
+
+    def write_live_metrics(self, sweep: str, run_id: str, rows: list[dict]) -> None:
+        """Replace the partial metrics of a run in progress (``live/sweep=NAME/RUN_ID.parquet``, atomically: a
+        reader sees the previous prefix or this one, never part of a file); ``sweep.training.live`` writes them."""
+        table = pa.Table.from_pylist([{"run_id": run_id, **row} for row in rows], schema=METRICS_SCHEMA)
+        self._write(table, "live", sweep, run_id)
+
+    def clear_live_metrics(self, sweep: str, run_id: str) -> None:
+        """Drop a run's partial metrics (its final metrics file replaces them); a missing one is no error."""
+        try:
+            self.fs.delete_file(f"{self._dir('live', sweep)}/{run_id}.parquet")
+        except FileNotFoundError:
+            pass
+
+    def live_run_ids(self, sweep: str) -> list[str]:
+        """Runs of ``sweep`` that have partial metrics (a listing, no file read)."""
+        return [path.rsplit("/", 1)[1].removesuffix(".parquet") for _, path in self._files("live", sweep)]
+
+    def read_live_metrics(self, sweep: str | None = None) -> pd.DataFrame:
+        """The partial metrics of runs in progress (all sweeps, or one), as ``read_metrics`` returns final ones:
+        each file a consistent prefix of its run's rows; a damaged one named and skipped. Never fitted."""
+        frame = self._read("live", METRICS_SCHEMA, sweep)
+        return frame.sort_values(["sweep", "run_id", "step"], ignore_index=True)
 
     def write_run(self, sweep: str, row: dict) -> None:
         """Write (or replace) the ledger row of ``row["run_id"]``; missing optional fields are null."""

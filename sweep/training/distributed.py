@@ -3,8 +3,8 @@
 ``execute_ddp_run`` runs inside a zero-CPU Ray task started by the driver; it builds a ``TorchTrainer`` whose
 ``workers`` processes each reserve the run's CPUs and GPUs, placed with the ``PACK`` strategy (on one node where
 they fit). Ray Train sets up the process group; each worker calls ``sweep.training.train.train_run`` with its rank, and
-rank 0 records the run exactly as a single-worker run does (``sweep.training.worker.record``) and alone mirrors it
-to the experiment trackers (``sweep.training.tracking``). A worker that dies makes
+rank 0 records the run exactly as a single-worker run does (``sweep.training.worker.record``) and alone writes its
+live metrics (``sweep.training.live``) and mirrors it to the experiment trackers (``sweep.training.tracking``). A worker that dies makes
 Ray Train restart the group (``FailureConfig.max_failures``), and the restarted workers resume from the run's
 checkpoint. Single-worker runs never come here: they skip Ray Train's start-up cost.
 
@@ -24,6 +24,7 @@ from sweep.results.storage import ResultsStore
 from sweep.training.checkpoint import CheckpointStore
 from sweep.training.claim import RunClaims, claims_for
 from sweep.results.uri import SecretRoot
+from sweep.training.live import LiveMetrics, each
 from sweep.training.tracking import start_tracking
 from sweep.training.train import Distributed, RunOutcome, train_run
 from sweep.training.worker import record, recorded_outcome, summarize
@@ -39,8 +40,9 @@ def _train_worker(config: dict) -> None:
     dist = Distributed(context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device())
     store = ResultsStore(config["results_root"].root)
     tracker = start_tracking(config["tracking"], spec) if dist.rank == 0 else None
+    live = LiveMetrics(store, spec).log_row if dist.rank == 0 else None
     try:
-        outcome = train_run(spec, CheckpointStore(store), dist, on_row=tracker.log_row if tracker else None)
+        outcome = train_run(spec, CheckpointStore(store), dist, on_row=each(live, tracker.log_row if tracker else None))
     except BaseException:
         if tracker:
             tracker.finish("failed")  # Ray Train restarts the group or gives up; a restart resumes this MLflow run

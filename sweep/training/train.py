@@ -335,8 +335,8 @@ def train_run(
 ) -> RunOutcome:  # fmt: skip
     """Train ``spec`` to its last step (or to divergence), resuming from its newest checkpoint if there is one.
 
-    ``on_row`` (an experiment tracker's, ``sweep.training.tracking``) is called with each metrics row as it is
-    logged, after the rows a resumed run restored from its checkpoint; it must return at once."""
+    ``on_row`` (the live metrics file's and an experiment tracker's: ``sweep.training.live``,
+    ``sweep.training.tracking``) is called with each metrics row as it is logged, after the rows a resumed run restored from its checkpoint; it must return at once."""
     clock = time.perf_counter()
     trainer, progress = _resume(spec, dist, checkpoints)
     elapsed_before = progress.elapsed_seconds

@@ -26,6 +26,7 @@ from sweep.results.storage import FINISHED_STATUSES, ResultsStore
 from sweep.training.checkpoint import CheckpointStore
 from sweep.training.claim import RunClaims, claims_for
 from sweep.training.hardware import mean_tokens_per_second, mfu, peak_flops
+from sweep.training.live import LiveMetrics, each
 from sweep.training.tracking import start_tracking
 from sweep.training.train import RunOutcome, train_run
 
@@ -102,8 +103,9 @@ def execute_run(spec: RunSpec, results_root: str, claims: RunClaims | None = Non
             return summarize(spec, recorded)
         started_at = datetime.now(timezone.utc)
         tracker = start_tracking(tracking, spec)
+        on_row = each(LiveMetrics(store, spec).log_row, tracker.log_row if tracker else None)
         try:
-            outcome = train_run(spec, CheckpointStore(store), on_row=tracker.log_row if tracker else None)
+            outcome = train_run(spec, CheckpointStore(store), on_row=on_row)
         except Exception as error:  # recorded, not raised: a bad run must not take the sweep down
             outcome = failed_outcome(store, spec, f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=5)}")
         record(store, spec, outcome, started_at)
@@ -131,13 +133,15 @@ def recorded_outcome(store: ResultsStore, spec: RunSpec) -> RunOutcome | None:
 
 
 def record(store: ResultsStore, spec: RunSpec, outcome: RunOutcome, started_at: datetime) -> None:
-    """Write the run's metrics, then its ledger row (the commit), then drop its checkpoints if it finished.
+    """Write the run's metrics, then its ledger row (the commit), then drop its live metrics (``sweep.training.live``)
+    and, if it finished, its checkpoints.
 
     A run that did not finish (failed) keeps its checkpoints: the next ``sweep run`` retries it from there.
     """
     if outcome.metrics:
         store.write_metrics(spec.sweep, spec.run_id, outcome.metrics)
     store.write_run(spec.sweep, ledger_row(spec, outcome, started_at, datetime.now(timezone.utc), node_name()))
+    store.clear_live_metrics(spec.sweep, spec.run_id)
     if outcome.status in FINISHED_STATUSES:
         CheckpointStore(store).clear(spec.sweep, spec.run_id)
 
