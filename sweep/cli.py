@@ -3,6 +3,8 @@
     sweep plan CONFIG [--json [PATH.json]]             show the planned runs without training
     sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--verbose] [--repair]
                                                        train what the results directory lacks
+    sweep tune CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--json [PATH.json]]
+                                                       per-size Optuna studies (trials are runs), the rule LR*(N)
     sweep status [--results DIR] [--config FILE] [--json]   runs by status, FLOPs done of planned, in flight, damage
     sweep fit [--results DIR [--sweep NAME | --config FILE] | --input FILE] [--json [PATH.json]] [--out DIR]
                                                        Approaches 1-3, intervals, plot
@@ -119,6 +121,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.results and secrets_of(args.results):
         log("warning: --results carries credentials, which other users see in `ps` and Ray records as this job's "
             "entrypoint; prefer AWS_* environment variables or a profile, or the sweep file's results key")
+    outcome = run_sweep(config, root, _cluster(args, root), repair=args.repair)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing to run"
+    log(f"sweep {config.name} finished in {outcome.wall_seconds:.1f} s: {counts}; results in {redact_uri(root) if '://' in root else Path(root).resolve()}")
+    return 1 if outcome.failed else 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Tune each size's learning rate (and what tune.space adds) with Optuna, each trial a run on Ray, then fit
+    LR*(N) with bootstrap intervals. A killed ``sweep tune`` resumes: rerun it. Example:
+    ``sweep tune sweep/configs/tune-demo.yaml --results results``."""
+    from sweep.tuning.driver import run_tune
+    from sweep.tuning.summary import describe
+
+    config = load_config(args.config)
+    root = _results_root(args, config)
+    result = run_tune(config, root, _cluster(args, root), n_boot=args.bootstrap)
+    text, data = describe(config, result)
+    if not _json_output(args, data):
+        print(text)
+    return 0
+
+
+def _cluster(args: argparse.Namespace, root: str):
+    """The cluster of ``run`` and ``tune``: the file, ``--address`` over it, ``--verbose``, Ray's log file."""
     cluster = load_cluster(args.cluster)
     if args.address:
         cluster = cluster.model_copy(update={"address": args.address})
@@ -126,10 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cluster = cluster.model_copy(update={"verbose": True})
     if not cluster.log_file:
         cluster = cluster.model_copy(update={"log_file": str(_ray_log_file(root))})
-    outcome = run_sweep(config, root, cluster, repair=args.repair)
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing to run"
-    log(f"sweep {config.name} finished in {outcome.wall_seconds:.1f} s: {counts}; results in {redact_uri(root) if '://' in root else Path(root).resolve()}")
-    return 1 if outcome.failed else 0
+    return cluster
 
 
 def _throughput_text(entry: dict) -> str:
@@ -552,6 +575,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repair", action="store_true",
                      help="also train again the finished runs whose metrics are missing or cut short (sweep status lists them)")
     run.set_defaults(handler=cmd_run)
+
+    tune = commands.add_parser("tune", help="tune LR per size with Optuna, fit the rule LR*(N)", description=_plain(cmd_tune.__doc__))
+    tune.add_argument("config", help="sweep YAML file with a tune section")
+    tune.add_argument("--results", help=f"results directory or URI; trials go to RESULTS/tune (default: the config's, else ./{DEFAULT_RESULTS})")
+    tune.add_argument("--cluster", help="cluster file (default: embedded Ray, as clusters/local.yaml)")
+    tune.add_argument("--address", help="Ray cluster to join: auto, ray://host:port or host:port (overrides --cluster)")
+    tune.add_argument("--verbose", action="store_true", help="show Ray's own logs on the terminal (default: in a file)")
+    tune.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the rule's intervals (default 1000)")
+    _add_json(tune, "the study's result")
+    tune.set_defaults(handler=cmd_tune)
 
     status = commands.add_parser("status", help="runs by status, FLOPs done, runs in flight", description=_plain(cmd_status.__doc__))
     status.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")

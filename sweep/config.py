@@ -24,7 +24,9 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -208,6 +210,61 @@ class BatchPowerRule(_Strict):
     """Power of N / reference_params."""
 
 
+class TunedLrRule(_Strict):
+    """``training.lr_tuned``: the learning-rate rule a ``sweep tune`` study fitted (``sweep.tuning.rule``), read from
+    the table it wrote: peak LR = coefficient * (N / reference_params) ** exponent, times ``lr_scale``. Every run
+    records the rate it resolved to and the study (``lr_study``)."""
+
+    study: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    """The study the rule came from; must be the one the table names."""
+    file: PathOrUri
+    """The rule table ``sweep tune`` wrote (``RESULTS/tune/rules/STUDY.json``, or a copy kept beside the sweep
+    file); a relative path is taken from the sweep file's directory. Plain JSON, never executed."""
+    coefficient: float = 0.0
+    reference_params: float = 1.0
+    exponent: float = 0.0
+    """Read from ``file`` (a sweep file gives only ``study`` and ``file``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_table(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if not isinstance(data.get("file"), str) or not isinstance(data.get("study"), str):
+            return data  # the field checks name what is missing
+        base = Path((info.context or {}).get("base_dir", "."))
+        table = read_tuned_rule(base / data["file"], data["study"])
+        differ = sorted(key for key in table if key in data and data[key] != table[key])
+        if differ:  # a dumped config validated again carries the table's own values, which is fine
+            raise ValueError(f"{', '.join(differ)}: read from the rule table {data['file']} (give only study and file)")
+        return {**data, "file": str(base / data["file"]), **table}
+
+
+def read_tuned_rule(path: Path, study: str) -> dict[str, float]:
+    """The power law of a rule table written by ``sweep tune`` (``sweep.tuning.rule.RuleFit.to_dict``): its
+    coefficient, reference size and exponent, checked; ``ValueError`` names the file and what is wrong."""
+    import json
+
+    try:
+        table = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read the rule table {path}: {getattr(error, 'strerror', None) or error}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a rule table (not JSON: {error.msg} at line {error.lineno})") from None
+    law = table.get("lr_rule") if isinstance(table, dict) else None
+    if not isinstance(law, dict) or table.get("kind") != "sweep-tune-rule":
+        raise ValueError(f"{path} is not a rule table written by sweep tune (no kind sweep-tune-rule with an lr_rule)")
+    if table.get("study") != study:
+        raise ValueError(f"{path} holds the rule of study {table.get('study')!r}, not {study!r}")
+    values = {key: law.get(key) for key in ("coefficient", "reference_params", "exponent")}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{path}: lr_rule.{key} is not a finite number ({value!r})")
+    if not (0 < values["coefficient"] <= 10 and values["reference_params"] > 0 and -10 <= values["exponent"] <= 10):
+        raise ValueError(f"{path}: lr_rule out of bounds (coefficient in (0, 10], reference_params > 0, |exponent| <= 10)")
+    return {key: float(value) for key, value in values.items()}
+
+
 class TrainingConfig(_Strict):
     """Training rules shared by every run of the sweep."""
 
@@ -219,11 +276,14 @@ class TrainingConfig(_Strict):
     lr_scale: Number(gt=0, le=1000) = 1.0
     """Multiplier on the per-size rule (``kaplan`` or ``power``); a fixed ``lr`` is used as given."""
     # Per-size rules (sweep/planning/rules.py resolves them for each run; docs/rules.md derives and cites them).
-    lr_rule: Literal["kaplan", "power", "fixed"] | None = None
+    lr_rule: Literal["kaplan", "power", "fixed", "tuned"] | None = None
     """Peak LR by size: ``kaplan`` (Kaplan et al. 2020, eq. D.1), ``power`` (``lr_power``: OLMo-core's ladder, after
-    Porian et al. 2024) or ``fixed`` (``lr``). Left out: ``fixed`` when ``lr`` is given, else ``kaplan``."""
+    Porian et al. 2024), ``fixed`` (``lr``) or ``tuned`` (``lr_tuned``: the power law a ``sweep tune`` study
+    fitted). Left out: ``fixed`` when ``lr`` is given, else ``kaplan``."""
     lr_power: LrPowerRule = LrPowerRule()
     """The ``power`` LR rule's constants (only with ``lr_rule: power``)."""
+    lr_tuned: TunedLrRule | None = None
+    """The ``tuned`` rule's study and table (required by, and only with, ``lr_rule: tuned``)."""
     batch_rule: Literal["fixed", "power"] = "fixed"
     """Tokens per step: ``fixed`` (``batch_tokens`` for every run) or ``power`` (``batch_power``, rounded to whole
     sequences and to a multiple of the run's workers)."""
@@ -396,6 +456,95 @@ class TrackingConfig(_Strict):
         return self.mlflow is not None or self.tensorboard is not None
 
 
+class LogRange(_Strict):
+    """A range searched log-uniformly (``low`` < ``high``)."""
+
+    low: Number(gt=0, le=2**40)
+    high: Number(gt=0, le=2**40)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LogRange":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        return self
+
+
+class UnitRange(_Strict):
+    """A range in [0, 1) searched uniformly (``low`` < ``high``)."""
+
+    low: Number(ge=0, lt=1)
+    high: Number(ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "UnitRange":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        return self
+
+
+class TuneSpace(_Strict):
+    """What each trial draws; the keys left out keep the sweep's own ``training`` values."""
+
+    lr: LogRange = LogRange(low=1e-4, high=1e-1)
+    """Peak learning rate, log-uniform (default 1e-4 to 1e-1)."""
+    batch_tokens: Annotated[list[Integer(ge=1, le=2**40)], Field(min_length=2, max_length=100)] | None = None
+    """Tokens per step to choose from (each a multiple of model.seq_len); a trial's horizon stays in tokens or
+    FLOPs, so a larger batch trains fewer steps."""
+    warmup_fraction: UnitRange | None = None
+    """Warm-up as a fraction of the trial's steps, uniform."""
+    beta2: UnitRange | None = None
+    """AdamW beta2, uniform."""
+
+
+class TuneHorizon(_Strict):
+    """How long each trial trains: one budget for every size, or tokens in proportion to the size (give one)."""
+
+    budget_flops: Number(gt=0, le=MAX_BUDGET_FLOPS) | None = None
+    """Training FLOPs of every trial (under ``flops_convention``): an iso-FLOP tuning."""
+    tokens_per_param: Number(gt=0, le=1e6) | None = None
+    """Tokens per non-embedding parameter (Chinchilla's compute-optimal ratio is about 20)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "TuneHorizon":
+        if (self.budget_flops is None) == (self.tokens_per_param is None):
+            raise ValueError("give exactly one of budget_flops and tokens_per_param")
+        return self
+
+
+class TuneConfig(_Strict):
+    """``sweep tune``: per-size hyperparameter studies with Optuna, each trial a run trained by the orchestrator
+    (``sweep.tuning``). The studies' best rates give a power law LR*(N) that ``training.lr_rule: tuned`` uses."""
+
+    study: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)] | None = None
+    """The study's name (default ``NAME-tune``): its trials are the runs of ``sweep=STUDY`` in the results, apart
+    from the sweep's own runs, and its Optuna studies are ``STUDY.N<size>``."""
+    sizes: Annotated[list[Number(ge=1, le=MAX_PARAMS)], Field(min_length=1, max_length=100)] | None = None
+    """The sizes to tune, each one of ``model.sizes`` (default: all of them); a power law needs two or more."""
+    horizon: TuneHorizon
+    """Each trial's training length."""
+    space: TuneSpace = TuneSpace()
+    """The search space."""
+    n_trials: Integer(ge=1, le=10_000) = 8
+    """Trials per size (pruned ones count; failed ones are retried with a new trial)."""
+    sampler: Literal["tpe", "gp", "cmaes", "random"] = "tpe"
+    """Optuna's sampler: ``tpe`` (with constant liar for trials in parallel), ``gp`` (Gaussian process), ``cmaes``
+    (needs the ``cmaes`` package; for one parameter Optuna falls back to random sampling) or ``random``."""
+    pruner: Literal["none", "median", "hyperband"] = "median"
+    """Stop unpromising trials early at their evaluation points: Optuna's ``MedianPruner`` (after 3 finished trials,
+    from the evaluation at 3/4 of training: judged earlier, it prunes the low rates that catch up as a cosine decays)
+    or ``HyperbandPruner`` (over the evaluation points, from the first), or ``none`` (``sweep.tuning.study``)."""
+    eval_points: Integer(ge=1, le=1000) = 6
+    """Validation-loss evaluations per trial, evenly spaced: the points the pruner judges at."""
+    seed: Integer(ge=0, le=INT32_MAX) = 0
+    """The samplers' seed (each size's study adds its index); trials train with ``training.seeds[0]``."""
+    max_concurrent_trials: Integer(ge=1, le=10**6) | None = None
+    """At most this many trials in flight (default: as many as the cluster's free resources hold)."""
+    storage: PathOrUri | None = None
+    """Where the Optuna studies live: a journal file path (default ``RESULTS/tune/studies/STUDY.journal``, which
+    needs a local or shared-filesystem results root) or a ``sqlite:///`` URL. Required for an object-store results
+    root (its trials' runs still go there)."""
+
+
 class SweepConfig(_Strict):
     """A whole sweep: the grid of (budget x model size x seed) runs and how to train them."""
 
@@ -414,6 +563,36 @@ class SweepConfig(_Strict):
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
     """Experiment tracking (MLflow, TensorBoard); absent: none."""
+    tune: TuneConfig | None = None
+    """Hyperparameter tuning per size (``sweep tune``); ignored by ``sweep run``."""
+
+    @property
+    def study(self) -> str:
+        """The tuning study's name (``tune.study``, default ``NAME-tune``)."""
+        return (self.tune.study if self.tune and self.tune.study else None) or f"{self.name}-tune"
+
+    @model_validator(mode="after")
+    def _tune_fits_the_sweep(self) -> "SweepConfig":
+        if self.tune is None:
+            return self
+        unknown = [size for size in self.tune.sizes or () if size not in self.model.sizes]
+        if unknown:
+            raise ValueError(f"tune.sizes: {', '.join(f'{size:g}' for size in unknown)} not in model.sizes")
+        if self.tune.sizes is None and not self.model.sizes:
+            raise ValueError("tune.sizes: the sweep has no model.sizes to tune")
+        batches = self.tune.space.batch_tokens or ()
+        if batches and self.training.batch_rule != "fixed":
+            raise ValueError("tune.space.batch_tokens: searching the batch needs training.batch_rule fixed")
+        for batch in batches:
+            if batch % self.model.seq_len:
+                raise ValueError(f"tune.space.batch_tokens: {batch} is not a multiple of model.seq_len ({self.model.seq_len})")
+        if self.tune.space.warmup_fraction is not None and self.training.warmup_tokens is not None:
+            raise ValueError("tune.space.warmup_fraction: contradicts training.warmup_tokens (leave one out)")
+        if self.tune.space.beta2 is not None and self.training.beta2_rule != "fixed":
+            raise ValueError("tune.space.beta2: searching beta2 needs training.beta2_rule fixed")
+        if self.tune.study == self.name:
+            raise ValueError("tune.study: must differ from the sweep's name (the trials are not the sweep's runs)")
+        return self
 
     @model_validator(mode="after")
     def _batch_holds_whole_sequences(self) -> "SweepConfig":
@@ -436,6 +615,12 @@ class SweepConfig(_Strict):
             raise ValueError("training.lr: required by training.lr_rule fixed")
         if t.lr_rule in ("kaplan", "power") and t.lr is not None:
             raise ValueError(f"training.lr: a fixed rate contradicts training.lr_rule {t.lr_rule} (leave one out)")
+        if t.lr_rule == "tuned" and t.lr_tuned is None:
+            raise ValueError("training.lr_tuned: required by training.lr_rule tuned (study and file)")
+        if t.lr_tuned is not None and t.lr_rule != "tuned":
+            raise ValueError("training.lr_tuned: only used with training.lr_rule tuned")
+        if t.lr_rule == "tuned" and t.lr is not None:
+            raise ValueError("training.lr: a fixed rate contradicts training.lr_rule tuned (leave one out)")
         if "lr_power" in given and t.lr_rule != "power":
             raise ValueError("training.lr_power: only used with training.lr_rule power")
         if "batch_power" in given and t.batch_rule != "power":
@@ -472,12 +657,13 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(f"{key}: {messages[0]}" if key else messages[0] for key, messages in problems.items())
 
 
-def parse_config(data: Any, source: str = "config") -> SweepConfig:
-    """Validate plain data (as loaded from YAML) into a ``SweepConfig``; ``ConfigError`` names each bad key."""
+def parse_config(data: Any, source: str = "config", base_dir: str | Path = ".") -> SweepConfig:
+    """Validate plain data (as loaded from YAML) into a ``SweepConfig``; ``ConfigError`` names each bad key.
+    ``base_dir``: where relative paths of files the config reads itself (``training.lr_tuned.file``) start."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level")
     try:
-        return SweepConfig.model_validate(data)
+        return SweepConfig.model_validate(data, context={"base_dir": str(base_dir)})
     except ValidationError as error:
         raise ConfigError(f"{source}: {describe_validation_error(error)}") from None
 
@@ -510,7 +696,7 @@ def load_config(path: str | Path) -> SweepConfig:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if data is None:
         raise ConfigError(f"{path}: the file holds no keys (name, budgets and model are required)")
-    return parse_config(data, source=str(path))
+    return parse_config(data, source=str(path), base_dir=path.parent)
 
 
 MAX_CONFIG_BYTES = 1 << 20

@@ -81,7 +81,7 @@ def demand(spec: RunSpec) -> Resources:
     return Resources(cpus=spec.workers * spec.cpus, gpus=spec.workers * spec.gpus)
 
 
-class _Capacity:
+class Capacity:
     """The cluster's nodes (total CPUs and GPUs of each), re-read from Ray at most every ``max_age_seconds``:
     they change when nodes join or leave, rarely compared with how often the scheduling loop asks, and a node the
     autoscaler adds is used within that time (reading costs well under a millisecond)."""
@@ -189,7 +189,7 @@ def run_planned(
     r = config.resources
     todo, _ = planned_once(todo)  # one entry per run id, whoever the caller: a run is never in flight twice
     durations = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, r.assumed_seconds_per_step) for s in plan.runs}
-    capacity = _Capacity(cluster.nodes)
+    capacity = Capacity(cluster.nodes)
     if not all(holds(capacity.nodes(), RunDemand.of(s)) for s in todo):
         refuse_unplaceable(todo, capacity.nodes(), cluster.autoscaler_or_unknown())
     queue = LptQueue(todo, duration=lambda s: durations[s.run_id], demand=demand)

@@ -108,6 +108,12 @@ class RunSpec:
     """``resources.peak_flops``: one device's peak FLOP/s for MFU (None: looked up by device name)."""
     data_order: str = "shuffled-v1"
     """Which batch order ``sweep.training.data.TokenStream`` implements (part of the run's identity)."""
+    lr_study: str | None = None
+    """The tuning study whose rule gave ``lr`` (``training.lr_rule: tuned``), else None."""
+    study: str | None = None
+    """A tuning trial's study (``sweep tune``), else None."""
+    trial: int | None = None
+    """A tuning trial's number in its size's Optuna study, else None."""
 
     @property
     def shape(self) -> GPTShape:
@@ -129,7 +135,7 @@ _NOT_IDENTITY = frozenset(
     {
         "sweep", "flops_budget", "flops_convention", "flops_per_token", "flops", "device", "compile",
         "checkpoint_every_steps", "workers", "cpus", "gpus", "precision", "micro_batch_tokens", "lr_rule",
-        "batch_rule", "warmup_tokens", "memory_estimate_bytes", "peak_flops",
+        "batch_rule", "warmup_tokens", "memory_estimate_bytes", "peak_flops", "lr_study", "study", "trial",
     }  # fmt: skip
 )
 """How and where a run trains does not change which run it is (DDP and gradient accumulation match one worker and
@@ -235,6 +241,7 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
                         batch_rule=rules.batch_rule,
                         warmup_tokens=warmup * rules.batch_tokens,
                         peak_flops=config.resources.peak_flops,
+                        lr_study=rules.lr_study,
                     )
                 )
     runs, duplicates = planned_once(runs)

@@ -10,6 +10,8 @@ Learning rate (``training.lr_rule``)::
     kaplan:  lr = lr_scale * (0.003239 - 0.0001395 ln N)        Kaplan et al. 2020, "Scaling Laws for Neural
              Language Models", eq. D.1 (fitted on N = 1e5..1e9, Adam, cosine); floored at 1e-5
     power:   lr = lr_scale * c * (N / N0) ** k                   c = 0.0047, N0 = 108M, k = -1/3 by default
+    tuned:   lr = lr_scale * c * (N / N0) ** k                   c, N0, k: the table a ``sweep tune`` study
+                                                                 fitted (``sweep.tuning.rule``; training.lr_tuned)
     fixed:   lr = training.lr
 
 The ``power`` defaults are OLMo-core's model ladder (``allenai/OLMo-core``,
@@ -98,11 +100,13 @@ class SizeRules:
 
     lr: float
     lr_rule: str
-    """``kaplan``, ``power`` or ``fixed``."""
+    """``kaplan``, ``power``, ``tuned`` or ``fixed``."""
     batch_tokens: int
     batch_rule: str
     """``fixed`` or ``power``."""
     beta2: float
+    lr_study: str | None = None
+    """The study whose fitted rule gave ``lr`` (``lr_rule: tuned``), else None."""
 
 
 def resolve_lr(training: TrainingConfig, n_params_nonembedding: int) -> tuple[float, str]:
@@ -114,7 +118,9 @@ def resolve_lr(training: TrainingConfig, n_params_nonembedding: int) -> tuple[fl
         return training.lr, rule
     if rule == "kaplan":
         return learning_rate(n_params_nonembedding, training.lr_scale), rule
-    p = training.lr_power
+    p = training.lr_tuned if rule == "tuned" else training.lr_power
+    if p is None:  # also refused when the config is read
+        raise ConfigError("training.lr_tuned: required by training.lr_rule tuned (study and file)")
     return training.lr_scale * power_law(n_params_nonembedding, p.coefficient, p.reference_params, p.exponent), rule
 
 
@@ -153,7 +159,8 @@ def size_rules(training: TrainingConfig, n_params_nonembedding: int, seq_len: in
     lr, lr_rule = resolve_lr(training, n_params_nonembedding)
     batch = resolve_batch_tokens(training, n_params_nonembedding, seq_len, workers)
     beta2 = resolve_beta2(training, batch)
-    return SizeRules(lr=lr, lr_rule=lr_rule, batch_tokens=batch, batch_rule=training.batch_rule, beta2=beta2)
+    study = training.lr_tuned.study if lr_rule == "tuned" and training.lr_tuned else None
+    return SizeRules(lr=lr, lr_rule=lr_rule, batch_tokens=batch, batch_rule=training.batch_rule, beta2=beta2, lr_study=study)
 
 
 def warmup_steps(training: TrainingConfig, n_params_nonembedding: int, steps: int, batch_tokens: int) -> int:

@@ -6,6 +6,8 @@ Layout under a results root (a local directory or any URI pyarrow's filesystems 
     metrics/sweep=NAME/RUN_ID.parquet   one row per logged step (unique key: sweep, run_id, step)
     live/sweep=NAME/RUN_ID.parquet      a run in progress: the metrics rows so far (``sweep.training.live``),
                                         rewritten every few rows, dropped once the run's final metrics are written
+    stop/sweep=NAME/RUN_ID              a request that a run in progress stop at its next evaluation (a tuning
+                                        trial pruned by ``sweep tune``), dropped once the run is recorded
 
 Both datasets are Hive-partitioned by sweep; the ``sweep`` column comes from the directory name and is not stored
 in the files (storing it twice makes pyarrow refuse to merge the schemas). Read them as they are::
@@ -53,9 +55,10 @@ from sweep.results.validation import (
     REQUIRED_METRIC_COLUMNS, REQUIRED_RUN_COLUMNS, conform, ledger_problem, metrics_problem, schema_problem,
 )  # fmt: skip
 
-RUN_STATUSES = ("completed", "diverged", "failed", "interrupted")
-"""``interrupted``: in flight when the driver was stopped by a signal (its checkpoints are kept; trained again)."""
-FINISHED_STATUSES = ("completed", "diverged")
+RUN_STATUSES = ("completed", "diverged", "failed", "interrupted", "pruned")
+"""``interrupted``: in flight when the driver was stopped by a signal (its checkpoints are kept; trained again).
+``pruned``: a tuning trial Optuna's pruner stopped at an evaluation point (``sweep tune``; its partial curve kept)."""
+FINISHED_STATUSES = ("completed", "diverged", "pruned")
 """Runs in these states are never trained again by ``sweep run``; ``failed`` and ``interrupted`` runs are."""
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -104,7 +107,8 @@ RUNS_SCHEMA = pa.schema(
         ("micro_batch_tokens", pa.int64()),
         ("precision", pa.string()),  # fp32 | bf16 (auto: the run did not say what it resolved to)
         ("compile", pa.bool_()),
-        ("lr_rule", pa.string()),  # kaplan | power | fixed
+        ("lr_rule", pa.string()),  # kaplan | power | fixed | tuned
+        ("lr_study", pa.string()),  # lr_rule tuned: the study whose fitted rule gave lr
         ("batch_rule", pa.string()),  # fixed | power
         ("warmup_steps", pa.int64()),
         ("warmup_tokens", pa.int64()),
@@ -125,6 +129,9 @@ RUNS_SCHEMA = pa.schema(
         ("steps_done", pa.int64()),
         ("flops_spent", pa.float64()),  # steps_done * batch_tokens * flops_per_token (flops_convention)
         ("error", pa.string()),
+        # Tuning trials (sweep tune): the study, and the trial's number in its size's Optuna study; null otherwise.
+        ("study", pa.string()),
+        ("trial", pa.int64()),
         ("spec_json", pa.string()),
     ]
 )
@@ -260,6 +267,25 @@ class ResultsStore:
         frame = self._read("live", METRICS_SCHEMA, sweep)
         return frame.sort_values(["sweep", "run_id", "step"], ignore_index=True)
 
+    def request_stop(self, sweep: str, run_id: str, reason: str) -> None:
+        """Ask a run in progress to stop at its next evaluation (``stop/sweep=NAME/RUN_ID``: a tuning trial that
+        Optuna's pruner stopped); its trainer reads it through ``stop_requested``."""
+        self.write_atomic(f"{self._dir('stop', sweep)}/{run_id}", reason.encode("utf-8"))
+
+    def stop_requested(self, sweep: str, run_id: str) -> str | None:
+        """The reason a stop of the run was requested, or None (one small read; a missing file is no request)."""
+        try:
+            with self.fs.open_input_stream(f"{self._dir('stop', sweep)}/{run_id}") as stream:
+                return stream.read().decode("utf-8", errors="replace") or "stop requested"
+        except FileNotFoundError:
+            return None
+
+    def clear_stop_request(self, sweep: str, run_id: str) -> None:
+        try:
+            self.fs.delete_file(f"{self._dir('stop', sweep)}/{run_id}")
+        except FileNotFoundError:
+            pass
+
     def write_run(self, sweep: str, row: dict) -> None:
         """Write (or replace) the ledger row of ``row["run_id"]``; missing optional fields are null."""
         unknown = set(row) - set(RUNS_SCHEMA.names)
@@ -369,6 +395,11 @@ class ResultsStore:
         then named): one file read, not the whole ledger (workers ask this at every run start)."""
         table = self._read_file(f"{self._dir('runs', sweep)}/{run_id}.parquet", "runs")
         return table.to_pylist()[0] if table is not None else None
+
+    def read_run_metrics(self, sweep: str, run_id: str) -> pd.DataFrame:
+        """One run's metrics rows by step (empty when it has none, or only a damaged file, then named)."""
+        table = self._read_file(f"{self._dir('metrics', sweep)}/{run_id}.parquet", "metrics")
+        return (table if table is not None else METRICS_SCHEMA.empty_table()).to_pandas()
 
     def read_metrics(self, sweep: str | None = None) -> pd.DataFrame:
         """All metrics rows (all sweeps, or one), sorted by run and step; damaged files named and skipped."""

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -42,6 +43,15 @@ def _split(root: str) -> tuple[str, str, str, str]:
     userinfo, at, rest = tail.rpartition("@")
     location, _, query = rest.partition("?")
     return scheme, userinfo if at else "", location, query
+
+
+def child_root(root: str, name: str) -> str:
+    """The root of folder ``name`` inside ``root``: a path joined, or a URI's path extended before its query
+    (``s3://k:s@b/x?endpoint_override=h`` -> ``s3://k:s@b/x/NAME?endpoint_override=h``)."""
+    if "://" not in root:
+        return str(Path(root) / name)
+    head, question, query = root.partition("?") if "@" not in root.rpartition("?")[2] else (root, "", "")
+    return f"{head.rstrip('/')}/{name}{question}{query}"
 
 
 def is_secret_parameter(name: str) -> bool:

@@ -27,7 +27,7 @@ from sweep.results.uri import SecretRoot
 from sweep.training.live import LiveMetrics, each
 from sweep.training.tracking import start_tracking
 from sweep.training.train import Distributed, RunOutcome, train_run
-from sweep.training.worker import record, recorded_outcome, summarize
+from sweep.training.worker import record, recorded_outcome, stop_signal, summarize
 
 
 def _train_worker(config: dict) -> None:
@@ -42,7 +42,8 @@ def _train_worker(config: dict) -> None:
     tracker = start_tracking(config["tracking"], spec) if dist.rank == 0 else None
     live = LiveMetrics(store, spec).log_row if dist.rank == 0 else None
     try:
-        outcome = train_run(spec, CheckpointStore(store), dist, on_row=each(live, tracker.log_row if tracker else None))
+        on_row = each(live, tracker.log_row if tracker else None)
+        outcome = train_run(spec, CheckpointStore(store), dist, on_row=on_row, stop=stop_signal(store, spec))
     except BaseException:
         if tracker:
             tracker.finish("failed")  # Ray Train restarts the group or gives up; a restart resumes this MLflow run

@@ -2,8 +2,9 @@
 
 The final metrics file of a run is written once, when it finishes (``sweep.training.worker.record``): on a GPU run
 of hours nobody would see its curve until then. So the trainer (rank 0 of a DDP run) also rewrites
-``RESULTS/live/sweep=NAME/RUN_ID.parquet`` with every row so far: at its first row, then whenever ``EVERY_ROWS``
-more rows or ``EVERY_SECONDS`` have passed. Each write is atomic (``ResultsStore.write_live_metrics``:
+``RESULTS/live/sweep=NAME/RUN_ID.parquet`` with every row so far: at its first row, at each evaluation (what a
+tuning study's pruner judges, ``sweep.tuning``), and whenever ``EVERY_ROWS`` more rows or ``EVERY_SECONDS`` have
+passed. Each write is atomic (``ResultsStore.write_live_metrics``:
 a rename locally, one PUT on an object store), so a reader always sees a whole file holding a prefix of the run's
 rows. A resumed run starts from the rows its checkpoint restored, so its live file continues where it was. Once the
 run's final metrics and ledger row are written, the live file is dropped; the driver also drops live files of
@@ -42,7 +43,8 @@ class LiveMetrics:
 
     def log_row(self, row: dict) -> None:
         self.rows.append(dict(row))
-        due = self.written == 0 or len(self.rows) - self.written >= self.every_rows or self.clock() - self.written_at >= self.every_seconds
+        due = (self.written == 0 or len(self.rows) - self.written >= self.every_rows or row.get("eval_loss") is not None
+               or self.clock() - self.written_at >= self.every_seconds)  # fmt: skip
         if due:
             self.flush()
 

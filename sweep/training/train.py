@@ -64,7 +64,7 @@ class RunOutcome:
     """What a run produced: its status, final numbers and metrics rows (plain dicts, ``sweep.results.storage`` schema)."""
 
     status: str
-    """``completed`` or ``diverged``."""
+    """``completed``, ``diverged`` or ``pruned`` (a tuning trial stopped by ``stop``)."""
     metrics: list[dict] = field(default_factory=list)
     final_train_loss: float | None = None
     final_eval_loss: float | None = None
@@ -329,14 +329,30 @@ def _is_row_step(spec: RunSpec, done: int, eval_steps: set[int]) -> bool:
     return done % spec.log_every_steps == 0 or done in eval_steps or done == spec.steps
 
 
+def _stop_requested(stop: Callable[[dict | None], str | None], row: dict | None, dist: Distributed) -> str | None:
+    """Why the run should end now (``stop``'s answer for the row just logged, None before the first), agreed by
+    every rank at the same row: in DDP one all-reduce of a flag, so no rank leaves the loop while another waits in
+    the next step's all-reduce."""
+    reason = stop(row)
+    if dist.world_size > 1:
+        flag = torch.tensor([1.0 if reason else 0.0], device=dist.device or "cpu")
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item() and not reason:
+            reason = "stopped on another rank's request"
+    return reason
+
+
 def train_run(
     spec: RunSpec, checkpoints: CheckpointStore | None = None, dist: Distributed = Distributed(),
-    on_row: Callable[[dict], None] | None = None,
+    on_row: Callable[[dict], None] | None = None, stop: Callable[[dict | None], str | None] | None = None,
 ) -> RunOutcome:  # fmt: skip
     """Train ``spec`` to its last step (or to divergence), resuming from its newest checkpoint if there is one.
 
     ``on_row`` (the live metrics file's and an experiment tracker's: ``sweep.training.live``,
-    ``sweep.training.tracking``) is called with each metrics row as it is logged, after the rows a resumed run restored from its checkpoint; it must return at once."""
+    ``sweep.training.tracking``) is called with each metrics row as it is logged, after the rows a resumed run restored from its checkpoint; it must return at once.
+    ``stop`` (a tuning trial's pruning signal, ``sweep.training.worker.stop_signal``) is asked after each metrics
+    row and before resuming: a reason ends the run there with status ``pruned``, its rows so far kept as its
+    metrics."""
     clock = time.perf_counter()
     trainer, progress = _resume(spec, dist, checkpoints)
     elapsed_before = progress.elapsed_seconds
@@ -360,7 +376,8 @@ def train_run(
     eval_steps = set(spec.eval_steps)
     pending, row_clock = _Pending(progress.step), time.perf_counter()
     outcome.first_step_at = datetime.now(timezone.utc)
-    for step in range(progress.step, spec.steps):
+    reason = _stop_requested(stop, None, dist) if stop and progress.step else None  # pruned while it was away
+    for step in range(progress.step, spec.steps if reason is None else progress.step):
         pending.lrs.append(trainer.optimizer.param_groups[0]["lr"])
         loss, grad_norm = _train_step(trainer, step, clip)
         pending.losses.append(loss)
@@ -382,11 +399,17 @@ def train_run(
             noticed = "" if row["step"] == step + 1 else f" (noticed at step {step + 1})"
             outcome.status, outcome.error = "diverged", f"non-finite loss at step {row['step']}{noticed}"
             break
+        if stop and progress.step < spec.steps:
+            reason = _stop_requested(stop, row, dist)
+            if reason:
+                break
         every = spec.checkpoint_every_steps
         if checkpoints and dist.rank == 0 and every and progress.step % every == 0 and progress.step < spec.steps:
             progress.elapsed_seconds = elapsed()
             checkpoints.save(spec.sweep, spec.run_id, progress.step, _state(trainer, progress))
         row_clock = time.perf_counter()
+    if reason:
+        outcome.status, outcome.error = "pruned", reason
     return _finish(outcome, spec, progress, elapsed())
 
 

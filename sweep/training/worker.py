@@ -15,8 +15,11 @@ returned instead of training the run again.
 from __future__ import annotations
 
 import json
+import math
 import socket
+import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 
@@ -35,7 +38,7 @@ _SPEC_COLUMNS = (
     "flops", "flops_budget", "flops_convention", "flops_per_token", "flops_per_token_6n",
     "flops_per_token_6n_attention", "flops_per_token_chinchilla", "steps", "lr", "batch_tokens", "seed",
     "data_fingerprint", "compile", "lr_rule", "batch_rule", "warmup_steps", "warmup_tokens", "beta1", "beta2",
-    "weight_decay", "memory_estimate_bytes", "data_order", "workers",
+    "weight_decay", "memory_estimate_bytes", "data_order", "workers", "lr_study", "study", "trial",
 )  # fmt: skip
 
 
@@ -105,13 +108,38 @@ def execute_run(spec: RunSpec, results_root: str, claims: RunClaims | None = Non
         tracker = start_tracking(tracking, spec)
         on_row = each(LiveMetrics(store, spec).log_row, tracker.log_row if tracker else None)
         try:
-            outcome = train_run(spec, CheckpointStore(store), on_row=on_row)
+            outcome = train_run(spec, CheckpointStore(store), on_row=on_row, stop=stop_signal(store, spec))
         except Exception as error:  # recorded, not raised: a bad run must not take the sweep down
             outcome = failed_outcome(store, spec, f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=5)}")
         record(store, spec, outcome, started_at)
         if tracker:
             tracker.finish(outcome.status)
     return summarize(spec, outcome)
+
+
+STOP_CHECK_SECONDS = 2.0
+"""A trial reads its stop request at every evaluation, and between evaluations at most this often (one small read
+of the store: a local stat and read, or one object-store GET)."""
+
+
+def stop_signal(store: ResultsStore, spec: RunSpec, clock: Callable[[], float] = time.monotonic):
+    """``train_run``'s ``stop`` for a tuning trial: the reason the driver asked it to stop (Optuna's pruner, through
+    ``ResultsStore.request_stop``), read at each evaluation and every ``STOP_CHECK_SECONDS`` between them; None
+    (never asked) for a sweep's own runs."""
+    if spec.study is None:
+        return None
+    read_at = [-math.inf]
+
+    def requested(row: dict | None) -> str | None:
+        if row is not None and row.get("eval_loss") is None and clock() - read_at[0] < STOP_CHECK_SECONDS:
+            return None
+        read_at[0] = clock()
+        try:
+            return store.stop_requested(spec.sweep, spec.run_id)
+        except OSError:  # a store hiccup: no stop this time, asked again later
+            return None
+
+    return requested
 
 
 def failed_outcome(store: ResultsStore, spec: RunSpec, error: str, status: str = "failed") -> RunOutcome:
@@ -144,6 +172,8 @@ def record(store: ResultsStore, spec: RunSpec, outcome: RunOutcome, started_at: 
     store.clear_live_metrics(spec.sweep, spec.run_id)
     if outcome.status in FINISHED_STATUSES:
         CheckpointStore(store).clear(spec.sweep, spec.run_id)
+        if spec.study is not None:
+            store.clear_stop_request(spec.sweep, spec.run_id)
 
 
 def summarize(spec: RunSpec, outcome: RunOutcome) -> dict:

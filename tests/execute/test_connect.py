@@ -117,6 +117,20 @@ def test_sweep_joins_a_token_cluster_and_records_its_runs_there(tmp_path, ray_he
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
+def test_sweep_tune_joins_a_token_cluster_and_trains_its_trials_there(tmp_path, ray_head):
+    address, _ = ray_head
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(name="joined", tune={
+        "horizon": {"budget_flops": 2e9}, "sizes": [3e3], "n_trials": 2, "sampler": "random", "pruner": "none"})))  # fmt: skip
+    command = [str(BIN / "sweep"), "tune", str(config), "--results", str(tmp_path / "results"), "--address", address, "--bootstrap", "0"]
+    result = subprocess.run(command, env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = ResultsStore(str(tmp_path / "results" / "tune")).read_runs("joined-tune")
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"} and sorted(trials["trial"]) == [0, 1]
+    assert set(trials["node"]) <= node_ids(address)  # trained on the cluster's node, not an embedded Ray
+    assert "study joined-tune: 2 trials (2 complete)" in result.stdout and "Traceback" not in result.stderr
+
+
 def test_a_wrong_token_is_one_line_and_exit_5(tmp_path, ray_head):
     address, _ = ray_head
     started = time.monotonic()
