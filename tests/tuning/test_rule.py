@@ -91,7 +91,7 @@ def test_each_sampler_drives_a_study_by_ask_and_tell(name, sampler):
     for _ in range(config.tune.n_trials):
         trial = study.ask()
         study.tell(trial, synthetic_loss(1e4, trial.suggest_float("lr", 1e-4, 1.0, log=True), rng))
-    assert len(study.trials) == 6 and study.best_value < 3
+    assert len(study.trials) == 6 and study.best_value < 5.5  # the bowl's floor at N=1e4 is 4.96
 
 
 def test_cmaes_without_its_package_is_a_config_error(monkeypatch):
