@@ -129,6 +129,7 @@ class TuneLoop:
                 if row is not None and row["status"] in FINISHED_STATUSES:
                     self._tell(_Trial(size, trial, spec, set(frozen.intermediate_values)), _summary_of(row, spec))
                     self.outcome.told_from_ledger += 1
+                    self.store.clear_live_metrics(spec.sweep, run_id)  # its worker was killed after its commit
                 else:
                     self.waiting.append(_Trial(size, trial, spec, set(frozen.intermediate_values)))
         if self.waiting:

@@ -4,12 +4,13 @@ Pure functions on plain rows (one per finished trial: ``n_params``, ``lr``, ``lo
 batch was searched); no Optuna, no I/O. For each size, with x = log10(lr) and y = its final evaluation loss:
 
 1. the best trial is the lowest y;
-2. the trials within ``WINDOW_DECADES`` of it in x (at least the ``NEAR_BEST`` nearest; all of them if fewer) get
-   a parabola y = c0 + c1 x + c2 x^2 (least squares): a window of fixed width, since a model-based sampler crowds
-   its trials so close to the best that over the nearest few the noise outweighs the curvature. If it curves upward (c2 > 0) and its vertex x* = -c1 / (2 c2) lies inside those trials' x range,
+2. the trials within ``WINDOW_DECADES`` of it in x (or, with fewer than 3 rates there, the ``NEAR_BEST`` nearest)
+   get a parabola y = c0 + c1 x + c2 x^2 (least squares): a window of fixed width, since a model-based sampler
+   crowds its trials so close to the best that over the nearest few the noise outweighs the curvature, while a
+   window much wider than a decade bends the vertex towards the far side (the bowl is not symmetric). If it curves upward (c2 > 0) and its vertex x* = -c1 / (2 c2) lies inside those trials' x range,
    LR* = 10^x*; otherwise LR* is the best trial's rate and the size says why (too few trials, no curvature, the
-   vertex outside the trials: widen ``tune.space.lr``). A best trial at the edge of all the size's trials is flagged
-   the same way: the optimum may lie beyond the searched range;
+   vertex outside the trials: widen ``tune.space.lr``). A best trial at the edge of every rate the size tried
+   (pruned and diverged trials included) is flagged the same way: the optimum may lie beyond the searched range;
 3. across sizes, log LR* = log c + k log(N / N0), least squares, with N0 the geometric mean of the sizes (the
    coefficient at N0 is the best-determined point of the line), so LR*(N) = c (N / N0)^k;
 4. intervals: ``n_boot`` bootstrap resamples, each drawing every size's trials with replacement and redoing steps
@@ -32,8 +33,8 @@ import numpy as np
 WINDOW_DECADES = 0.5
 """The parabola of step 2 is fitted to the trials within this many decades of the best rate (a decade in all) ..."""
 NEAR_BEST = 5
-"""... or, when fewer than this many distinct rates lie there, to the ``NEAR_BEST`` trials nearest the best; at
-least 3 distinct rates are needed."""
+"""... or, when fewer than 3 distinct rates lie there, to the ``NEAR_BEST`` trials nearest the best; at least 3
+distinct rates are needed."""
 KIND = "sweep-tune-rule"
 """The ``kind`` of a rule table (``sweep.config.read_tuned_rule`` checks it)."""
 
@@ -98,16 +99,19 @@ class RuleFit:
         }  # fmt: skip
 
 
-def best_lr(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, bool, str | None]:
-    """(LR*, refined, note) of one size's trials (module docstring, steps 1-2)."""
+def best_lr(lrs: np.ndarray, losses: np.ndarray, tried: np.ndarray | None = None) -> tuple[float, bool, str | None]:
+    """(LR*, refined, note) of one size's finished trials (module docstring, steps 1-2); ``tried``: every rate the
+    size tried (pruned and diverged trials too), for the edge check: a rate beyond the best that was pruned or
+    diverged shows the optimum is not beyond it."""
     x = np.log10(lrs)
     best = int(np.argmin(losses))
+    span = np.log10(tried) if tried is not None and len(tried) else x
     edge = None
-    if len(np.unique(x)) > 1 and (x[best] <= x.min() or x[best] >= x.max()):
-        edge = "the best trial is at the edge of the trials: the optimum may lie beyond them (widen tune.space.lr)"
+    if len(np.unique(span)) > 1 and (x[best] <= span.min() or x[best] >= span.max()):
+        edge = "the best trial is at the edge of the rates tried: the optimum may lie beyond them (widen tune.space.lr)"
     distance = np.abs(x - x[best])
     near = np.flatnonzero(distance <= WINDOW_DECADES)
-    if len(np.unique(x[near])) < NEAR_BEST:  # a sparse study: the nearest trials, however far
+    if len(np.unique(x[near])) < 3:  # a sparse study: the nearest trials, however far
         near = np.argsort(distance, kind="stable")[:NEAR_BEST]
     if len(np.unique(x[near])) < 3:
         return float(lrs[best]), False, edge or f"{len(np.unique(x[near]))} distinct rates: a parabola needs 3"
@@ -130,12 +134,12 @@ def power_law(n_params: np.ndarray, values: np.ndarray) -> PowerLaw | None:
     return PowerLaw(coefficient=float(np.exp(intercept)), reference_params=reference, exponent=float(exponent))
 
 
-def _optima(groups: list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Each size's (N, LR*, best batch) of a list of (N, lrs, losses, batches)."""
+def _optima(groups: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Each size's (N, LR*, best batch) of a list of (N, lrs, losses, batches, rates tried)."""
     ns, lrs, batches = [], [], []
-    for n, lr, loss, batch in groups:
+    for n, lr, loss, batch, tried in groups:
         ns.append(n)
-        lrs.append(best_lr(lr, loss)[0])
+        lrs.append(best_lr(lr, loss, tried)[0])
         if batch is not None:
             batches.append(batch[int(np.argmin(loss))])
     return np.array(ns, float), np.array(lrs), np.array(batches, float) if batches else None
@@ -148,8 +152,8 @@ def _interval(values: list[float]) -> tuple[float, float] | None:
 
 def fit_rules(trials: list[dict], n_boot: int = 1000, seed: int = 0) -> RuleFit:
     """Each size's LR* and the power laws across sizes (module docstring) of ``trials``: dicts with ``n_params``,
-    ``lr``, ``loss`` (None or non-finite for a trial that diverged) and, when the batch was searched,
-    ``batch_tokens``."""
+    ``lr``, ``loss`` (None or non-finite for a trial without a final loss: diverged, or ``status`` ``pruned``,
+    which counts only as a rate tried) and, when the batch was searched, ``batch_tokens``."""
     by_size: dict[int, list[dict]] = {}
     for trial in trials:
         by_size.setdefault(int(trial["n_params"]), []).append(trial)
@@ -157,17 +161,19 @@ def fit_rules(trials: list[dict], n_boot: int = 1000, seed: int = 0) -> RuleFit:
     groups, sizes, warnings = [], [], []
     for n, rows in sorted(by_size.items()):
         good = [r for r in rows if r["loss"] is not None and math.isfinite(r["loss"])]
+        diverged = sum(1 for r in rows if r.get("status", "diverged") == "diverged" and r not in good)
         if not good:
-            warnings.append(f"N={n:,}: no trial finished with a finite loss ({len(rows)} diverged): no optimum")
+            warnings.append(f"N={n:,}: no trial finished with a finite loss ({diverged} diverged): no optimum")
             continue
         lr = np.array([r["lr"] for r in good], float)
         loss = np.array([r["loss"] for r in good], float)
+        tried = np.array([r["lr"] for r in rows], float)
         batch = np.array([r["batch_tokens"] for r in good], float) if searched_batch else None
-        groups.append((n, lr, loss, batch))
-        value, refined, note = best_lr(lr, loss)
+        groups.append((n, lr, loss, batch, tried))
+        value, refined, note = best_lr(lr, loss, tried)
         best = int(np.argmin(loss))
         sizes.append(SizeOptimum(n_params=n, lr=value, lr_interval=None, best_trial_lr=float(lr[best]), best_loss=float(loss[best]),
-                                 trials=len(good), diverged=len(rows) - len(good), refined=refined, note=note,
+                                 trials=len(good), diverged=diverged, refined=refined, note=note,
                                  batch_tokens=int(batch[best]) if batch is not None else None))  # fmt: skip
         if note:
             warnings.append(f"N={n:,}: {note}")
@@ -189,9 +195,9 @@ def _bootstrap(groups, lr_law: PowerLaw, batch_law: PowerLaw | None, sizes: list
     per_size: list[list[float]] = [[] for _ in groups]
     for _ in range(n_boot):
         drawn = []
-        for n, lr, loss, batch in groups:
+        for n, lr, loss, batch, tried in groups:
             pick = rng.integers(0, len(lr), len(lr))
-            drawn.append((n, lr[pick], loss[pick], None if batch is None else batch[pick]))
+            drawn.append((n, lr[pick], loss[pick], None if batch is None else batch[pick], tried))
         ns, lrs, batches = _optima(drawn)
         for values, value in zip(per_size, lrs):
             values.append(value)

@@ -50,10 +50,11 @@ def trial_table(studies: list[optuna.Study], sizes: list[int], ledger: pd.DataFr
 
 
 def fit_table(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> RuleFit:
-    """The rules of ``sweep.tuning.rule`` fitted to the completed and diverged trials of ``trial_table``."""
-    done = table[table["status"].isin(["completed", "diverged"]) & table["lr"].notna()]
+    """The rules of ``sweep.tuning.rule`` fitted to ``trial_table``'s trials: completed ones are the points; diverged
+    and pruned ones count as rates tried."""
+    done = table[table["status"].isin(["completed", "diverged", "pruned"]) & table["lr"].notna()]
     trials = [
-        {"n_params": row.n_params, "lr": row.lr, "loss": None if row.status == "diverged" else row.loss,
+        {"n_params": row.n_params, "lr": row.lr, "loss": row.loss if row.status == "completed" else None, "status": row.status,
          "batch_tokens": None if pd.isna(row.batch_tokens) else int(row.batch_tokens)}
         for row in done.itertuples(index=False)
     ]  # fmt: skip

@@ -79,3 +79,18 @@ def test_tuned_rule_keys_that_contradict_each_other(tmp_path):
     write_rule(tmp_path / "rule.json")
     with pytest.raises(ConfigError, match=r"training\.lr_tuned: only used"):
         parse_config(tiny_config(training={"lr_tuned": {"study": "tiny-tune", "file": str(tmp_path / "rule.json")}}))
+
+
+def test_the_bundled_demo_rule_table_sizes_the_demo_as_documented(tmp_path):
+    """sweep/configs/demo-lr.json, the demo study's table, read as demo.yaml's comment says to use it."""
+    from sweep.cli import demo_config_path
+
+    config = yaml.safe_load(demo_config_path().read_text())
+    del config["training"]["lr_scale"]
+    config["training"].update(lr_rule="tuned", lr_tuned={"study": "demo-lr", "file": "demo-lr.json"})
+    tuned = parse_config(config, base_dir=demo_config_path().parent)
+    table = json.loads((demo_config_path().parent / "demo-lr.json").read_text())
+    assert tuned.training.lr_tuned.exponent == table["lr_rule"]["exponent"]
+    lrs = {s.n_params_nonembedding: s.lr for s in plan_sweep(tuned, 256, "f00d").runs}
+    assert lrs[40080] == pytest.approx(table["lr_rule"]["coefficient"] * (40080 / table["lr_rule"]["reference_params"]) ** table["lr_rule"]["exponent"])
+    assert [size["n_params"] for size in table["sizes"]] == [7216, 40080, 174480]
