@@ -536,7 +536,8 @@ class TuneConfig(_Strict):
     eval_points: Integer(ge=1, le=1000) = 6
     """Validation-loss evaluations per trial, evenly spaced: the points the pruner judges at."""
     seed: Integer(ge=0, le=INT32_MAX) = 0
-    """The samplers' seed (each size's study adds its index); trials train with ``training.seeds[0]``."""
+    """The samplers' seed (each size's study adds its index and, when resumed, its trials so far); trials train
+    with ``training.seeds[0]``."""
     max_concurrent_trials: Integer(ge=1, le=10**6) | None = None
     """At most this many trials in flight (default: as many as the cluster's free resources hold)."""
     storage: PathOrUri | None = None

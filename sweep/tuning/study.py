@@ -14,8 +14,9 @@ the same run, so a resumed study finds a trial's run by its id (stored as the tr
 
 Samplers: TPE with ``constant_liar`` (trials in flight count as pessimistic guesses, so parallel asks spread out
 instead of repeating one point), Optuna's GP sampler, CMA-ES (the optional ``cmaes`` package), or random; each
-size's study seeds its sampler with ``tune.seed`` plus the size's index. The first third of each size's trials (3 to
-10) are drawn at random before the model-based samplers take over. Pruners judge a trial at its k-th evaluation
+size's study seeds its sampler with ``tune.seed``, the size's index and the number of trials the study already
+holds (so a resumed driver does not replay the random draws it made before, asking for the same rates again). The
+first third of each size's trials (3 to 10) are drawn at random before the model-based samplers take over. Pruners judge a trial at its k-th evaluation
 (the step Optuna sees is k = 1..eval_points, the same fraction of training for every trial of a size, whatever its
 batch): ``median`` (``MedianPruner`` after 3 finished trials, from the evaluation at 3/4 of training on) or
 ``hyperband`` (``HyperbandPruner`` over the evaluation points, reduction factor 3).
@@ -77,9 +78,10 @@ def startup_trials(tune: TuneConfig) -> int:
     return max(3, min(10, tune.n_trials // 3))
 
 
-def make_sampler(tune: TuneConfig, index: int) -> optuna.samplers.BaseSampler:
-    """``tune.sampler`` for the ``index``-th size's study, seeded ``tune.seed + index``."""
-    seed, startup = tune.seed + index, startup_trials(tune)
+def make_sampler(tune: TuneConfig, index: int, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """``tune.sampler`` for the ``index``-th size's study, seeded by ``tune.seed``, the index and the trials the
+    study already holds (``trials_so_far``): a resumed driver's sampler must not replay its random draws."""
+    seed, startup = tune.seed + index + 1000 * trials_so_far, startup_trials(tune)
     if tune.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
     if tune.sampler == "gp":
@@ -108,13 +110,16 @@ def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
 
 
 def open_studies(config: SweepConfig, storage: optuna.storages.BaseStorage, sizes: list[int]) -> list[optuna.Study]:
-    """One study per size (created, or loaded as a resumed driver finds it), minimising the final eval loss."""
+    """One study per size (created, or loaded as a resumed driver finds it), minimising the final eval loss; each
+    sampler seeded as ``make_sampler`` says, from the trials its study holds."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return [
-        optuna.create_study(study_name=study_name(config.study, n), storage=storage, sampler=make_sampler(config.tune, index),
-                            pruner=make_pruner(config.tune), direction="minimize", load_if_exists=True)  # fmt: skip
-        for index, n in enumerate(sizes)
-    ]
+    studies = []
+    for index, n in enumerate(sizes):
+        study = optuna.create_study(study_name=study_name(config.study, n), storage=storage, pruner=make_pruner(config.tune),
+                                    direction="minimize", load_if_exists=True)  # fmt: skip
+        study.sampler = make_sampler(config.tune, index, len(study.get_trials(deepcopy=False)))
+        studies.append(study)
+    return studies
 
 
 def suggest(trial: optuna.Trial, config: SweepConfig) -> dict:

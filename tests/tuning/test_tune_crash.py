@@ -64,3 +64,36 @@ def test_a_killed_tune_resumes_without_losing_or_repeating_a_trial(tmp_path):
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4  # none lost, none failed, none duplicated
     assert {t.user_attrs["run_id"] for t in trials} == set(after.index)
     assert {t.number: t.value for t in trials} == {int(r.trial): r.final_eval_loss for r in after.itertuples()}
+
+
+def test_sigterm_stops_a_tune_cleanly_and_the_rerun_finishes_it(tmp_path):
+    """SIGTERM to the driver alone (systemd's KillMode=mixed): exit 143 in seconds, the trial in flight recorded
+    ``interrupted`` with its checkpoints, and the rerun resumes it: every trial completes once."""
+    config = tiny_config(
+        model={"sizes": [8e3]},
+        training={"checkpoint_every_steps": 20, "log_every_steps": 10},
+        tune={"horizon": {"budget_flops": 2.4e10}, "n_trials": 2, "sampler": "random", "pruner": "none", "eval_points": 2,
+              "max_concurrent_trials": 1},
+    )  # fmt: skip
+    config_path, results = tmp_path / "tune.yaml", tmp_path / "results"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "sweep", "tune", str(config_path), "--results", str(results), "--bootstrap", "0"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: checkpoints_of(results / "tune"), timeout=300, interval=0.2)
+        first.send_signal(15)
+        _, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            kill_tree(first.pid)
+    assert first.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM; 1 run interrupted" in err and "Traceback" not in err
+    store = ResultsStore(results / "tune")
+    assert list(store.read_runs("tiny-tune")["status"]) == ["interrupted"]
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = store.read_runs("tiny-tune")
+    assert len(after) == 2 and (after["status"] == "completed").all() and after["resumed_from_step"].max() > 0, rerun.stderr + rerun.stdout
+    assert "study tiny-tune: 2 trials (2 complete)" in rerun.stdout
