@@ -57,3 +57,41 @@ def test_the_worker_records_a_pruned_trial_and_drops_its_request(tmp_path, trial
 def test_a_sweeps_own_run_never_reads_a_stop_request(tmp_path, trial):
     run = replace(trial, study=None, trial=None)
     assert stop_signal(ResultsStore(tmp_path), run) is None
+
+
+def _ddp_rank(rank: int, spec, init_file: str, out: str) -> None:
+    import json
+
+    import torch
+
+    from sweep.training.train import Distributed
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:  # only rank 0 is asked to stop (as if only it had read the request yet): both must leave at the same row
+        stop = (lambda row: "pruned at evaluation 1" if row and row["eval_loss"] is not None else None) if rank == 0 else (lambda row: None)
+        outcome = train_run(replace(spec, checkpoint_every_steps=0, workers=2), dist=Distributed(rank, 2, torch.device("cpu")), stop=stop)
+        with open(f"{out}.{rank}", "w") as handle:
+            json.dump({"status": outcome.status, "steps": outcome.steps_done, "error": outcome.error}, handle)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ddp_ranks_agree_on_a_stop_and_leave_together(tmp_path, trial):
+    import json
+
+    import torch
+
+    context = torch.multiprocessing.spawn(_ddp_rank, args=(trial, str(tmp_path / "init"), str(tmp_path / "out")), nprocs=2, join=False)
+    import time
+
+    deadline, finished = time.monotonic() + 120, False
+    while not finished and time.monotonic() < deadline:  # join() returns once any one rank ends: ask until all have
+        finished = context.join(timeout=5)
+    for process in context.processes:  # ours: spawned above (a hang would leave them waiting in an all-reduce)
+        if process.is_alive():
+            process.kill()
+    assert finished, "the ranks did not leave together"
+    results = [json.loads((tmp_path / f"out.{rank}").read_text()) for rank in (0, 1)]
+    assert [r["status"] for r in results] == ["pruned", "pruned"]
+    assert results[0]["steps"] == results[1]["steps"] == trial.eval_steps[0]
+    assert results[1]["error"] == "stopped on another rank's request"

@@ -57,3 +57,7 @@ def test_sweep_tune_prints_each_size_and_the_rule(ray_session, tmp_path, capsys)
     out = capsys.readouterr().out
     assert "study tiny-tune: 2 trials (2 complete)" in out and "rule table:" in out
     assert "a power law LR*(N) needs 2 or more" in out  # one size: no law, said
+    assert main(["tune", str(config_file), "--results", str(tmp_path / "r"), "--bootstrap", "0", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)  # done: nothing trains, the JSON alone on stdout
+    assert data["trained"] == 0 and data["states"] == {"COMPLETE": 2} and len(data["trials"]) == 2
+    assert data["rule"]["lr_rule"] is None and data["rule"]["sizes"][0]["trials"] == 2
