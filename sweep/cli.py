@@ -521,6 +521,14 @@ def _version() -> str:
         return "unknown"
 
 
+def _add_cluster_args(parser: argparse.ArgumentParser, results_help: str) -> None:
+    """The options of the commands that train (``run``, ``tune``): where results go and which Ray to use."""
+    parser.add_argument("--results", help=results_help)
+    parser.add_argument("--cluster", help="cluster file (default: embedded Ray, as clusters/local.yaml)")
+    parser.add_argument("--address", help="Ray cluster to join: auto, ray://host:port or host:port (overrides --cluster)")
+    parser.add_argument("--verbose", action="store_true", help="show Ray's own logs on the terminal (default: in a file)")
+
+
 def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
     """One ``--json`` for every command: bare (or ``-``) prints JSON instead of text; ``PATH.json`` writes it there
     and prints the text as well."""
@@ -568,20 +576,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="train the runs the results lack", description=_plain(cmd_run.__doc__))
     run.add_argument("config", help="sweep YAML file")
-    run.add_argument("--results", help=f"results directory or URI (default: the config's, else ./{DEFAULT_RESULTS})")
-    run.add_argument("--cluster", help="cluster file (default: embedded Ray, as clusters/local.yaml)")
-    run.add_argument("--address", help="Ray cluster to join: auto, ray://host:port or host:port (overrides --cluster)")
-    run.add_argument("--verbose", action="store_true", help="show Ray's own logs on the terminal (default: in a file)")
+    _add_cluster_args(run, f"results directory or URI (default: the config's, else ./{DEFAULT_RESULTS})")
     run.add_argument("--repair", action="store_true",
                      help="also train again the finished runs whose metrics are missing or cut short (sweep status lists them)")
     run.set_defaults(handler=cmd_run)
 
     tune = commands.add_parser("tune", help="tune LR per size with Optuna, fit the rule LR*(N)", description=_plain(cmd_tune.__doc__))
     tune.add_argument("config", help="sweep YAML file with a tune section")
-    tune.add_argument("--results", help=f"results directory or URI; trials go to RESULTS/tune (default: the config's, else ./{DEFAULT_RESULTS})")
-    tune.add_argument("--cluster", help="cluster file (default: embedded Ray, as clusters/local.yaml)")
-    tune.add_argument("--address", help="Ray cluster to join: auto, ray://host:port or host:port (overrides --cluster)")
-    tune.add_argument("--verbose", action="store_true", help="show Ray's own logs on the terminal (default: in a file)")
+    _add_cluster_args(tune, f"results directory or URI; trials go to RESULTS/tune (default: the config's, else ./{DEFAULT_RESULTS})")
     tune.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the rule's intervals (default 1000)")
     _add_json(tune, "the study's result")
     tune.set_defaults(handler=cmd_tune)

@@ -456,30 +456,29 @@ class TrackingConfig(_Strict):
         return self.mlflow is not None or self.tensorboard is not None
 
 
-class LogRange(_Strict):
+class _Range(_Strict):
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "_Range":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        return self
+
+
+class LogRange(_Range):
     """A range searched log-uniformly (``low`` < ``high``)."""
 
     low: Number(gt=0, le=2**40)
     high: Number(gt=0, le=2**40)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "LogRange":
-        if not self.low < self.high:
-            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
-        return self
 
-
-class UnitRange(_Strict):
+class UnitRange(_Range):
     """A range in [0, 1) searched uniformly (``low`` < ``high``)."""
 
     low: Number(ge=0, lt=1)
     high: Number(ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "UnitRange":
-        if not self.low < self.high:
-            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
-        return self
 
 
 class TuneSpace(_Strict):
