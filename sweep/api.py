@@ -67,7 +67,7 @@ def scope(results: str | Path | None = None, sweep: str | None = None, config: s
     root = str(results) if results else (cfg.results if cfg is not None and cfg.results else DEFAULT_RESULTS)
     store = ResultsStore(root)
     if cfg is not None:
-        planned = {spec.run_id: spec.flops for spec in prepare_plan(cfg).runs}
+        planned = {spec.run_id: spec.training_flops for spec in prepare_plan(cfg).runs}
         return Scope(store, cfg.name, planned, str(config))
     return Scope(store, sweep or only_sweep(store))
 
@@ -231,7 +231,7 @@ def plot_curves(metrics: pd.DataFrame, runs: pd.DataFrame) -> Figure:
     if "n_params" in runs and "loss" in runs:
         table = runs
     else:
-        done = runs[runs["status"] == "completed"]
+        done = runs[(runs["status"] == "completed") & (runs.get("schedule") != "wsd-trunk")]
         table = pd.DataFrame({"run_id": done["run_id"], "n_params": done["n_params_nonembedding"], "flops": done["flops"],
                               "loss": done["final_eval_loss"]})  # fmt: skip
     fig, ax = _figure(7.5, 4.6)

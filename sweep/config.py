@@ -301,7 +301,18 @@ class TrainingConfig(_Strict):
     warmup_fraction: Number(ge=0, lt=1) = 0.05
     """Linear warm-up length as a fraction of the run's steps (or give ``warmup_tokens`` instead, not both)."""
     min_lr_ratio: Number(ge=0, le=1) = 0.1
-    """Cosine decay ends at this fraction of the peak (Chinchilla decays 10x)."""
+    """The decay ends at this fraction of the peak (Chinchilla's cosine decays 10x; Hägele et al.'s cooldowns go to
+    0)."""
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    """``cosine``: every (budget, size, seed) its own run, warm-up then cosine over its steps. ``wsd``
+    (warmup-stable-decay, Hägele et al. 2024): per (size, seed) one trunk at the constant peak rate after warm-up,
+    and per budget a readout that branches off the trunk's checkpoint at (1 - cooldown_fraction) of its steps and
+    decays over the rest: one run's worth of constant-rate training serves every budget (``sweep.planning.plan``)."""
+    cooldown_fraction: Number(gt=0, lt=1) = 0.2
+    """``wsd``: the share of each readout's steps spent decaying (Hägele et al. 2024 find 20% matches cosine)."""
+    cooldown_shape: Literal["linear", "1-sqrt"] = "1-sqrt"
+    """``wsd``: the decay's shape from the peak to ``min_lr_ratio``: linear, or 1 - sqrt(progress), which Hägele et al.
+    2024 find better."""
     weight_decay: Number(ge=0, le=10) = 0.1
     """AdamW decoupled weight decay on matrices (not on LayerNorm weights or embeddings)."""
     beta1: Number(ge=0, lt=1) = 0.9
@@ -629,6 +640,8 @@ class SweepConfig(_Strict):
             raise ValueError("training.batch_tokens: batch_rule power sizes each run's batch (leave batch_tokens out)")
         if t.warmup_tokens is not None and "warmup_fraction" in given:
             raise ValueError("training.warmup_tokens: give the warm-up as warmup_fraction or warmup_tokens, not both")
+        if t.schedule != "wsd" and given & {"cooldown_fraction", "cooldown_shape"}:
+            raise ValueError(f"training.{sorted(given & {'cooldown_fraction', 'cooldown_shape'})[0]}: only used with training.schedule wsd")
         if t.beta2_reference_batch_tokens is not None and t.beta2_rule != "half_life":
             raise ValueError("training.beta2_reference_batch_tokens: only used with training.beta2_rule half_life")
         if t.beta2_rule == "half_life" and t.batch_rule == "power" and t.beta2_reference_batch_tokens is None:

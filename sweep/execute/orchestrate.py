@@ -197,10 +197,12 @@ def run_planned(
     in_flight: dict[ray.ObjectRef, RunSpec] = {}
     limit = r.max_concurrent_runs or len(todo)
     waits, wanted = PlacementWaits(r.placement_timeout_seconds), CapacityRequest(cluster.request)
+    branches = Branches(store, plan.runs, finished=set(spent or ()))
     try:
         while queue or in_flight:
             nodes = capacity.nodes()
-            placeable = {s.run_id for s in queue if holds(nodes, RunDemand.of(s))}
+            branches.refresh(pending={s.run_id for s in queue} | {s.run_id for s in in_flight.values()})
+            placeable = {s.run_id for s in queue if holds(nodes, RunDemand.of(s)) and branches.ready(s)}
             for spec in waits.update([s for s in queue if s.run_id not in placeable], nodes):
                 queue.remove(spec)
                 _record_unplaced(spec, store, outcome, progress, unplaced_error(spec, r.placement_timeout_seconds, nodes))
@@ -218,10 +220,54 @@ def run_planned(
                 summary = _result(ref, spec, store)
                 outcome.statuses[summary["status"]] = outcome.statuses.get(summary["status"], 0) + 1
                 progress.run_finished(spec, summary)
+                branches.run_finished(spec, summary["status"])
             progress.refresh()
     finally:
         wanted.clear()
         progress.close()
+
+
+class Branches:
+    """The ``wsd`` DAG (``sweep.planning.plan``): a readout starts once its trunk's branch point at its step exists,
+    or once its trunk will not run (finished, failed, or not in the plan: the readout then starts from the branch
+    point if there is one, else from step 0); a trunk's branch points are cleared once the trunk and all its
+    readouts are finished. The trunks' checkpoint folders are listed at most once per ``refresh``."""
+
+    def __init__(self, store: ResultsStore, planned: list[RunSpec], finished: set[str]) -> None:
+        from sweep.training.checkpoint import CheckpointStore
+
+        self.checkpoints, self.finished = CheckpointStore(store), set(finished)
+        self.readouts: dict[str, list[RunSpec]] = {}
+        for spec in planned:
+            if spec.parent_run_id is not None:
+                self.readouts.setdefault(spec.parent_run_id, []).append(spec)
+        self.sweep = planned[0].sweep if planned else ""
+        self.pending: set[str] = set()
+        self.points: dict[str, set[int]] = {}
+        for trunk in self.readouts:
+            self._clear_if_done(trunk)  # left by a driver that stopped before it could clear them
+
+    def refresh(self, pending: set[str]) -> None:
+        """Note the runs still to finish (queued or in flight) and forget the listings of the last second."""
+        self.pending, self.points = pending, {}
+
+    def ready(self, spec: RunSpec) -> bool:
+        trunk = spec.parent_run_id
+        if trunk is None or trunk not in self.pending:
+            return True
+        if trunk not in self.points:
+            self.points[trunk] = set(self.checkpoints.branch_steps(self.sweep, trunk))
+        return spec.branch_step in self.points[trunk]
+
+    def run_finished(self, spec: RunSpec, status: str) -> None:
+        if status in FINISHED_STATUSES:
+            self.finished.add(spec.run_id)
+        self._clear_if_done(spec.parent_run_id or spec.run_id)
+
+    def _clear_if_done(self, trunk: str) -> None:
+        readouts = self.readouts.get(trunk)
+        if readouts and trunk in self.finished and all(r.run_id in self.finished for r in readouts):
+            self.checkpoints.clear_branch_points(self.sweep, trunk)
 
 
 def _finished_within_a_second(in_flight: dict[ray.ObjectRef, RunSpec]) -> list[ray.ObjectRef]:

@@ -61,7 +61,7 @@ class Progress:
         self.driver = {key: driver[key] for key in DRIVER_FIELDS if key in driver}
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
-        self.planned = {s.run_id: s.flops for s in planned}
+        self.planned = {s.run_id: s.training_flops for s in planned}
         self.todo = {s.run_id for s in todo}
         self.durations = durations
         spent = spent or {}
@@ -91,7 +91,7 @@ class Progress:
             self.planned_seconds += self.durations[spec.run_id]
         spent = summary.get("flops_spent")  # what the run trained (a diverged run: up to its divergence)
         if spent is None:  # a summary without it (a worker of an older version): its plan when finished, else nothing
-            spent = spec.flops if status in FINISHED_STATUSES else 0.0
+            spent = spec.training_flops if status in FINISHED_STATUSES else 0.0
         self.flops_done += spent
         loss = summary.get("final_eval_loss")
         error = (summary.get("error") or "").strip().splitlines()

@@ -38,7 +38,7 @@ def completed_outcome(spec: RunSpec, rows: pd.DataFrame) -> RunOutcome | None:
     return RunOutcome(
         status="completed", metrics=records, final_train_loss=float(last["train_loss"]),
         final_eval_loss=float(last["eval_loss"]), device=None, wall_seconds=float(last["wall_seconds"] or 0.0),
-        error=REBUILT_NOTE, steps_done=spec.steps,
+        error=REBUILT_NOTE, steps_done=spec.steps, inherited_steps=spec.branch_step if spec.parent_run_id else 0,
     )  # fmt: skip
 
 

@@ -62,7 +62,8 @@ def fit_inputs_from_results(store: ResultsStore, sweep: str | None = None, param
     ledger = store.read_runs(sweep)
     if params not in ("nonembedding", "total"):
         raise ValueError(f"params must be 'nonembedding' or 'total', got {params!r}")
-    completed = ledger[(ledger["status"] == "completed") & ledger["final_eval_loss"].notna()]
+    trunk = ledger["schedule"].eq("wsd-trunk") if "schedule" in ledger else False  # constant-rate trunks: no readout
+    completed = ledger[(ledger["status"] == "completed") & ledger["final_eval_loss"].notna() & ~trunk]
     n_column = "n_params_nonembedding" if params == "nonembedding" else "n_params"
     runs = pd.DataFrame(
         {

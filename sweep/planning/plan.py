@@ -14,6 +14,21 @@ two invocations has the same id, and any change that alters the result changes i
 A run id is planned once: repeated seeds or budgets, and budgets that round to the same steps, give the same run
 (``planned_once``: the first entry is kept, the others named in ``Plan.duplicates``).
 
+``training.schedule: wsd`` (Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training
+Durations") plans, for each (size, seed), the runs of the cosine grid as *readouts* of one *trunk* (``as_wsd``)::
+
+    s_i = the steps of budget i (as above),  b_i = round(s_i (1 - cooldown_fraction))   its branch step
+    trunk:     warm-up, then the constant peak rate, for max_i b_i steps; saves its state at every b_i
+    readout i: the trunk's state at b_i, then a decay over s_i - b_i steps (linear or 1 - sqrt) to min_lr_ratio
+
+A readout is the run a standalone warm-up-stable-decay schedule to s_i would be, step for step (the data position
+is the step, the trunk's constant part is every readout's), so its id, ``flops`` (s_i B f, what the fits need)
+and curve (the trunk's rows to b_i, then its own) are those of that run; training it from the trunk costs only its
+decay. ``RunSpec.training_flops`` is what a run itself trains (the trunk once, each readout its decay), and
+``Plan.total_training_flops`` their sum, against ``Plan.cosine_training_flops`` for the same grid of cosine runs.
+Every run of a (size, seed) warms up as long as its shortest readout would (``warmup_steps`` of its steps), so
+the readouts share the trunk's warm-up.
+
 Each run's micro-batch is checked here, or picked to fit ``resources.gpu_memory_gb``, and its peak memory per
 worker estimated (``sweep.planning.memory``); a GPU run that cannot fit one sequence is refused.
 """
@@ -108,6 +123,18 @@ class RunSpec:
     """``resources.peak_flops``: one device's peak FLOP/s for MFU (None: looked up by device name)."""
     data_order: str = "shuffled-v1"
     """Which batch order ``sweep.training.data.TokenStream`` implements (part of the run's identity)."""
+    schedule: str = "cosine"
+    """The LR schedule: ``cosine``; ``wsd`` (a readout: constant after warm-up, then a decay from
+    ``branch_step``); ``wsd-trunk`` (constant after warm-up to its last step)."""
+    branch_step: int = 0
+    """``wsd``: the step the decay starts at (the readout's branch step on its trunk); 0 otherwise."""
+    cooldown_shape: str = ""
+    """``wsd``: ``linear`` or ``1-sqrt``; empty otherwise."""
+    parent_run_id: str | None = None
+    """``wsd``: the trunk whose state at ``branch_step`` the readout starts from (not part of its identity:
+    trained from step 0 it is the same run)."""
+    branch_steps: tuple[int, ...] = ()
+    """``wsd-trunk``: the steps it keeps its state at, one per readout."""
     lr_study: str | None = None
     """The tuning study whose rule gave ``lr`` (``training.lr_rule: tuned``), else None."""
     study: str | None = None
@@ -123,10 +150,23 @@ class RunSpec:
     def batch_size(self) -> int:
         return self.batch_tokens // self.seq_len
 
+    @property
+    def training_flops(self) -> float:
+        """The FLOPs this run itself trains: a readout started from its trunk only its decay; others ``flops``."""
+        if self.parent_run_id is None:
+            return self.flops
+        return (self.steps - self.branch_step) * self.batch_tokens * self.flops_per_token
+
+    @property
+    def training_steps(self) -> int:
+        """The optimizer steps this run itself trains (a readout from its trunk: its decay's)."""
+        return self.steps - (self.branch_step if self.parent_run_id is not None else 0)
+
     @cached_property
     def run_id(self) -> str:
         """16 hex characters of SHA-256 over the fields that define the result (not sweep, budget or device)."""
-        identity = {k: v for k, v in asdict(self).items() if k not in _NOT_IDENTITY}
+        identity = {k: v for k, v in asdict(self).items()
+                    if k not in _NOT_IDENTITY and not (k in _IDENTITY_DEFAULTS and v == _IDENTITY_DEFAULTS[k])}  # fmt: skip
         canonical = json.dumps(identity, sort_keys=True, default=list)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -136,8 +176,12 @@ _NOT_IDENTITY = frozenset(
         "sweep", "flops_budget", "flops_convention", "flops_per_token", "flops", "device", "compile",
         "checkpoint_every_steps", "workers", "cpus", "gpus", "precision", "micro_batch_tokens", "lr_rule",
         "batch_rule", "warmup_tokens", "memory_estimate_bytes", "peak_flops", "lr_study", "study", "trial",
+        "parent_run_id", "branch_steps",
     }  # fmt: skip
 )
+_IDENTITY_DEFAULTS = {"schedule": "cosine", "branch_step": 0, "cooldown_shape": ""}
+"""Fields added after runs were first recorded: left out of the id at these values, so a cosine run planned today
+has the id it had before they existed."""
 """How and where a run trains does not change which run it is (DDP and gradient accumulation match one worker and
 one pass within float noise; the rules are recorded through the values they resolved to)."""
 
@@ -147,7 +191,7 @@ def estimated_seconds(spec: RunSpec, flops_per_second: float, seconds_per_step: 
 
     The per-step term matters for tiny models, whose steps are dominated by launch and Python overhead.
     """
-    return spec.flops / (flops_per_second * spec.workers) + spec.steps * seconds_per_step
+    return spec.training_flops / (flops_per_second * spec.workers) + spec.training_steps * seconds_per_step
 
 
 @dataclass(frozen=True)
@@ -158,6 +202,21 @@ class Plan:
     duplicates: list[str] = field(default_factory=list)
     """Entries of the grid that are the same run as an earlier one (a repeated seed or budget, or two budgets that
     round to the same steps), planned once: one line each, for ``sweep plan`` and ``sweep run`` to show."""
+
+    @property
+    def readouts(self) -> list[RunSpec]:
+        """The runs the fits read (every run but trunks)."""
+        return [spec for spec in self.runs if spec.schedule != "wsd-trunk"]
+
+    @property
+    def total_training_flops(self) -> float:
+        """What the sweep trains (``RunSpec.training_flops`` summed: a trunk once, each readout its decay)."""
+        return float(sum(spec.training_flops for spec in self.runs))
+
+    @property
+    def cosine_training_flops(self) -> float:
+        """What the same grid costs as cosine runs, each trained from step 0."""
+        return float(sum(spec.flops for spec in self.readouts))
 
 
 def model_shapes(config: SweepConfig, vocab_size: int) -> list[GPTShape]:
@@ -245,8 +304,38 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
                     )
                 )
     runs, duplicates = planned_once(runs)
+    if t.schedule == "wsd":
+        runs = as_wsd(runs, t.cooldown_fraction, t.cooldown_shape, t.eval_points)
     runs = [with_memory(spec, config.resources.gpu_memory_gb) for spec in runs]
     return Plan(runs=runs, skipped=skipped, duplicates=duplicates)
+
+
+def as_wsd(runs: list[RunSpec], cooldown_fraction: float, shape: str, eval_points: int) -> list[RunSpec]:
+    """The cosine grid ``runs`` as trunks and readouts (module docstring): per (shape, seed, batch), a trunk first,
+    then its readouts, shortest first."""
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in runs:
+        groups.setdefault((spec.shape, spec.seed, spec.batch_tokens), []).append(spec)
+    planned = []
+    for group in groups.values():
+        group.sort(key=lambda spec: spec.steps)
+        branches = [max(1, round(spec.steps * (1 - cooldown_fraction))) for spec in group]
+        warmup = max(0, min(group[0].warmup_steps, branches[0] - 1))  # the shortest readout's, within every trunk part
+        readouts = [
+            replace(spec, schedule="wsd", branch_step=branch, cooldown_shape=shape, warmup_steps=warmup,
+                    warmup_tokens=warmup * spec.batch_tokens,
+                    eval_steps=tuple(sorted({s for s in eval_steps(spec.steps, eval_points) if s > branch} | {spec.steps})))
+            for spec, branch in zip(group, branches)
+        ]  # fmt: skip
+        last = group[-1]
+        trunk_steps = max(branches)
+        trunk = replace(last, schedule="wsd-trunk", steps=trunk_steps, tokens=trunk_steps * last.batch_tokens,
+                        flops=trunk_steps * last.batch_tokens * last.flops_per_token, warmup_steps=warmup,
+                        warmup_tokens=warmup * last.batch_tokens, eval_steps=tuple(sorted(set(branches))),
+                        branch_steps=tuple(sorted(set(branches))))  # fmt: skip
+        planned.append(trunk)
+        planned += [replace(readout, parent_run_id=trunk.run_id) for readout in readouts]
+    return planned
 
 
 def planned_once(runs: list[RunSpec]) -> tuple[list[RunSpec], list[str]]:

@@ -118,6 +118,13 @@ RUNS_SCHEMA = pa.schema(
         ("memory_estimate_bytes", pa.int64()),  # one worker's estimated peak (0: not estimated)
         ("data_order", pa.string()),
         ("workers", pa.int32()),
+        # The LR schedule (training.schedule): cosine; wsd (a readout: its trunk's state at branch_step, then a decay
+        # to the run's last step; its flops are a standalone run's to its tokens, what the fits read); wsd-trunk
+        # (constant after warm-up; never fitted). Null in files written before schedules: cosine.
+        ("schedule", pa.string()),
+        ("branch_step", pa.int64()),
+        ("cooldown_shape", pa.string()),
+        ("parent_run_id", pa.string()),
         # Throughput (sweep.training.hardware), one FLOP convention end to end: model_flops_per_second is
         # tokens_per_second * flops_per_token, the same per-token FLOPs (flops_convention) that sized the run.
         ("tokens_per_second", pa.float64()),  # mean of the whole run, all workers; evaluation and checkpoints left out

@@ -9,7 +9,9 @@ Layout: ``checkpoints/sweep=NAME/RUN_ID/step-000000123.pt`` (written whole or no
 ``ResultsStore.write_atomic``, so a half-written checkpoint is never loaded). The newest two are kept (older ones
 are deleted after a newer one lands): a checkpoint damaged after it was written (a disk fault, a bad copy, a
 file cut short by hand) still leaves one to resume from, at twice the storage of a run in progress. A finished
-run's checkpoints are deleted once its ledger row is written.
+run's checkpoints are deleted once its ledger row is written. A ``wsd`` trunk also writes ``branch-STEP.pt`` at
+each readout's branch step: kept past the trunk's end, until every readout of it has finished (the driver clears
+them), since a readout starts from one; a damaged one is set aside and its readout trains from step 0.
 
 Resuming (``states``) tries the newest checkpoint first. One that ``torch.load`` refuses (0 bytes, truncated,
 not a checkpoint) is named in one line, set aside under ``RESULTS/quarantine/`` with the reason
@@ -36,6 +38,7 @@ KEEP = 2
 """Checkpoints kept per run in progress: the newest and the one before it."""
 
 _NAME = re.compile(r"^step-(\d{9})\.pt$")
+_BRANCH = re.compile(r"^branch-(\d{9})\.pt$")
 
 
 class CheckpointStore:
@@ -97,7 +100,51 @@ class CheckpointStore:
                   f"{self.store.shown_path(target)}, resuming from an older one or from step 0", file=sys.stderr, flush=True)
 
     def clear(self, sweep: str, run_id: str) -> None:
-        """Delete every checkpoint of the run (after its ledger row is written)."""
+        """Delete every checkpoint of the run (after its ledger row is written), its branch points apart: they
+        stay until every readout that starts from them has finished (``clear_branch_points``)."""
+        directory = self._dir(sweep, run_id)
+        if self.fs.get_file_info(directory).type != pafs.FileType.Directory:
+            return
+        if not self.branch_steps(sweep, run_id):
+            self.fs.delete_dir(directory)
+            return
+        for step in self._steps(sweep, run_id):
+            self.fs.delete_file(f"{directory}/step-{step:09d}.pt")
+
+    # Branch points: a wsd trunk's state at each readout's branch step (sweep.planning.plan, "wsd").
+    def save_branch_point(self, sweep: str, run_id: str, step: int, state: dict) -> None:
+        """Write the trunk's state at ``step`` as a branch point (kept, unlike the rolling checkpoints)."""
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.store.write_atomic(f"{self._dir(sweep, run_id)}/branch-{step:09d}.pt", buffer.getvalue())
+
+    def branch_steps(self, sweep: str, run_id: str) -> list[int]:
+        """The steps of the trunk's branch points (a listing, no file read)."""
+        selector = pafs.FileSelector(self._dir(sweep, run_id), allow_not_found=True)
+        names = (info.base_name for info in self.fs.get_file_info(selector))
+        return sorted(int(m.group(1)) for m in map(_BRANCH.match, names) if m)
+
+    def branch_point(self, sweep: str, run_id: str, step: int) -> dict | None:
+        """The trunk's state at ``step``, or None when it has none there (or only a damaged one, set aside)."""
+        path = f"{self._dir(sweep, run_id)}/branch-{step:09d}.pt"
+        try:
+            with self.fs.open_input_file(path) as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return None
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise TypeError(f"holds a {type(state).__name__}, not a checkpoint's dict")
+            return state
+        except Exception as error:  # noqa: BLE001 - not a usable checkpoint, whatever torch.load says
+            target = self.store.set_aside(DamagedFile(path, f"cannot load it ({len(data)} bytes): {_first_line(error)}"))
+            print(f"sweep: warning: branch point {self.store.shown_path(path)} is damaged; set aside as "
+                  f"{self.store.shown_path(target)}: its readout trains from step 0", file=sys.stderr, flush=True)
+            return None
+
+    def clear_branch_points(self, sweep: str, run_id: str) -> None:
+        """Delete a finished trunk's branch points (every readout of it has finished)."""
         directory = self._dir(sweep, run_id)
         if self.fs.get_file_info(directory).type == pafs.FileType.Directory:
             self.fs.delete_dir(directory)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,9 @@ class RunOutcome:
     steps_done: int = 0
     """Optimizer steps trained (all invocations): ``spec.steps`` when completed, up to the step the divergence was
     noticed when diverged; the ledger's ``steps_done`` and ``flops_spent`` come from it."""
+    inherited_steps: int = 0
+    """Of ``steps_done``, the steps a ``wsd`` readout took over from its trunk's branch point (not trained by it:
+    ``flops_spent`` leaves them out)."""
 
 
 def lr_factor(step: int, steps: int, warmup_steps: int, min_lr_ratio: float) -> float:
@@ -95,6 +99,28 @@ def lr_factor(step: int, steps: int, warmup_steps: int, min_lr_ratio: float) -> 
     decay_steps = max(1, steps - warmup_steps - 1)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def wsd_factor(step: int, steps: int, warmup_steps: int, decay_start: int, min_lr_ratio: float, shape: str) -> float:
+    """Warmup-stable-decay (Hägele et al. 2024): linear warm-up, the peak rate until ``decay_start``, then a decay
+    over the steps ``decay_start .. steps - 1`` that reaches ``min_lr_ratio`` at the last: linear, or ``1-sqrt``
+    (1 - sqrt(progress)). A trunk (``decay_start`` = ``steps``) never decays."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if step < decay_start:
+        return 1.0
+    progress = min(1.0, (step - decay_start + 1) / max(1, steps - decay_start))
+    fall = math.sqrt(progress) if shape == "1-sqrt" else progress
+    return min_lr_ratio + (1.0 - min_lr_ratio) * (1.0 - fall)
+
+
+def schedule_for(spec: RunSpec) -> Callable[[int], float]:
+    """The run's multiplier on its peak rate at each 0-based step (``spec.schedule``)."""
+    if spec.schedule == "wsd-trunk":
+        return lambda step: wsd_factor(step, spec.steps, spec.warmup_steps, spec.steps, spec.min_lr_ratio, "")
+    if spec.schedule == "wsd":
+        return lambda step: wsd_factor(step, spec.steps, spec.warmup_steps, spec.branch_step, spec.min_lr_ratio, spec.cooldown_shape)
+    return lambda step: lr_factor(step, spec.steps, spec.warmup_steps, spec.min_lr_ratio)
 
 
 @dataclass(frozen=True)
@@ -192,9 +218,7 @@ def _build(spec: RunSpec, dist: Distributed) -> _Trainer:
         raise RuntimeError(f"data fingerprint {corpus.fingerprint} differs from the planned {spec.data_fingerprint}")
     model = maybe_compile(GPT(spec.shape).to(device), spec.compile)
     optimizer = build_optimizer(model, spec, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, spec.steps, spec.warmup_steps, spec.min_lr_ratio)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_for(spec))
     ddp = None
     if dist.world_size > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -254,6 +278,8 @@ class _Progress:
     """Seconds spent training (evaluation, checkpoints and start-up left out), all invocations so far."""
     train_tokens: int = 0
     """Tokens trained (all workers) in those seconds."""
+    inherited_steps: int = 0
+    """The steps a ``wsd`` readout took over from its trunk (its branch step), 0 for a run trained from step 0."""
 
 
 def _state(trainer: _Trainer, progress: _Progress) -> dict:
@@ -268,6 +294,7 @@ def _state(trainer: _Trainer, progress: _Progress) -> dict:
         "elapsed_seconds": progress.elapsed_seconds,
         "train_seconds": progress.train_seconds,
         "train_tokens": progress.train_tokens,
+        "inherited_steps": progress.inherited_steps,
     }
 
 
@@ -284,6 +311,7 @@ def _restore(trainer: _Trainer, state: dict) -> _Progress:
         elapsed_seconds=state["elapsed_seconds"],
         train_seconds=state.get("train_seconds", 0.0),
         train_tokens=state.get("train_tokens", 0),
+        inherited_steps=state.get("inherited_steps", 0),
     )
 
 
@@ -407,6 +435,9 @@ def train_run(
         if checkpoints and dist.rank == 0 and every and progress.step % every == 0 and progress.step < spec.steps:
             progress.elapsed_seconds = elapsed()
             checkpoints.save(spec.sweep, spec.run_id, progress.step, _state(trainer, progress))
+        if checkpoints and dist.rank == 0 and progress.step in spec.branch_steps:  # a wsd trunk: a readout starts here
+            progress.elapsed_seconds = elapsed()
+            checkpoints.save_branch_point(spec.sweep, spec.run_id, progress.step, _state(trainer, progress))
         row_clock = time.perf_counter()
     if reason:
         outcome.status, outcome.error = "pruned", reason
@@ -429,7 +460,32 @@ def _resume(spec: RunSpec, dist: Distributed, checkpoints: CheckpointStore | Non
             detail = " ".join(str(error).split())[:160]  # one line: torch's messages span several
             checkpoints.set_aside(spec.sweep, spec.run_id, step, f"cannot be restored: {type(error).__name__}: {detail}")
             trainer = _build(spec, dist)
-    return trainer, _Progress()
+    return _from_trunk(spec, dist, checkpoints, trainer)
+
+
+def _from_trunk(spec: RunSpec, dist: Distributed, checkpoints: CheckpointStore, trainer: _Trainer) -> tuple[_Trainer, _Progress]:
+    """A ``wsd`` readout without a checkpoint of its own starts from its trunk's state at its branch step (the
+    same state a standalone run reaches there: ``sweep.planning.plan``); without that branch point, from step 0."""
+    if spec.parent_run_id is None:
+        return trainer, _Progress()
+    state = checkpoints.branch_point(spec.sweep, spec.parent_run_id, spec.branch_step)
+    if state is None:
+        return trainer, _Progress()
+    try:
+        _check_step(spec, spec.branch_step, state)
+        progress = _restore(trainer, state)
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
+        detail = " ".join(str(error).split())[:160]
+        print(f"sweep: warning: run {spec.run_id}: its trunk's branch point at step {spec.branch_step} cannot be "
+              f"restored ({type(error).__name__}: {detail}): training from step 0", file=sys.stderr, flush=True)
+        return _build(spec, dist), _Progress()
+    # The optimizer comes back with the trunk's rate for the next step: set the readout's own (its decay starts here).
+    for group, base, factor in zip(trainer.optimizer.param_groups, trainer.scheduler.base_lrs, trainer.scheduler.lr_lambdas):
+        group["lr"] = base * factor(spec.branch_step)
+    trainer.scheduler._last_lr = [group["lr"] for group in trainer.optimizer.param_groups]
+    # Its rows to the branch step are the trunk's; its time and throughput are its own.
+    progress.inherited_steps, progress.elapsed_seconds, progress.train_seconds, progress.train_tokens = spec.branch_step, 0.0, 0.0, 0
+    return trainer, progress
 
 
 def _check_step(spec: RunSpec, step: int, state: dict) -> None:
@@ -445,6 +501,7 @@ def _check_step(spec: RunSpec, step: int, state: dict) -> None:
 
 def _finish(outcome: RunOutcome, spec: RunSpec, progress: _Progress, wall_seconds: float) -> RunOutcome:
     outcome.steps_done = progress.step
+    outcome.inherited_steps = progress.inherited_steps
     metrics = progress.metrics
     outcome.final_train_loss = metrics[-1]["train_loss"] if metrics else None
     evals = [row["eval_loss"] for row in metrics if row["eval_loss"] is not None]

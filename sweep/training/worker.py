@@ -38,7 +38,8 @@ _SPEC_COLUMNS = (
     "flops", "flops_budget", "flops_convention", "flops_per_token", "flops_per_token_6n",
     "flops_per_token_6n_attention", "flops_per_token_chinchilla", "steps", "lr", "batch_tokens", "seed",
     "data_fingerprint", "compile", "lr_rule", "batch_rule", "warmup_steps", "warmup_tokens", "beta1", "beta2",
-    "weight_decay", "memory_estimate_bytes", "data_order", "workers", "lr_study", "study", "trial",
+    "weight_decay", "memory_estimate_bytes", "data_order", "workers", "lr_study", "study", "trial", "schedule",
+    "branch_step", "cooldown_shape", "parent_run_id",
 )  # fmt: skip
 
 
@@ -88,7 +89,7 @@ def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finishe
         "finished_at": finished_at,
         "first_step_at": outcome.first_step_at,
         "steps_done": outcome.steps_done,
-        "flops_spent": outcome.steps_done * spec.batch_tokens * spec.flops_per_token,
+        "flops_spent": spent_flops(spec, outcome),
         "error": outcome.error,
         "spec_json": json.dumps(asdict(spec), sort_keys=True, default=list),
     }
@@ -145,7 +146,10 @@ def stop_signal(store: ResultsStore, spec: RunSpec, clock: Callable[[], float] =
 def failed_outcome(store: ResultsStore, spec: RunSpec, error: str, status: str = "failed") -> RunOutcome:
     """The outcome of a run that stopped without finishing (an exception, a dead worker, a signal): what it spent
     is known as far as its newest checkpoint (the steps a rerun resumes from); steps after it are not counted."""
-    return RunOutcome(status=status, error=error, steps_done=CheckpointStore(store).newest_step(spec.sweep, spec.run_id))
+    newest = CheckpointStore(store).newest_step(spec.sweep, spec.run_id)
+    # A readout's checkpoints past its branch step: trained from its trunk's state there, as it does when it can.
+    inherited = spec.branch_step if spec.parent_run_id is not None and newest > spec.branch_step else 0
+    return RunOutcome(status=status, error=error, steps_done=newest, inherited_steps=inherited)
 
 
 def recorded_outcome(store: ResultsStore, spec: RunSpec) -> RunOutcome | None:
@@ -157,7 +161,15 @@ def recorded_outcome(store: ResultsStore, spec: RunSpec) -> RunOutcome | None:
         status=row["status"], final_train_loss=row["final_train_loss"], final_eval_loss=row["final_eval_loss"],
         wall_seconds=row["wall_seconds"] or 0.0, error=row["error"], resumed_from_step=row["resumed_from_step"] or 0,
         steps_done=row["steps_done"] if row["steps_done"] is not None else (spec.steps if row["status"] == "completed" else 0),
+        inherited_steps=_inherited(spec, row),
     )  # fmt: skip
+
+
+def _inherited(spec: RunSpec, row: dict) -> int:
+    """The steps a recorded run took over from its trunk, from its row (steps done less what it spent)."""
+    if row["steps_done"] is None or row["flops_spent"] is None:
+        return 0
+    return max(0, round(row["steps_done"] - row["flops_spent"] / (spec.batch_tokens * spec.flops_per_token)))
 
 
 def record(store: ResultsStore, spec: RunSpec, outcome: RunOutcome, started_at: datetime) -> None:
@@ -184,5 +196,10 @@ def summarize(spec: RunSpec, outcome: RunOutcome) -> dict:
         "final_eval_loss": outcome.final_eval_loss,
         "wall_seconds": outcome.wall_seconds,
         "error": outcome.error,
-        "flops_spent": outcome.steps_done * spec.batch_tokens * spec.flops_per_token,
+        "flops_spent": spent_flops(spec, outcome),
     }
+
+
+def spent_flops(spec: RunSpec, outcome: RunOutcome) -> float:
+    """The FLOPs the run itself trained: its steps done, less those a ``wsd`` readout took over from its trunk."""
+    return max(0, outcome.steps_done - outcome.inherited_steps) * spec.batch_tokens * spec.flops_per_token

@@ -167,7 +167,8 @@ def trial_spec(config: SweepConfig, size: float, params: dict, vocab_size: int, 
     plan = plan_sweep(parse_config(data, source="tune"), vocab_size, data_fingerprint)
     if not plan.runs:
         raise ConfigError(f"tune.horizon: {plan.skipped[0] if plan.skipped else f'no run for size {size:g}'}")
-    return replace(plan.runs[0], study=config.study, trial=trial)
+    # Under training.schedule wsd the plan is a trunk and one readout: the trial is that readout trained alone.
+    return replace(plan.readouts[0], study=config.study, trial=trial, parent_run_id=None)
 
 
 def objective_value(status: str, final_eval_loss: float | None, vocab_size: int) -> float | None:
