@@ -24,12 +24,15 @@ def test_each_size_and_seed_gets_a_trunk_and_a_readout_per_budget():
         assert (readout.steps, readout.tokens, readout.flops) == (run.steps, run.tokens, run.flops)  # a standalone run's
         assert readout.branch_step == round(run.steps * 0.8) and readout.branch_step in trunk.branch_steps
         assert (trunk.seed, trunk.n_layer, trunk.d_model) == (readout.seed, readout.n_layer, readout.d_model)
-        assert readout.warmup_steps == trunk.warmup_steps < min(trunk.branch_steps)
+        assert readout.warmup_steps == trunk.warmup_steps <= min(trunk.branch_steps) // 2
         assert readout.eval_steps[-1] == readout.steps and min(readout.eval_steps) > readout.branch_step
         assert readout.training_flops == pytest.approx(readout.flops * (readout.steps - readout.branch_step) / readout.steps)
         assert readout.run_id != run.run_id  # another schedule, another run
+    longest = {(s.n_params, s.seed): s.warmup_steps for s in sorted(cosine.runs, key=lambda s: s.steps)}
     for trunk in trunks:
         assert trunk.steps == max(trunk.branch_steps) and trunk.training_flops == trunk.flops
+        # the longest readout's warm-up (a short one hurts large models at the peak rate), within half a trunk part
+        assert trunk.warmup_steps == min(longest[(trunk.n_params, trunk.seed)], min(trunk.branch_steps) // 2)
 
 
 def test_the_plan_counts_what_the_sweep_trains_against_the_cosine_grid():
