@@ -25,7 +25,7 @@ def test_status_shows_the_latest_row_of_each_run_in_flight_and_the_eta(tmp_path,
     with results_lock(store, sweep="s") as holder:
         class Spec:
             def __init__(self, run_id, flops):
-                self.run_id, self.flops = run_id, flops
+                self.run_id, self.flops, self.training_flops = run_id, flops, flops
 
         planned = [Spec("r1", 2.4e7), Spec("r3", 1e9), Spec("r4", 1e9)]
         progress = Progress(store, "s", planned, planned, {"r1": 10.0, "r3": 10.0, "r4": 10.0}, holder, stream=io.StringIO())
@@ -44,7 +44,7 @@ def test_status_shows_the_latest_row_of_each_run_in_flight_and_the_eta(tmp_path,
 def test_the_eta_learns_the_measured_speed(tmp_path):
     class Spec:
         def __init__(self, run_id):
-            self.run_id, self.flops, self.workers = run_id, 1e9, 1
+            self.run_id, self.flops, self.training_flops, self.workers = run_id, 1e9, 1e9, 1
             self.flops_budget, self.n_params_nonembedding, self.n_layer, self.d_model, self.tokens, self.seed = 1e9, 1000, 1, 16, 100, 0
 
     store = ResultsStore(tmp_path)
