@@ -215,9 +215,9 @@ def run_planned(
                 free = free - demand(spec)
                 progress.run_started(spec)
             wanted.update([*in_flight.values(), *queue][:limit])
-            for ref in _finished_within_a_second(in_flight):
+            for ref in finished_within_a_second(in_flight):
                 spec = in_flight.pop(ref)
-                summary = _result(ref, spec, store)
+                summary = collect_result(ref, spec, store)
                 outcome.statuses[summary["status"]] = outcome.statuses.get(summary["status"], 0) + 1
                 progress.run_finished(spec, summary)
                 branches.run_finished(spec, summary["status"])
@@ -270,7 +270,7 @@ class Branches:
             self.checkpoints.clear_branch_points(self.sweep, trunk)
 
 
-def _finished_within_a_second(in_flight: dict[ray.ObjectRef, RunSpec]) -> list[ray.ObjectRef]:
+def finished_within_a_second(in_flight: dict[ray.ObjectRef, RunSpec]) -> list[ray.ObjectRef]:
     """At most one finished run; with none in flight (every waiting run waits for a node) just a second's pause."""
     if not in_flight:
         time.sleep(1.0)
@@ -286,7 +286,7 @@ def _record_unplaced(spec: RunSpec, store: ResultsStore, outcome: SweepOutcome, 
     progress.run_finished(spec, summarize(spec, failed))
 
 
-def _result(ref: ray.ObjectRef, spec: RunSpec, store: ResultsStore) -> dict:
+def collect_result(ref: ray.ObjectRef, spec: RunSpec, store: ResultsStore) -> dict:
     """The run's summary; a run whose worker or node died past its retries is recorded as failed here."""
     try:
         return ray.get(ref)

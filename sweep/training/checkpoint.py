@@ -79,9 +79,7 @@ class CheckpointStore:
             except FileNotFoundError:
                 continue  # set aside or replaced meanwhile (another rank of the same run)
             try:
-                state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-                if not isinstance(state, dict):
-                    raise TypeError(f"holds a {type(state).__name__}, not a checkpoint's dict")
+                state = _load(data)
             except Exception as error:  # noqa: BLE001 - whatever torch.load says, the file is not a usable checkpoint
                 self.set_aside(sweep, run_id, step, f"cannot load it ({len(data)} bytes): {_first_line(error)}")
                 continue
@@ -133,10 +131,7 @@ class CheckpointStore:
         except FileNotFoundError:
             return None
         try:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-            if not isinstance(state, dict):
-                raise TypeError(f"holds a {type(state).__name__}, not a checkpoint's dict")
-            return state
+            return _load(data)
         except Exception as error:  # noqa: BLE001 - not a usable checkpoint, whatever torch.load says
             target = self.store.set_aside(DamagedFile(path, f"cannot load it ({len(data)} bytes): {_first_line(error)}"))
             print(f"sweep: warning: branch point {self.store.shown_path(path)} is damaged; set aside as "
@@ -148,6 +143,14 @@ class CheckpointStore:
         directory = self._dir(sweep, run_id)
         if self.fs.get_file_info(directory).type == pafs.FileType.Directory:
             self.fs.delete_dir(directory)
+
+
+def _load(data: bytes) -> dict:
+    """A checkpoint's state from its bytes (``weights_only``: data, never code); raises if it is not one."""
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise TypeError(f"holds a {type(state).__name__}, not a checkpoint's dict")
+    return state
 
 
 def _first_line(error: BaseException) -> str:

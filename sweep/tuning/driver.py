@@ -40,7 +40,7 @@ import ray
 from sweep.config import ConfigError, SweepConfig
 from sweep.execute.cluster import ClusterConfig, connect
 from sweep.execute.lock import results_lock
-from sweep.execute.orchestrate import Capacity, demand, submit
+from sweep.execute.orchestrate import Capacity, collect_result, demand, finished_within_a_second, submit
 from sweep.execute.placement import CapacityRequest, ClusterAccess, RunDemand, holds, refuse_unplaceable
 from sweep.execute.progress import log
 from sweep.execute.schedule import Resources
@@ -50,7 +50,6 @@ from sweep.results.storage import FINISHED_STATUSES, ResultsStore
 from sweep.results.uri import child_root
 from sweep.training.data import check_corpus_holds, load_corpus
 from sweep.training.tracking import for_workers
-from sweep.training.worker import failed_outcome, ledger_row, summarize
 from sweep.tuning.rule import RuleFit
 from sweep.tuning.study import objective_value, open_storage, open_studies, suggest, trial_spec, tuned_sizes
 
@@ -174,9 +173,9 @@ class TuneLoop:
                 turn = self._start_what_fits(free, turn)
                 wanted.update([t.spec for t in self.in_flight.values()] + [s.probe for s in self.sizes if self.wants_more(s)])
                 self._report_live()
-                for ref in _finished_within_a_second(self.in_flight):
+                for ref in finished_within_a_second(self.in_flight):
                     trial = self.in_flight.pop(ref)
-                    self._tell(trial, self._result(ref, trial.spec))
+                    self._tell(trial, collect_result(ref, trial.spec, self.store))
         finally:
             wanted.clear()
 
@@ -214,17 +213,6 @@ class TuneLoop:
         self.outcome.trained += 1
         params = ", ".join(f"{k} {v:.3g}" for k, v in trial.trial.params.items())
         log(f"trial {trial.trial.number} of N={trial.size.n_params:,} started: {params} (run {trial.spec.run_id})")
-
-    def _result(self, ref: ray.ObjectRef, spec: RunSpec) -> dict:
-        """The run's summary; a run whose worker died past its retries is recorded as failed here."""
-        try:
-            return ray.get(ref)
-        except (ray.exceptions.RayError, OSError) as error:
-            from datetime import datetime, timezone
-
-            now, failed = datetime.now(timezone.utc), failed_outcome(self.store, spec, f"{type(error).__name__}: {error}")
-            self.store.write_run(spec.sweep, ledger_row(spec, failed, now, now, node=None))
-            return summarize(spec, failed)
 
     def _report_live(self) -> None:
         """Report the new evaluations of the trials in flight and request a stop of those the pruner prunes."""
@@ -288,13 +276,6 @@ def _by_state(study: optuna.Study) -> dict[str, int]:
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
     return counts
-
-
-def _finished_within_a_second(in_flight: dict) -> list:
-    if not in_flight:
-        time.sleep(0.2)
-        return []
-    return ray.wait(list(in_flight), num_returns=1, timeout=1.0)[0]
 
 
 def prepare_sizes(config: SweepConfig, vocab_size: int, fingerprint: str, studies: list[optuna.Study] | None = None) -> list[_Size]:
