@@ -51,7 +51,7 @@ from sweep.results.uri import child_root
 from sweep.training.data import check_corpus_holds, load_corpus
 from sweep.training.tracking import for_workers
 from sweep.tuning.rule import RuleFit
-from sweep.tuning.study import objective_value, open_storage, open_studies, suggest, trial_spec, tuned_sizes
+from sweep.tuning.study import objective_value, open_storage, open_studies, searched, suggest, trial_spec, tuned_sizes
 
 LIVE_POLL_SECONDS = 1.0
 """How often the live metrics of the trials in flight are read for the pruner."""
@@ -135,8 +135,7 @@ class TuneLoop:
             log(f"resuming {len(self.waiting)} trial(s) an earlier driver left in flight (from their checkpoints)")
 
     def _spec_or_none(self, size: _Size, frozen: optuna.trial.FrozenTrial) -> RunSpec | None:
-        space_keys = {"lr"} | {k for k in ("batch_tokens", "warmup_fraction", "beta2") if getattr(self.config.tune.space, k)}
-        if set(frozen.params) != space_keys:
+        if set(frozen.params) != searched(self.config):
             return None
         return trial_spec(self.config, size.target, dict(frozen.params), self.vocab, self.fingerprint, trial=frozen.number)
 

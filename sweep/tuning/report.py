@@ -20,11 +20,8 @@ import optuna
 import pandas as pd
 
 from sweep.report.html import _figure, _html_table, _png
-from sweep.tuning.rule import NEAR_BEST, RuleFit
-
-
-def _interval(interval) -> str:
-    return f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else ""
+from sweep.tuning.rule import RuleFit, near_best
+from sweep.tuning.summary import shown_interval as _interval
 
 
 def loss_against_lr_figure(table: pd.DataFrame, fit: RuleFit) -> str:
@@ -43,7 +40,7 @@ def loss_against_lr_figure(table: pd.DataFrame, fit: RuleFit) -> str:
         ax.scatter(diverged["lr"], [top] * len(diverged), marker="x", color=colour, zorder=3)
         if len(done) >= 3:
             x, y = np.log10(done["lr"].to_numpy()), done["loss"].to_numpy()
-            near = np.argsort(np.abs(x - x[np.argmin(y)]))[:NEAR_BEST]
+            near = near_best(x, y)  # the trials the fit's parabola goes through
             if len(np.unique(x[near])) >= 3:
                 grid = np.linspace(x[near].min(), x[near].max(), 50)
                 ax.plot(10**grid, np.polyval(np.polyfit(x[near], y[near], 2), grid), color=colour, lw=1)

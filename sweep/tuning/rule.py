@@ -99,6 +99,15 @@ class RuleFit:
         }  # fmt: skip
 
 
+def near_best(x: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    """Indices of the trials the parabola of step 2 is fitted to, x = log10(lr) (module docstring)."""
+    distance = np.abs(x - x[int(np.argmin(losses))])
+    near = np.flatnonzero(distance <= WINDOW_DECADES)
+    if len(np.unique(x[near])) < 3:  # a sparse study: the nearest trials, however far
+        near = np.argsort(distance, kind="stable")[:NEAR_BEST]
+    return near
+
+
 def best_lr(lrs: np.ndarray, losses: np.ndarray, tried: np.ndarray | None = None) -> tuple[float, bool, str | None]:
     """(LR*, refined, note) of one size's finished trials (module docstring, steps 1-2); ``tried``: every rate the
     size tried (pruned and diverged trials too), for the edge check: a rate beyond the best that was pruned or
@@ -109,10 +118,7 @@ def best_lr(lrs: np.ndarray, losses: np.ndarray, tried: np.ndarray | None = None
     edge = None
     if len(np.unique(span)) > 1 and (x[best] <= span.min() or x[best] >= span.max()):
         edge = "the best trial is at the edge of the rates tried: the optimum may lie beyond them (widen tune.space.lr)"
-    distance = np.abs(x - x[best])
-    near = np.flatnonzero(distance <= WINDOW_DECADES)
-    if len(np.unique(x[near])) < 3:  # a sparse study: the nearest trials, however far
-        near = np.argsort(distance, kind="stable")[:NEAR_BEST]
+    near = near_best(x, losses)
     if len(np.unique(x[near])) < 3:
         return float(lrs[best]), False, edge or f"{len(np.unique(x[near]))} distinct rates: a parabola needs 3"
     c2, c1, _ = np.polyfit(x[near], losses[near], 2)

@@ -46,6 +46,11 @@ PARAMETERS = ("lr", "batch_tokens", "warmup_fraction", "beta2")
 """What a trial may search (``tune.space``); every trial of a study draws the same ones."""
 
 
+def searched(config: SweepConfig) -> set[str]:
+    """The parameters ``config``'s trials draw: the learning rate, and each other one ``tune.space`` gives."""
+    return {key for key in PARAMETERS if key == "lr" or getattr(config.tune.space, key)}
+
+
 def study_name(study: str, n_params: int) -> str:
     """The Optuna study of one size."""
     return f"{study}.N{n_params}"
@@ -158,9 +163,7 @@ def trial_spec(config: SweepConfig, size: float, params: dict, vocab_size: int, 
     data = config.model_dump(mode="json", exclude_unset=True)
     training = {k: v for k, v in data.get("training", {}).items() if k not in ("lr_rule", "lr_power", "lr_tuned", "lr_scale")}
     training.update(lr=params["lr"], lr_rule="fixed", eval_points=config.tune.eval_points, seeds=[config.training.seeds[0]])
-    for key in ("batch_tokens", "warmup_fraction", "beta2"):
-        if key in params:
-            training[key] = params[key]
+    training.update({key: params[key] for key in PARAMETERS[1:] if key in params})
     budget = trial_budget(config, size, vocab_size)
     data.update(name=config.study, budgets=[budget], training=training, tune=None, results=None,
                 model={**data.get("model", {}), "sizes": [size], "shapes": []})  # fmt: skip

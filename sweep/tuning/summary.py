@@ -17,6 +17,7 @@ import pandas as pd
 
 from sweep.results.storage import ResultsStore
 from sweep.tuning.rule import RuleFit, fit_rules
+from sweep.tuning.study import PARAMETERS
 
 TRIAL_COLUMNS = ("n_params", "trial", "state", "status", "run_id", "lr", "batch_tokens", "warmup_fraction", "beta2",
                  "loss", "evaluations", "tokens", "steps", "wall_seconds")  # fmt: skip
@@ -41,7 +42,7 @@ def trial_table(studies: list[optuna.Study], sizes: list[int], ledger: pd.DataFr
             loss = trial.value if trial.state.name == "COMPLETE" and status == "completed" else float("nan")
             rows.append({
                 "n_params": n, "trial": trial.number, "state": trial.state.name, "status": status, "run_id": run_id,
-                **{key: trial.params.get(key) for key in ("lr", "batch_tokens", "warmup_fraction", "beta2")},
+                **{key: trial.params.get(key) for key in PARAMETERS},
                 "loss": loss, "evaluations": dict(sorted(trial.intermediate_values.items())),
                 "tokens": None if run is None else run["tokens"], "steps": None if run is None else run["steps_done"],
                 "wall_seconds": None if run is None else run["wall_seconds"],
@@ -74,7 +75,8 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def _interval(interval) -> str:
+def shown_interval(interval) -> str:
+    """`` [lo, hi]`` to three figures, or nothing without an interval (the text and the report)."""
     return f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else ""
 
 
@@ -89,14 +91,14 @@ def describe(config, result) -> tuple[str, dict]:
     for size in fit.sizes:
         how = "" if size.refined else "  (best trial)"
         lines.append(f"{size.n_params:>12,}{size.trials:>8}{size.diverged:>9}{pruned.get(size.n_params, 0):>8}{size.best_trial_lr:>15.3g}"
-                     f"{size.best_loss:>11.4f}  {size.lr:.3g}{_interval(size.lr_interval)}{how}")
+                     f"{size.best_loss:>11.4f}  {size.lr:.3g}{shown_interval(size.lr_interval)}{how}")
     law = fit.lr_rule
     if law is not None:
-        lines.append(f"LR*(N) = {law.coefficient:.4g}{_interval(law.coefficient_interval)} * (N / {law.reference_params:.4g})^"
-                     f"{law.exponent:.3f}{_interval(law.exponent_interval)}  (95% intervals, {fit.n_boot} bootstrap resamples)")
+        lines.append(f"LR*(N) = {law.coefficient:.4g}{shown_interval(law.coefficient_interval)} * (N / {law.reference_params:.4g})^"
+                     f"{law.exponent:.3f}{shown_interval(law.exponent_interval)}  (95% intervals, {fit.n_boot} bootstrap resamples)")
     if fit.batch_rule is not None:
         b = fit.batch_rule
-        lines.append(f"batch*(N) = {b.coefficient:.4g} * (N / {b.reference_params:.4g})^{b.exponent:.3f}{_interval(b.exponent_interval)} tokens")
+        lines.append(f"batch*(N) = {b.coefficient:.4g} * (N / {b.reference_params:.4g})^{b.exponent:.3f}{shown_interval(b.exponent_interval)} tokens")
     lines += [f"warning: {w}" for w in fit.warnings]
     lines.append(f"rule table: {result.rule_file}")
     lines.append(f"report: {result.report_file}")
