@@ -238,8 +238,12 @@ def _print_summary(summary: dict, params: str) -> None:
     if spread:
         print(f"replicates: {spread['points']} (budget, N) points with several seeds ({spread['runs']} runs); seed-to-seed "
               f"loss sd median {spread['loss_sd_median']:.4f} ({spread['relative_sd_median']:.2%}), max {spread['loss_sd_max']:.4f}")
-    print(f"\nApproach 1 (envelope of final losses: {len(a1['envelope'])} runs; the argmin of the same iso-FLOP data "
-          "Approach 2 fits, not an independent check; t-intervals of its lines)")
+    if a1.get("method") == "crossings":
+        print(f"\nApproach 1 (envelope of the sizes' loss-against-FLOPs curves: {len(a1['envelope'])} points where one size "
+              "overtakes another; bootstrap intervals)")
+    else:
+        print(f"\nApproach 1 (envelope of final losses: {len(a1['envelope'])} runs; the argmin of the same iso-FLOP data "
+              "Approach 2 fits, not an independent check; t-intervals of its lines)")
     if a1["a"] is None:
         print(f"no frontier fitted: {summary['not_fitted']['approach1']}")
     else:

@@ -8,8 +8,9 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
       "excluded": [{"run_id", "status", "error"}],
       "bootstrap": {"samples": int, "seed": int, "level": 0.95},
       "approach1": {                                    # envelope of final losses (see fitting/envelope.py)
-        "a": float | null, "b": float | null,
-        "envelope": [{"budget", "flops", "n_params", "tokens", "loss"}],
+        "a": float | null, "b": float | null, "method": "crossings" | "budget minima",
+        "envelope": [{"flops", "n_params", "tokens", "loss", "from_n_params", "to_n_params"}]   # crossings: switch points
+                  | [{"budget", "flops", "n_params", "tokens", "loss"}],                      # budget minima: runs
         "ci": {"a", "b", "n_opt@C", "d_opt@C": [lo, hi]}, "failed_resamples": 0, "interval_method": str
       },
       "approach2": {
@@ -54,6 +55,8 @@ from sweep.fitting.isoflop import fit_approach2
 from sweep.fitting.parametric import fit_parametric
 
 INTERVAL_METHODS = {
+    "approach1 crossings": "Student-t intervals of the least-squares lines through the switch points (n - 2 degrees "
+                           "of freedom; needs 3 points): a resample that drops one run cuts a size's curve",
     "approach1": "Student-t intervals of the least-squares lines through the envelope (n - 2 degrees of freedom, "
                  "widened by the size grid's resolution; needs 3 envelope points): a bootstrap of a minimum is degenerate",
     "approach2": "percentile bootstrap, runs resampled within each budget",
@@ -117,8 +120,10 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         "predictions": [{"flops": c} for c in predict_flops],
     }
     approach1 = fit_approach1(runs)
-    summary["approach1"] = {"a": approach1.a, "b": approach1.b, "envelope": approach1.envelope.to_dict("records")}
-    summary["approach1"]["interval_method"] = INTERVAL_METHODS["approach1"]
+    crossings = approach1.method == "crossings"
+    summary["approach1"] = {"a": approach1.a, "b": approach1.b, "method": approach1.method,
+                            "envelope": approach1.envelope.to_dict("records"),
+                            "interval_method": INTERVAL_METHODS["approach1 crossings" if crossings else "approach1"]}  # fmt: skip
     summary["approach2"]["interval_method"] = INTERVAL_METHODS["approach2"]
     if inputs.pseudo_budgets:
         summary["approach2"]["pseudo_budgets"] = inputs.pseudo_budgets

@@ -92,8 +92,10 @@ def residual_figure(runs: pd.DataFrame, fit: ParametricFit) -> str:
 
 def curves_figure(metrics: pd.DataFrame, runs: pd.DataFrame) -> str:
     plt, fig, ax = _figure(7.5, 4.6)
-    envelope = fit_approach1(runs).envelope
-    ax.plot(envelope["flops"], envelope["loss"], color=APPROACH_COLOURS["approach1"], marker="o", lw=2, label="envelope of final losses")
+    approach1 = fit_approach1(runs)
+    label = "envelope: where one size overtakes the next" if approach1.method == "crossings" else "envelope of final losses"
+    envelope = approach1.envelope
+    ax.plot(envelope["flops"], envelope["loss"], color=APPROACH_COLOURS["approach1"], marker="o", lw=2, label=label)
     draw_curves(ax, metrics, runs)
     return _png(plt, fig)
 
