@@ -29,7 +29,7 @@ import pandas as pd
 from sweep.config import ConfigError, load_config
 from sweep.fitting.inputs import FitInputs, exclude_stale, fit_inputs_from_file, fit_inputs_from_frame, fit_inputs_from_results
 from sweep.fitting.summary import fit_summary
-from sweep.results.storage import ResultsStore
+from sweep.results.storage import TRUNK_SCHEDULES, ResultsStore
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -231,7 +231,8 @@ def plot_curves(metrics: pd.DataFrame, runs: pd.DataFrame) -> Figure:
     if "n_params" in runs and "loss" in runs:
         table = runs
     else:
-        done = runs[(runs["status"] == "completed") & (runs.get("schedule") != "wsd-trunk")]
+        trunk = runs["schedule"].isin(TRUNK_SCHEDULES) if "schedule" in runs else False
+        done = runs[(runs["status"] == "completed") & ~trunk]
         table = pd.DataFrame({"run_id": done["run_id"], "n_params": done["n_params_nonembedding"], "flops": done["flops"],
                               "loss": done["final_eval_loss"]})  # fmt: skip
     fig, ax = _figure(7.5, 4.6)

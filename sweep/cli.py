@@ -39,6 +39,7 @@ from sweep.execute.cluster import ClusterUnreachable, load_cluster
 from sweep.config import ConfigError, SweepConfig, check_name, load_config
 from sweep.execute.lock import SweepLocked
 from sweep.execute.stop import SweepStopped
+from sweep.results.storage import TRUNK_SCHEDULES
 from sweep.results.uri import redact_uri, secrets_of
 
 DEFAULT_RESULTS = "results"
@@ -78,19 +79,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for s in plan.runs:
         micro = f"{s.micro_batch_tokens // s.seq_len}x{s.seq_len}" if s.micro_batch_tokens else "auto"
         if s.schedule != "cosine":
-            micro += " trunk" if s.schedule == "wsd-trunk" else f" @{s.branch_step}"
+            micro += " trunk" if s.schedule in TRUNK_SCHEDULES else f" @{s.branch_step}"
         print(
             f"{s.run_id:<17}{s.flops_budget:>9.2g}{s.n_layer:>4}{s.d_model:>6}{s.n_head:>4}{s.n_params_nonembedding:>13,}"
             f"{s.tokens:>13,}{s.steps:>7}{s.flops:>10.3g}{s.lr:>9.2e}{s.batch_tokens:>9,}{s.workers:>8}{seconds[s.run_id]:>8.1f}"
             f"  {micro:<10}{_size(s.memory_estimate_bytes):>10}"
         )
     print(f"total {plan.total_training_flops:.3g} FLOPs, about {sum(seconds.values()):.0f} s of run time (before parallelism)")
-    if config.training.schedule == "wsd":
+    if config.training.schedule != "cosine":
         ratio = plan.total_training_flops / plan.cosine_training_flops if plan.cosine_training_flops else 0.0
-        print(f"wsd: {len(plan.runs) - len(plan.readouts)} trunks and {len(plan.readouts)} readouts train "
+        trains = ("a readout trains only its decay, from its trunk's state at its branch step" if config.training.schedule == "wsd"
+                  else "a readout is its trunk's state at the bottom of a decay and trains nothing")
+        print(f"{config.training.schedule}: {len(plan.runs) - len(plan.readouts)} trunks and {len(plan.readouts)} readouts train "
               f"{plan.total_training_flops:.3g} FLOPs; the same grid of cosine runs: {plan.cosine_training_flops:.3g} "
               f"({ratio:.2f}x, {1 - ratio:.0%} saved). C is each readout's cost as a standalone run (what the fits read); "
-              "a readout trains only its decay, from its trunk's state at its branch step")
+              f"{trains}")
     print("batch: tokens per optimizer step (all workers); micro: sequences x seq_len per forward/backward pass on one "
           "worker; mem: estimated peak memory per worker")
     if any(not s.micro_batch_tokens for s in plan.runs):

@@ -303,15 +303,19 @@ class TrainingConfig(_Strict):
     min_lr_ratio: Number(ge=0, le=1) = 0.1
     """The decay ends at this fraction of the peak (Chinchilla's cosine decays 10x; Hägele et al.'s cooldowns go to
     0)."""
-    schedule: Literal["cosine", "wsd"] = "cosine"
+    schedule: Literal["cosine", "wsd", "wsds"] = "cosine"
     """``cosine``: every (budget, size, seed) its own run, warm-up then cosine over its steps. ``wsd``
     (warmup-stable-decay, Hägele et al. 2024): per (size, seed) one trunk at the constant peak rate after warm-up,
     and per budget a readout that branches off the trunk's checkpoint at (1 - cooldown_fraction) of its steps and
-    decays over the rest: one run's worth of constant-rate training serves every budget (``sweep.planning.plan``)."""
+    decays over the rest: one run's worth of constant-rate training serves every budget. ``wsds`` (OLMo's WSD-S):
+    per (size, seed) one continuous run that decays over the last ``cooldown_fraction`` of each stretch between
+    two budgets' horizons, is read out at the bottom of each decay and returns to the peak: no branches, so the
+    cheapest, but a readout has the earlier decays behind it, unlike a standalone run (``sweep.planning.plan``)."""
     cooldown_fraction: Number(gt=0, lt=1) = 0.2
-    """``wsd``: the share of each readout's steps spent decaying (Hägele et al. 2024 find 20% matches cosine)."""
+    """``wsd``: the share of each readout's steps spent decaying (Hägele et al. 2024 find 20% matches cosine);
+    ``wsds``: the share of each stretch since the previous readout."""
     cooldown_shape: Literal["linear", "1-sqrt"] = "1-sqrt"
-    """``wsd``: the decay's shape from the peak to ``min_lr_ratio``: linear, or 1 - sqrt(progress), which Hägele et al.
+    """``wsd``, ``wsds``: the decay's shape from the peak to ``min_lr_ratio``: linear, or 1 - sqrt(progress), which Hägele et al.
     2024 find better."""
     weight_decay: Number(ge=0, le=10) = 0.1
     """AdamW decoupled weight decay on matrices (not on LayerNorm weights or embeddings)."""
@@ -640,8 +644,8 @@ class SweepConfig(_Strict):
             raise ValueError("training.batch_tokens: batch_rule power sizes each run's batch (leave batch_tokens out)")
         if t.warmup_tokens is not None and "warmup_fraction" in given:
             raise ValueError("training.warmup_tokens: give the warm-up as warmup_fraction or warmup_tokens, not both")
-        if t.schedule != "wsd" and given & {"cooldown_fraction", "cooldown_shape"}:
-            raise ValueError(f"training.{sorted(given & {'cooldown_fraction', 'cooldown_shape'})[0]}: only used with training.schedule wsd")
+        if t.schedule == "cosine" and given & {"cooldown_fraction", "cooldown_shape"}:
+            raise ValueError(f"training.{sorted(given & {'cooldown_fraction', 'cooldown_shape'})[0]}: only used with training.schedule wsd or wsds")
         if t.beta2_reference_batch_tokens is not None and t.beta2_rule != "half_life":
             raise ValueError("training.beta2_reference_batch_tokens: only used with training.beta2_rule half_life")
         if t.beta2_rule == "half_life" and t.batch_rule == "power" and t.beta2_reference_batch_tokens is None:

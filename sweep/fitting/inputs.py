@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.fitting.compute import FlopsPerToken, fit_flops_per_token, six_nd
-from sweep.results.storage import ResultsStore
+from sweep.results.storage import TRUNK_SCHEDULES, ResultsStore
 
 FILE_CONVENTIONS = ("6ND", "table")
 """``--flops-convention`` of an ``--input`` table (module docstring)."""
@@ -62,7 +62,7 @@ def fit_inputs_from_results(store: ResultsStore, sweep: str | None = None, param
     ledger = store.read_runs(sweep)
     if params not in ("nonembedding", "total"):
         raise ValueError(f"params must be 'nonembedding' or 'total', got {params!r}")
-    trunk = ledger["schedule"].eq("wsd-trunk") if "schedule" in ledger else False  # constant-rate trunks: no readout
+    trunk = ledger["schedule"].isin(TRUNK_SCHEDULES) if "schedule" in ledger else False  # trunks: no readout
     completed = ledger[(ledger["status"] == "completed") & ledger["final_eval_loss"].notna() & ~trunk]
     n_column = "n_params_nonembedding" if params == "nonembedding" else "n_params"
     runs = pd.DataFrame(

@@ -30,6 +30,17 @@ Every run of a (size, seed) shares the trunk's warm-up: as long as its longest r
 of its steps), at most half the shortest readout's constant part. Warm-up from the shortest readout instead (4
 steps for the demo's largest model) cost that model's 1e12 readout 0.17 in loss (1.837 against 1.664).
 
+``training.schedule: wsds`` (OLMo's WSD-S ladder; Wen et al. 2024) decays inside one continuous run instead
+(``as_wsds``)::
+
+    s_0 = 0,  e_i = s_i,  b_i = e_i - round(cooldown_fraction (s_i - s_(i-1)))     decay i runs b_i .. e_i
+    trunk:     warm-up, the peak rate, decay i from b_i to s_i, back to the peak, ...; saves its state at every s_i
+    readout i: the trunk's state at s_i, read out (evaluated) there: it trains nothing itself
+
+so the whole ladder costs one run to the longest horizon per (size, seed). A readout is the trunk up to s_i, so
+its identity holds the decays behind it (``decay_starts``, ``decay_ends``) and it is not the run a standalone
+schedule to s_i would be: its loss has the earlier decays (and returns to the peak) in it.
+
 Each run's micro-batch is checked here, or picked to fit ``resources.gpu_memory_gb``, and its peak memory per
 worker estimated (``sweep.planning.memory``); a GPU run that cannot fit one sequence is refused.
 """
@@ -54,6 +65,7 @@ from sweep.config import ConfigError, SweepConfig
 from sweep.planning.memory import GiB, MemoryDoesNotFit, estimate_for_run, micro_batch_tokens_for, run_device
 from sweep.planning.rules import learning_rate  # noqa: F401  (moved to rules.py; still importable from here)
 from sweep.planning.rules import size_rules, warmup_steps
+from sweep.results.storage import TRUNK_SCHEDULES
 
 
 def eval_steps(steps: int, eval_points: int) -> tuple[int, ...]:
@@ -126,7 +138,9 @@ class RunSpec:
     """Which batch order ``sweep.training.data.TokenStream`` implements (part of the run's identity)."""
     schedule: str = "cosine"
     """The LR schedule: ``cosine``; ``wsd`` (a readout: constant after warm-up, then a decay from
-    ``branch_step``); ``wsd-trunk`` (constant after warm-up to its last step)."""
+    ``branch_step``); ``wsd-trunk`` (constant after warm-up to its last step); ``wsds-trunk`` (constant after
+    warm-up but for its decays, ``decay_starts`` to ``decay_ends``); ``wsds`` (a readout of one: the trunk's state
+    at its last step)."""
     branch_step: int = 0
     """``wsd``: the step the decay starts at (the readout's branch step on its trunk); 0 otherwise."""
     cooldown_shape: str = ""
@@ -135,7 +149,11 @@ class RunSpec:
     """``wsd``: the trunk whose state at ``branch_step`` the readout starts from (not part of its identity:
     trained from step 0 it is the same run)."""
     branch_steps: tuple[int, ...] = ()
-    """``wsd-trunk``: the steps it keeps its state at, one per readout."""
+    """``wsd-trunk``, ``wsds-trunk``: the steps it keeps its state at, one per readout."""
+    decay_starts: tuple[int, ...] = ()
+    """``wsds``, ``wsds-trunk``: the step each decay starts at (0-based, as ``branch_step``), one per readout to here."""
+    decay_ends: tuple[int, ...] = ()
+    """``wsds``, ``wsds-trunk``: the step each decay reaches ``min_lr_ratio`` of the peak at (a readout's steps)."""
     lr_study: str | None = None
     """The tuning study whose rule gave ``lr`` (``training.lr_rule: tuned``), else None."""
     study: str | None = None
@@ -180,7 +198,7 @@ _NOT_IDENTITY = frozenset(
         "parent_run_id", "branch_steps",
     }  # fmt: skip
 )
-_IDENTITY_DEFAULTS = {"schedule": "cosine", "branch_step": 0, "cooldown_shape": ""}
+_IDENTITY_DEFAULTS = {"schedule": "cosine", "branch_step": 0, "cooldown_shape": "", "decay_starts": (), "decay_ends": ()}
 """Fields added after runs were first recorded: left out of the id at these values, so a cosine run planned today
 has the id it had before they existed."""
 """How and where a run trains does not change which run it is (DDP and gradient accumulation match one worker and
@@ -207,7 +225,7 @@ class Plan:
     @property
     def readouts(self) -> list[RunSpec]:
         """The runs the fits read (every run but trunks)."""
-        return [spec for spec in self.runs if spec.schedule != "wsd-trunk"]
+        return [spec for spec in self.runs if spec.schedule not in TRUNK_SCHEDULES]
 
     @property
     def total_training_flops(self) -> float:
@@ -307,19 +325,48 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
     runs, duplicates = planned_once(runs)
     if t.schedule == "wsd":
         runs = as_wsd(runs, t.cooldown_fraction, t.cooldown_shape, t.eval_points)
+    elif t.schedule == "wsds":
+        runs = as_wsds(runs, t.cooldown_fraction, t.cooldown_shape, t.eval_points)
     runs = [with_memory(spec, config.resources.gpu_memory_gb) for spec in runs]
     return Plan(runs=runs, skipped=skipped, duplicates=duplicates)
+
+
+def trunk_groups(runs: list[RunSpec]) -> list[list[RunSpec]]:
+    """``runs`` by (shape, seed, batch), the runs one trunk serves, each group shortest first."""
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in runs:
+        groups.setdefault((spec.shape, spec.seed, spec.batch_tokens), []).append(spec)
+    return [sorted(group, key=lambda spec: spec.steps) for group in groups.values()]
+
+
+def as_wsds(runs: list[RunSpec], cooldown_fraction: float, shape: str, eval_points: int) -> list[RunSpec]:
+    """The cosine grid ``runs`` as one continuous ``wsds-trunk`` per (shape, seed, batch) with a decay before each
+    readout, and the readouts (module docstring): a trunk first, then its readouts, shortest first."""
+    planned = []
+    for group in trunk_groups(runs):
+        ends = [spec.steps for spec in group]
+        starts = [end - max(1, round(cooldown_fraction * (end - before))) for before, end in zip([0] + ends, ends)]
+        warmup = max(0, min(group[-1].warmup_steps, starts[0] // 2))
+        last = group[-1]
+        curve = set(eval_steps(last.steps, eval_points)) | set(ends)
+        trunk = replace(last, schedule="wsds-trunk", cooldown_shape=shape, warmup_steps=warmup,
+                        warmup_tokens=warmup * last.batch_tokens, eval_steps=tuple(sorted(curve)),
+                        branch_steps=tuple(ends), decay_starts=tuple(starts), decay_ends=tuple(ends))  # fmt: skip
+        planned.append(trunk)
+        planned += [
+            replace(spec, schedule="wsds", branch_step=spec.steps, cooldown_shape=shape, warmup_steps=warmup,
+                    warmup_tokens=warmup * spec.batch_tokens, eval_steps=tuple(s for s in trunk.eval_steps if s <= spec.steps),
+                    decay_starts=tuple(starts[: i + 1]), decay_ends=tuple(ends[: i + 1]), parent_run_id=trunk.run_id)
+            for i, spec in enumerate(group)
+        ]  # fmt: skip
+    return planned
 
 
 def as_wsd(runs: list[RunSpec], cooldown_fraction: float, shape: str, eval_points: int) -> list[RunSpec]:
     """The cosine grid ``runs`` as trunks and readouts (module docstring): per (shape, seed, batch), a trunk first,
     then its readouts, shortest first."""
-    groups: dict[tuple, list[RunSpec]] = {}
-    for spec in runs:
-        groups.setdefault((spec.shape, spec.seed, spec.batch_tokens), []).append(spec)
     planned = []
-    for group in groups.values():
-        group.sort(key=lambda spec: spec.steps)
+    for group in trunk_groups(runs):
         branches = [max(1, round(spec.steps * (1 - cooldown_fraction))) for spec in group]
         warmup = max(0, min(group[-1].warmup_steps, branches[0] // 2))  # the longest readout's, at most half a trunk part
         readouts = [

@@ -55,6 +55,8 @@ from sweep.results.validation import (
     REQUIRED_METRIC_COLUMNS, REQUIRED_RUN_COLUMNS, conform, ledger_problem, metrics_problem, schema_problem,
 )  # fmt: skip
 
+TRUNK_SCHEDULES = ("wsd-trunk", "wsds-trunk")
+"""Schedules of runs that only carry readouts (``sweep.planning.plan``): never fitted, never a point on a curve."""
 RUN_STATUSES = ("completed", "diverged", "failed", "interrupted", "pruned")
 """``interrupted``: in flight when the driver was stopped by a signal (its checkpoints are kept; trained again).
 ``pruned``: a tuning trial Optuna's pruner stopped at an evaluation point (``sweep tune``; its partial curve kept)."""
@@ -120,7 +122,9 @@ RUNS_SCHEMA = pa.schema(
         ("workers", pa.int32()),
         # The LR schedule (training.schedule): cosine; wsd (a readout: its trunk's state at branch_step, then a decay
         # to the run's last step; its flops are a standalone run's to its tokens, what the fits read); wsd-trunk
-        # (constant after warm-up; never fitted). Null in files written before schedules: cosine.
+        # (constant after warm-up; never fitted); wsds (a readout of a wsds-trunk, which decays to each readout's step
+        # and returns to the peak: the trunk's state there, no training of its own); wsds-trunk (never fitted).
+        # Null in files written before schedules: cosine.
         ("schedule", pa.string()),
         ("branch_step", pa.int64()),
         ("cooldown_shape", pa.string()),

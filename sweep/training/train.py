@@ -114,12 +114,27 @@ def wsd_factor(step: int, steps: int, warmup_steps: int, decay_start: int, min_l
     return min_lr_ratio + (1.0 - min_lr_ratio) * (1.0 - fall)
 
 
+def wsds_factor(step: int, warmup_steps: int, decay_starts: tuple[int, ...], decay_ends: tuple[int, ...],
+                min_lr_ratio: float, shape: str) -> float:
+    """WSD-S (OLMo's ladder; Wen et al. 2024): linear warm-up, then the peak rate but for each decay, which runs
+    over the steps ``start .. end - 1`` to ``min_lr_ratio`` at the last (as ``wsd_factor``'s); after it, the
+    peak again."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    for start, end in zip(decay_starts, decay_ends):
+        if start <= step < end:
+            return wsd_factor(step, end, 0, start, min_lr_ratio, shape)
+    return 1.0
+
+
 def schedule_for(spec: RunSpec) -> Callable[[int], float]:
     """The run's multiplier on its peak rate at each 0-based step (``spec.schedule``)."""
     if spec.schedule == "wsd-trunk":
         return lambda step: wsd_factor(step, spec.steps, spec.warmup_steps, spec.steps, spec.min_lr_ratio, "")
     if spec.schedule == "wsd":
         return lambda step: wsd_factor(step, spec.steps, spec.warmup_steps, spec.branch_step, spec.min_lr_ratio, spec.cooldown_shape)
+    if spec.schedule in ("wsds", "wsds-trunk"):
+        return lambda step: wsds_factor(step, spec.warmup_steps, spec.decay_starts, spec.decay_ends, spec.min_lr_ratio, spec.cooldown_shape)
     return lambda step: lr_factor(step, spec.steps, spec.warmup_steps, spec.min_lr_ratio)
 
 
@@ -465,14 +480,15 @@ def _resume(spec: RunSpec, dist: Distributed, checkpoints: CheckpointStore | Non
 
 def _from_trunk(spec: RunSpec, dist: Distributed, checkpoints: CheckpointStore, trainer: _Trainer) -> tuple[_Trainer, _Progress]:
     """A ``wsd`` readout without a checkpoint of its own starts from its trunk's state at its branch step (the
-    same state a standalone run reaches there: ``sweep.planning.plan``); without that branch point, from step 0."""
+    same state a standalone run reaches there: ``sweep.planning.plan``); without that branch point, from step 0.
+    A ``wsds`` readout branches at its own last step: it takes the trunk's state there and trains nothing."""
     if spec.parent_run_id is None:
         return trainer, _Progress()
     state = checkpoints.branch_point(spec.sweep, spec.parent_run_id, spec.branch_step)
     if state is None:
         return trainer, _Progress()
     try:
-        _check_step(spec, spec.branch_step, state)
+        _check_step(spec, spec.branch_step, state, at_end=spec.branch_step == spec.steps)
         progress = _restore(trainer, state)
     except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
         detail = " ".join(str(error).split())[:160]
@@ -488,12 +504,12 @@ def _from_trunk(spec: RunSpec, dist: Distributed, checkpoints: CheckpointStore, 
     return trainer, progress
 
 
-def _check_step(spec: RunSpec, step: int, state: dict) -> None:
-    """Raise ValueError unless the checkpoint named ``step`` holds that step, inside the run, after its last
-    logged row (``train_run`` saves only so): a file renamed or copied over another step would resume the data
-    stream and the curve at the wrong place."""
+def _check_step(spec: RunSpec, step: int, state: dict, at_end: bool = False) -> None:
+    """Raise ValueError unless the checkpoint named ``step`` holds that step, inside the run (or, ``at_end``, at
+    its last step: a ``wsds`` readout's branch point), after its last logged row (``train_run`` saves only so): a
+    file renamed or copied over another step would resume the data stream and the curve at the wrong place."""
     held, metrics = state.get("step"), state.get("metrics")
-    if type(held) is not int or held != step or not 0 < held < spec.steps:
+    if type(held) is not int or held != step or not 0 < held <= spec.steps - (not at_end):
         raise ValueError(f"holds step {held!r}, not the step {step} its name gives (a run of {spec.steps} steps)")
     if not isinstance(metrics, list) or not metrics or not isinstance(metrics[-1], dict) or metrics[-1].get("step") != held:
         raise ValueError(f"its metrics rows do not end at its step {held}")

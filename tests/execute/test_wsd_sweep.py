@@ -1,4 +1,4 @@
-"""A ``wsd`` sweep on embedded Ray: trunks first, readouts as soon as their branch points exist, every readout a
+"""A ``wsd`` (and ``wsds``) sweep on embedded Ray: trunks first, readouts as soon as their branch points exist, every readout a
 ledger row the fits read, the trunks never fitted, branch points cleared once a trunk's readouts are done; and a
 driver SIGKILLed mid-sweep leaves a sweep that the same command finishes, training only what is missing."""
 
@@ -21,13 +21,14 @@ from tests.execute.test_crash import wait_for
 pytestmark = pytest.mark.slow
 
 
-def wsd_config(name: str, budgets=(2e9, 4e9, 8e9), **training) -> dict:
-    return tiny_config(name=name, budgets=list(budgets), training={"schedule": "wsd", "checkpoint_every_steps": 20,
+def wsd_config(name: str, budgets=(2e9, 4e9, 8e9), schedule="wsd", **training) -> dict:
+    return tiny_config(name=name, budgets=list(budgets), training={"schedule": schedule, "checkpoint_every_steps": 20,
                                                                     "log_every_steps": 10, **training})  # fmt: skip
 
 
-def test_a_wsd_sweep_trains_trunks_and_readouts_and_fits_the_readouts(ray_session, tmp_path):
-    config = parse_config(wsd_config("wsd"))
+@pytest.mark.parametrize("schedule", ["wsd", "wsds"])
+def test_a_wsd_sweep_trains_trunks_and_readouts_and_fits_the_readouts(ray_session, tmp_path, schedule):
+    config = parse_config(wsd_config("wsd", schedule=schedule))
     plan = prepare_plan(config)
     outcome = run_sweep(config, str(tmp_path))
     assert outcome.statuses == {"completed": len(plan.runs)} and len(plan.runs) == 8  # 2 trunks, 6 readouts
@@ -35,6 +36,7 @@ def test_a_wsd_sweep_trains_trunks_and_readouts_and_fits_the_readouts(ray_sessio
     ledger = store.read_runs("wsd").set_index("run_id")
     readouts = [s for s in plan.runs if s.parent_run_id]
     assert all(ledger.loc[s.run_id, "resumed_from_step"] == s.branch_step for s in readouts)  # each from its trunk
+    assert set(ledger["schedule"]) == {schedule, f"{schedule}-trunk"}
     assert list((tmp_path / "checkpoints").glob("sweep=wsd/*/*.pt")) == []  # branch points cleared at the end
     inputs = fit_inputs_from_results(store, "wsd")
     assert sorted(inputs.runs["run_id"]) == sorted(s.run_id for s in readouts)  # trunks are not fitted
