@@ -67,7 +67,7 @@ def scope(results: str | Path | None = None, sweep: str | None = None, config: s
     root = str(results) if results else (cfg.results if cfg is not None and cfg.results else DEFAULT_RESULTS)
     store = ResultsStore(root)
     if cfg is not None:
-        planned = {spec.run_id: spec.training_flops for spec in prepare_plan(cfg).runs}
+        planned = {spec.run_id: spec.training_flops for spec in prepare_plan(cfg, store).runs}
         return Scope(store, cfg.name, planned, str(config))
     return Scope(store, sweep or only_sweep(store))
 

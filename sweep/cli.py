@@ -59,15 +59,23 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from sweep.planning.memory import run_device
     from sweep.planning.plan import estimated_seconds
 
+    from sweep.results.storage import ResultsStore
+
     config = load_config(args.config)
-    plan = prepare_plan(config)
+    plan = prepare_plan(config, ResultsStore(_results_root(args, config)) if config.model.sizes == "auto" else None)
     r = config.resources
     seconds = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, r.assumed_seconds_per_step) for s in plan.runs}
     rows = [{**asdict(s), "run_id": s.run_id, "estimated_seconds": seconds[s.run_id]} for s in plan.runs]
     totals = {"total_training_flops": plan.total_training_flops, "cosine_training_flops": plan.cosine_training_flops}
+    sizes = [{"budget": c.budget, "reason": c.reason, "n_params": sorted({s.n_params_nonembedding for s in plan.runs if s.flops_budget == c.budget})}
+             for c in plan.size_choices]  # fmt: skip
     if _json_output(args, {"sweep": config.name, "schedule": config.training.schedule, "runs": rows, "skipped": plan.skipped,
-                           "duplicates": plan.duplicates, **totals}):  # fmt: skip
+                           "duplicates": plan.duplicates, **totals, "sizes": sizes, "pending": plan.pending}):  # fmt: skip
         return 0
+    for entry in sizes:
+        print(f"sizes of budget {entry['budget']:.3g} ({', '.join(f'{n:,}' for n in entry['n_params'])}): {entry['reason']}")
+    for line in plan.pending:
+        print(f"not planned yet: {line}")
     print(
         f"sweep {config.name}: {len(plan.runs)} runs ({config.flops_convention} FLOPs; times assume "
         f"{r.assumed_flops_per_second:.2g} FLOP/s per worker + {r.assumed_seconds_per_step * 1e3:.0f} ms per step)"
@@ -588,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser("plan", help="show the planned runs without training", description=_plain(cmd_plan.__doc__))
     plan.add_argument("config", help="sweep YAML file")
+    plan.add_argument("--results", help=f"results directory or URI that model.sizes auto reads (default: the config's, else ./{DEFAULT_RESULTS})")
     _add_json(plan, "the plan")
     plan.set_defaults(handler=cmd_plan)
 

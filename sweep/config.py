@@ -126,11 +126,36 @@ class ShapeConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
-    """The model-size ladder: either target sizes (mapped by ``models.ladder``) or explicit shapes."""
+class AutoSizesConfig(_Strict):
+    """``model.sizes: auto``: each budget's sizes chosen where the budgets before it put the optimum
+    (``sweep.planning.auto_sizes``)."""
 
-    sizes: Annotated[list[Number(ge=1, le=MAX_PARAMS)], Field(max_length=1000)] = []
-    """Target non-embedding parameter counts (1 to 1e13); each becomes one ladder rung."""
+    first: Annotated[list[Number(ge=1, le=MAX_PARAMS)], Field(min_length=2, max_length=2)]
+    """The smallest budget's ladder: ``[smallest, largest]`` target sizes, a wide range since nothing is known yet."""
+    first_points: Integer(ge=3, le=100) = 7
+    """Sizes of the smallest budget, log-spaced over ``first``."""
+    points: Integer(ge=3, le=100) = 5
+    """Sizes of every larger budget, log-spaced about its predicted N_opt."""
+    span: Number(gt=1, le=1e6) = 8.0
+    """Largest over smallest size of a larger budget (8: from N_opt / sqrt(8) to N_opt x sqrt(8))."""
+    exponent: Number(gt=0, lt=1) = 0.5
+    """The a of N_opt ∝ C^a assumed until two budgets have an interior minimum (Chinchilla's 0.5)."""
+
+    @model_validator(mode="after")
+    def _first_is_a_range(self) -> "AutoSizesConfig":
+        if not self.first[0] < self.first[1]:
+            raise ValueError("model.auto_sizes.first: give [smallest, largest] with smallest < largest")
+        return self
+
+
+class ModelConfig(_Strict):
+    """The model-size ladder: target sizes (mapped by ``models.ladder``), ``auto``, or explicit shapes."""
+
+    sizes: Annotated[list[Number(ge=1, le=MAX_PARAMS)], Field(max_length=1000)] | Literal["auto"] = []
+    """Target non-embedding parameter counts (1 to 1e13); each becomes one ladder rung. ``auto``: each budget its own
+    sizes, centred where the finished smaller budgets put the optimum (``auto_sizes``)."""
+    auto_sizes: AutoSizesConfig | None = None
+    """How ``sizes: auto`` chooses (required with it, and only used with it)."""
     shapes: Annotated[list[ShapeConfig], Field(max_length=1000)] = []
     """Explicit shapes, used as given (in addition to ``sizes``)."""
     seq_len: Integer(ge=2, le=2**20) = 128
@@ -144,7 +169,18 @@ class ModelConfig(_Strict):
     def _has_a_size(self) -> "ModelConfig":
         if not self.sizes and not self.shapes:
             raise ValueError("give at least one entry in model.sizes or model.shapes")
+        if self.sizes == "auto" and self.auto_sizes is None:
+            raise ValueError("model.auto_sizes: required by model.sizes auto (at least first: [smallest, largest])")
+        if self.sizes != "auto" and self.auto_sizes is not None:
+            raise ValueError("model.auto_sizes: only used with model.sizes auto")
+        if self.sizes == "auto" and self.shapes:
+            raise ValueError("model.shapes: explicit shapes cannot be combined with model.sizes auto")
         return self
+
+    @property
+    def fixed_sizes(self) -> list[float]:
+        """``sizes`` as a list (empty under ``auto``)."""
+        return [] if self.sizes == "auto" else list(self.sizes)
 
 
 class DataConfig(_Strict):
@@ -590,10 +626,10 @@ class SweepConfig(_Strict):
     def _tune_fits_the_sweep(self) -> "SweepConfig":
         if self.tune is None:
             return self
-        unknown = [size for size in self.tune.sizes or () if size not in self.model.sizes]
-        if unknown:
+        unknown = [size for size in self.tune.sizes or () if size not in self.model.fixed_sizes]
+        if unknown and self.model.sizes != "auto":
             raise ValueError(f"tune.sizes: {', '.join(f'{size:g}' for size in unknown)} not in model.sizes")
-        if self.tune.sizes is None and not self.model.sizes:
+        if self.tune.sizes is None and not self.model.fixed_sizes:
             raise ValueError("tune.sizes: the sweep has no model.sizes to tune")
         batches = self.tune.space.batch_tokens or ()
         if batches and self.training.batch_rule != "fixed":
@@ -644,6 +680,9 @@ class SweepConfig(_Strict):
             raise ValueError("training.batch_tokens: batch_rule power sizes each run's batch (leave batch_tokens out)")
         if t.warmup_tokens is not None and "warmup_fraction" in given:
             raise ValueError("training.warmup_tokens: give the warm-up as warmup_fraction or warmup_tokens, not both")
+        if self.model.sizes == "auto" and t.schedule != "cosine":
+            raise ValueError(f"training.schedule: {t.schedule} needs a fixed ladder (model.sizes a list): with sizes auto a "
+                             "size joins at a later budget, after its trunk was planned")
         if t.schedule == "cosine" and given & {"cooldown_fraction", "cooldown_shape"}:
             raise ValueError(f"training.{sorted(given & {'cooldown_fraction', 'cooldown_shape'})[0]}: only used with training.schedule wsd or wsds")
         if t.beta2_reference_batch_tokens is not None and t.beta2_rule != "half_life":

@@ -50,21 +50,26 @@ from sweep.training.worker import execute_run, failed_outcome, ledger_row, summa
 
 @dataclass
 class SweepOutcome:
-    planned: int
-    skipped_finished: int
+    planned: int = 0
+    skipped_finished: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    seen: set[str] = field(default_factory=set, repr=False)
+    """Run ids counted into ``planned`` (a staged sweep plans its runs over several stages)."""
 
     @property
     def failed(self) -> int:
         return self.statuses.get("failed", 0)
 
 
-def prepare_plan(config: SweepConfig) -> Plan:
+def prepare_plan(config: SweepConfig, store: ResultsStore | None = None) -> Plan:
     """Open the corpus (building the default one if needed), check it holds the sweep's batches, and plan the
-    sweep against its fingerprint."""
+    sweep against its fingerprint; under ``model.sizes: auto``, against what ``store`` holds of the sweep (without
+    a store, as if it held nothing)."""
     corpus = load_corpus(config.data)  # a bad token file: ConfigError naming the key
-    plan = plan_sweep(config, corpus.vocab_size, corpus.fingerprint)
+    auto = store is not None and config.model.sizes == "auto"
+    ledger, recorded = (store.read_runs(config.name), store.size_choices(config.name)) if auto else (None, None)
+    plan = plan_sweep(config, corpus.vocab_size, corpus.fingerprint, ledger, recorded)
     if plan.runs:
         largest = max(plan.runs, key=lambda spec: spec.batch_size)
         check_corpus_holds(corpus, config.data, largest.batch_size, largest.seq_len)
@@ -122,25 +127,48 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
     ``interrupted``, Ray shut down or disconnected, the lock released).
     """
     started = time.perf_counter()
-    plan = prepare_plan(config)
     store = ResultsStore(results_root)
+    plan = prepare_plan(config, store)
     store.require_root(bucket_only=True)
+    outcome, connected_here = SweepOutcome(), not ray.is_initialized()
     with results_lock(store, sweep=config.name) as holder:
-        finished = check_results(store, plan.runs, repair) if plan.runs else {}
-        todo = [s for s in plan.runs if s.run_id not in finished]
-        outcome = SweepOutcome(planned=len(plan.runs), skipped_finished=len(plan.runs) - len(todo))
-        log(f"sweep {config.name}: {len(plan.runs)} runs planned, {outcome.skipped_finished} already finished, {len(todo)} to run; results in {store.shown}")
-        if todo and config.tracking.mlflow:
-            log(f"runs tracked in MLflow at {redact_uri(config.tracking.mlflow.tracking_uri)}, experiment "
-                f"{config.tracking.mlflow.experiment or config.name}")
-        if todo:
-            connected_here = not ray.is_initialized()
-            connect(cluster or ClusterConfig())
-            start_run = functools.partial(submit, tracking=for_workers(config.tracking))
-            with stopping_on_signals(config.name, store, start_run, disconnect=connected_here) as start:
-                run_planned(config, store, plan, todo, holder, outcome, start=start, spent=finished)
+        while True:  # once, or under model.sizes auto once per stage: budgets wait for the smaller ones' results
+            trained = run_stage(config, store, plan, holder, outcome, cluster, repair, connected_here)
+            if not (trained and plan.pending):
+                break
+            grown = prepare_plan(config, store)
+            if len(grown.runs) == len(plan.runs):
+                break
+            plan = grown
+    for line in plan.pending:
+        log(f"not planned yet: {line}")
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
+
+
+def run_stage(config: SweepConfig, store: ResultsStore, plan: Plan, holder: dict, outcome: SweepOutcome,
+              cluster: ClusterConfig | None, repair: bool, disconnect: bool) -> bool:  # fmt: skip
+    """Train the runs of ``plan`` that ``store`` lacks (counted into ``outcome``); whether any were trained."""
+    for choice in plan.size_choices:
+        if not choice.recorded:
+            store.write_size_choice(config.name, choice.budget, list(choice.shapes), choice.reason)
+            log(f"sizes of budget {choice.budget:.3g}: {choice.reason}")
+    finished = check_results(store, plan.runs, repair) if plan.runs else {}
+    todo = [s for s in plan.runs if s.run_id not in finished]
+    new = [s for s in plan.runs if s.run_id not in outcome.seen]
+    outcome.seen.update(s.run_id for s in new)
+    outcome.planned += len(new)
+    outcome.skipped_finished += sum(s.run_id in finished for s in new)
+    log(f"sweep {config.name}: {len(plan.runs)} runs planned, {len(plan.runs) - len(todo)} already finished, {len(todo)} to run; results in {store.shown}")
+    if todo and config.tracking.mlflow:
+        log(f"runs tracked in MLflow at {redact_uri(config.tracking.mlflow.tracking_uri)}, experiment "
+            f"{config.tracking.mlflow.experiment or config.name}")
+    if todo:
+        connect(cluster or ClusterConfig())
+        start_run = functools.partial(submit, tracking=for_workers(config.tracking))
+        with stopping_on_signals(config.name, store, start_run, disconnect=disconnect) as start:
+            run_planned(config, store, plan, todo, holder, outcome, start=start, spent=finished)
+    return bool(todo)
 
 
 def check_results(store: ResultsStore, specs: list[RunSpec], repair: bool) -> dict[str, float]:

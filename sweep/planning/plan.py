@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+
+import pandas as pd
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 
@@ -62,6 +64,7 @@ from models.accounting import (
 from models.gpt import GPTShape
 from models.ladder import shape_for_params
 from sweep.config import ConfigError, SweepConfig
+from sweep.planning.auto_sizes import SizeChoice, centred_choice, finished, first_choice, recorded_choice
 from sweep.planning.memory import GiB, MemoryDoesNotFit, estimate_for_run, micro_batch_tokens_for, run_device
 from sweep.planning.rules import learning_rate  # noqa: F401  (moved to rules.py; still importable from here)
 from sweep.planning.rules import size_rules, warmup_steps
@@ -160,6 +163,8 @@ class RunSpec:
     """A tuning trial's study (``sweep tune``), else None."""
     trial: int | None = None
     """A tuning trial's number in its size's Optuna study, else None."""
+    size_reason: str | None = None
+    """``model.sizes: auto``: why this budget got this size (``sweep.planning.auto_sizes``); None for a fixed ladder."""
 
     @property
     def shape(self) -> GPTShape:
@@ -195,7 +200,7 @@ _NOT_IDENTITY = frozenset(
         "sweep", "flops_budget", "flops_convention", "flops_per_token", "flops", "device", "compile",
         "checkpoint_every_steps", "workers", "cpus", "gpus", "precision", "micro_batch_tokens", "lr_rule",
         "batch_rule", "warmup_tokens", "memory_estimate_bytes", "peak_flops", "lr_study", "study", "trial",
-        "parent_run_id", "branch_steps",
+        "parent_run_id", "branch_steps", "size_reason",
     }  # fmt: skip
 )
 _IDENTITY_DEFAULTS = {"schedule": "cosine", "branch_step": 0, "cooldown_shape": "", "decay_starts": (), "decay_ends": ()}
@@ -221,6 +226,10 @@ class Plan:
     duplicates: list[str] = field(default_factory=list)
     """Entries of the grid that are the same run as an earlier one (a repeated seed or budget, or two budgets that
     round to the same steps), planned once: one line each, for ``sweep plan`` and ``sweep run`` to show."""
+    size_choices: list[SizeChoice] = field(default_factory=list)
+    """``model.sizes: auto``: each planned budget's sizes and why."""
+    pending: list[str] = field(default_factory=list)
+    """``model.sizes: auto``: budgets not planned yet, one line each saying what they wait for."""
 
     @property
     def readouts(self) -> list[RunSpec]:
@@ -249,12 +258,72 @@ def model_shapes(config: SweepConfig, vocab_size: int) -> list[GPTShape]:
     return sorted(dict.fromkeys(shapes), key=lambda s: param_counts(s).nonembedding)
 
 
-def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> Plan:
-    """Every (budget, shape, seed) run of the sweep, with its horizon; smallest budgets and models first."""
+def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str, ledger: pd.DataFrame | None = None,
+               recorded: dict | None = None) -> Plan:  # fmt: skip
+    """Every (budget, shape, seed) run of the sweep, with its horizon; smallest budgets and models first. Under
+    ``model.sizes: auto`` the sizes of each budget come from the choices ``recorded`` in the results, else from
+    ``ledger`` (the sweep's rows; ``plan_auto``)."""
+    if config.model.sizes == "auto":
+        return plan_auto(config, vocab_size, data_fingerprint, pd.DataFrame() if ledger is None else ledger, recorded or {})
+    shapes = model_shapes(config, vocab_size)
+    runs, skipped = plan_budgets(config, [(budget, shapes, None) for budget in sorted(config.budgets)], vocab_size, data_fingerprint)
+    return finish_plan(config, runs, skipped)
+
+
+def plan_auto(config: SweepConfig, vocab_size: int, data_fingerprint: str, ledger: pd.DataFrame, recorded: dict) -> Plan:
+    """``model.sizes: auto`` (``sweep.planning.auto_sizes``): budget by budget, smallest first, the recorded choice,
+    else the first ladder or sizes centred on the finished budgets' N_opt; the budgets that must wait for smaller
+    ones to finish are listed in ``Plan.pending``. ``Plan.size_choices`` holds each planned budget's shapes."""
+    auto, m = config.model.auto_sizes, config.model
+    runs, skipped, choices, pending, done = [], [], [], [], {}
+    for budget in sorted(config.budgets):
+        choice = recorded_choice(recorded, budget)
+        if choice is None and not choices and not pending:
+            choice = first_choice(auto, budget)
+        elif choice is None:
+            waiting = [c.budget for c in choices if c.budget not in done]
+            if waiting or pending:
+                what = f"budget {waiting[0]:.3g} to finish" if waiting else "the smaller budgets above"
+                pending.append(f"budget {budget:.3g}: its sizes are chosen once every smaller budget has finished (waits for {what})")
+                continue
+            choice = centred_choice(auto, budget, done)
+            if isinstance(choice, str):
+                pending.append(f"budget {budget:.3g}: {choice}")
+                continue
+        shapes = [GPTShape(layers, width, heads, m.seq_len, vocab_size) for layers, width, heads in choice.shapes] + [
+            shape_for_params(size, seq_len=m.seq_len, vocab_size=vocab_size, aspect_ratio=m.aspect_ratio, head_dim=m.head_dim)
+            for size in choice.targets
+        ]  # fmt: skip
+        shapes = sorted(dict.fromkeys(shapes), key=lambda s: param_counts(s).nonembedding)
+        planned, left_out = plan_budgets(config, [(budget, shapes, choice.reason)], vocab_size, data_fingerprint)
+        runs, skipped = runs + planned, skipped + left_out
+        choices.append(replace(choice, targets=(), shapes=tuple((s.n_layer, s.d_model, s.n_head) for s in shapes)))
+        rows = finished(ledger, [spec.run_id for spec in planned])
+        if rows is not None:
+            done[budget] = rows
+    return replace(finish_plan(config, runs, skipped), size_choices=choices, pending=pending)
+
+
+def finish_plan(config: SweepConfig, runs: list[RunSpec], skipped: list[str]) -> Plan:
+    """Each run id once, then the schedule's trunks and readouts, then each run's memory."""
+    t = config.training
+    runs, duplicates = planned_once(runs)
+    if t.schedule == "wsd":
+        runs = as_wsd(runs, t.cooldown_fraction, t.cooldown_shape, t.eval_points)
+    elif t.schedule == "wsds":
+        runs = as_wsds(runs, t.cooldown_fraction, t.cooldown_shape, t.eval_points)
+    runs = [with_memory(spec, config.resources.gpu_memory_gb) for spec in runs]
+    return Plan(runs=runs, skipped=skipped, duplicates=duplicates)
+
+
+def plan_budgets(config: SweepConfig, ladders: list[tuple[float, list[GPTShape], str | None]], vocab_size: int,
+                 data_fingerprint: str) -> tuple[list[RunSpec], list[str]]:  # fmt: skip
+    """The runs of each (budget, shapes, why those sizes) in ``ladders``, and a line for each (budget, shape) left
+    out for too few steps."""
     t = config.training
     runs, skipped = [], []
-    for budget in sorted(config.budgets):
-        for shape in model_shapes(config, vocab_size):
+    for budget, shapes, reason in ladders:
+        for shape in shapes:
             counts = param_counts(shape)
             per_token = flops_per_token(shape, config.flops_convention)
             workers, cpus, gpus = config.resources.for_size(counts.nonembedding)
@@ -320,15 +389,10 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str) -> P
                         warmup_tokens=warmup * rules.batch_tokens,
                         peak_flops=config.resources.peak_flops,
                         lr_study=rules.lr_study,
+                        size_reason=reason,
                     )
                 )
-    runs, duplicates = planned_once(runs)
-    if t.schedule == "wsd":
-        runs = as_wsd(runs, t.cooldown_fraction, t.cooldown_shape, t.eval_points)
-    elif t.schedule == "wsds":
-        runs = as_wsds(runs, t.cooldown_fraction, t.cooldown_shape, t.eval_points)
-    runs = [with_memory(spec, config.resources.gpu_memory_gb) for spec in runs]
-    return Plan(runs=runs, skipped=skipped, duplicates=duplicates)
+    return runs, skipped
 
 
 def trunk_groups(runs: list[RunSpec]) -> list[list[RunSpec]]:

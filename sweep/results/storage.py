@@ -8,6 +8,8 @@ Layout under a results root (a local directory or any URI pyarrow's filesystems 
                                         rewritten every few rows, dropped once the run's final metrics are written
     stop/sweep=NAME/RUN_ID              a request that a run in progress stop at its next evaluation (a tuning
                                         trial pruned by ``sweep tune``), dropped once the run is recorded
+    sizes/sweep=NAME/BUDGET.json        ``model.sizes: auto``: the shapes a budget was given and why, written
+                                        when ``sweep run`` first plans the budget, read by every later plan
 
 Both datasets are Hive-partitioned by sweep; the ``sweep`` column comes from the directory name and is not stored
 in the files (storing it twice makes pyarrow refuse to merge the schemas). Read them as they are::
@@ -35,6 +37,7 @@ is scrubbed of the root's secrets before it is written.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import uuid
@@ -129,6 +132,7 @@ RUNS_SCHEMA = pa.schema(
         ("branch_step", pa.int64()),
         ("cooldown_shape", pa.string()),
         ("parent_run_id", pa.string()),
+        ("size_reason", pa.string()),  # model.sizes auto: why the budget got this size (sweep.planning.auto_sizes)
         # Throughput (sweep.training.hardware), one FLOP convention end to end: model_flops_per_second is
         # tokens_per_second * flops_per_token, the same per-token FLOPs (flops_convention) that sized the run.
         ("tokens_per_second", pa.float64()),  # mean of the whole run, all workers; evaluation and checkpoints left out
@@ -277,6 +281,29 @@ class ResultsStore:
         each file a consistent prefix of its run's rows; a damaged one named and skipped. Never fitted."""
         frame = self._read("live", METRICS_SCHEMA, sweep)
         return frame.sort_values(["sweep", "run_id", "step"], ignore_index=True)
+
+    def write_size_choice(self, sweep: str, budget: float, shapes: list[tuple[int, int, int]], reason: str) -> None:
+        """Record the shapes (n_layer, d_model, n_head) ``model.sizes: auto`` gave ``budget``, and why."""
+        record = {"budget": float(budget), "shapes": [list(shape) for shape in shapes], "reason": reason}
+        self.write_atomic(f"{self._dir('sizes', sweep)}/{float(budget):.9e}.json", json.dumps(record).encode("utf-8"))
+
+    def size_choices(self, sweep: str) -> dict[float, tuple[list[tuple[int, int, int]], str]]:
+        """Every recorded ``model.sizes: auto`` choice of ``sweep``: budget -> (shapes, reason). A record that cannot
+        be read is named (``warn``) and left out: the budget is chosen again from the results, and recorded anew."""
+        top = self._dir("sizes", sweep)
+        found = {}
+        for info in self.fs.get_file_info(pafs.FileSelector(top, allow_not_found=True)):
+            if info.type != pafs.FileType.File or not info.base_name.endswith(".json") or info.base_name.startswith("."):
+                continue
+            try:
+                with self.fs.open_input_stream(info.path) as stream:
+                    record = json.loads(stream.read().decode("utf-8"))
+                shapes = [tuple(int(v) for v in shape) for shape in record["shapes"]]
+                found[float(record["budget"])] = (shapes, str(record["reason"]))
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                self.warn(f"warning: cannot read {self.shown_path(info.path)} ({type(error).__name__}): its budget's "
+                          "sizes are chosen again from the results")
+        return found
 
     def request_stop(self, sweep: str, run_id: str, reason: str) -> None:
         """Ask a run in progress to stop at its next evaluation (``stop/sweep=NAME/RUN_ID``: a tuning trial that

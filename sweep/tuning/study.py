@@ -142,7 +142,7 @@ def suggest(trial: optuna.Trial, config: SweepConfig) -> dict:
 
 def tuned_sizes(config: SweepConfig) -> list[float]:
     """The target sizes to tune (``tune.sizes``, default every ``model.sizes`` entry), in the ladder's order."""
-    return sorted(config.tune.sizes or config.model.sizes)
+    return sorted(config.tune.sizes or config.model.fixed_sizes)
 
 
 def trial_budget(config: SweepConfig, size: float, vocab_size: int) -> float:
@@ -166,7 +166,7 @@ def trial_spec(config: SweepConfig, size: float, params: dict, vocab_size: int, 
     training.update({key: params[key] for key in PARAMETERS[1:] if key in params})
     budget = trial_budget(config, size, vocab_size)
     data.update(name=config.study, budgets=[budget], training=training, tune=None, results=None,
-                model={**data.get("model", {}), "sizes": [size], "shapes": []})  # fmt: skip
+                model={**data.get("model", {}), "sizes": [size], "shapes": [], "auto_sizes": None})  # fmt: skip
     plan = plan_sweep(parse_config(data, source="tune"), vocab_size, data_fingerprint)
     if not plan.runs:
         raise ConfigError(f"tune.horizon: {plan.skipped[0] if plan.skipped else f'no run for size {size:g}'}")
