@@ -255,6 +255,8 @@ def _print_summary(summary: dict, params: str) -> None:
     else:
         print(f"\nApproach 1 (envelope of final losses: {len(a1['envelope'])} runs; the argmin of the same iso-FLOP data "
               "Approach 2 fits, not an independent check; t-intervals of its lines)")
+    if a1.get("note"):
+        print(f"note: {a1['note']}")
     if a1["a"] is None:
         print(f"no frontier fitted: {summary['not_fitted']['approach1']}")
     else:

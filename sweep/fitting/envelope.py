@@ -40,7 +40,7 @@ Pure: a table in, a frozen result out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,8 @@ class Approach1Result(Frontier):
     (budget, flops, n_params, tokens, loss)."""
     method: str = "budget minima"
     """``crossings`` or ``budget minima`` (module docstring)."""
+    note: str | None = None
+    """Why the sizes' curves were not read at their crossings, where the table has such curves."""
 
 
 def lower_envelope(runs: pd.DataFrame) -> pd.DataFrame:
@@ -134,10 +136,16 @@ def fit_approach1(runs: pd.DataFrame) -> Approach1Result:
     crossings = fit_crossings(runs)
     if crossings is not None:
         return crossings
+    note = None
+    if len(size_curves(runs)) >= CURVE_SIZES:
+        points = switch_points(runs)
+        where = "; ".join(f"N {p.from_n_params:,.0f} to {p.to_n_params:,.0f} at C = {p.flops:.3g}" for p in points.itertuples())
+        note = (f"the sizes' curves give {len(points)} switch point(s) ({where or 'the same size is best throughout'}), "
+                "2 are needed: read at each budget's best run instead (a denser ladder near the optimum gives more)")
     envelope = lower_envelope(runs)
     if len(envelope) < 2:
-        return Approach1Result(n_opt=None, d_opt=None, envelope=envelope)
-    return _through(envelope, "budget minima")
+        return Approach1Result(n_opt=None, d_opt=None, envelope=envelope, note=note)
+    return replace(_through(envelope, "budget minima"), note=note)
 
 
 def grid_resolution(envelope: pd.DataFrame, runs: pd.DataFrame, column: str) -> float:

@@ -8,7 +8,7 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
       "excluded": [{"run_id", "status", "error"}],
       "bootstrap": {"samples": int, "seed": int, "level": 0.95},
       "approach1": {                                    # envelope of final losses (see fitting/envelope.py)
-        "a": float | null, "b": float | null, "method": "crossings" | "budget minima",
+        "a": float | null, "b": float | null, "method": "crossings" | "budget minima", "note": str | null,
         "envelope": [{"flops", "n_params", "tokens", "loss", "from_n_params", "to_n_params"}]   # crossings: switch points
                   | [{"budget", "flops", "n_params", "tokens", "loss"}],                      # budget minima: runs
         "ci": {"a", "b", "n_opt@C", "d_opt@C": [lo, hi]}, "failed_resamples": 0, "interval_method": str
@@ -121,7 +121,7 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
     }
     approach1 = fit_approach1(runs)
     crossings = approach1.method == "crossings"
-    summary["approach1"] = {"a": approach1.a, "b": approach1.b, "method": approach1.method,
+    summary["approach1"] = {"a": approach1.a, "b": approach1.b, "method": approach1.method, "note": approach1.note,
                             "envelope": approach1.envelope.to_dict("records"),
                             "interval_method": INTERVAL_METHODS["approach1 crossings" if crossings else "approach1"]}  # fmt: skip
     summary["approach2"]["interval_method"] = INTERVAL_METHODS["approach2"]

@@ -99,3 +99,9 @@ def test_crossing_intervals_cover_the_truth_across_noise_draws(sizes, budgets):
             fitted += 1
             covered += ci["a"][0] < a_true < ci["a"][1]
     assert fitted >= 25 and covered >= fitted - 4
+
+
+def test_curves_that_cross_once_are_read_at_budget_minima_and_say_why():
+    runs, _, _ = fixed_ladder(0.34, 0.34, [1e8, 1e9, 1e11], np.logspace(18, 21, 7))  # one size wins almost throughout
+    result = fit_approach1(runs)
+    assert result.method == "budget minima" and "switch point" in result.note and "2 are needed" in result.note
