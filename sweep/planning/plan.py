@@ -33,7 +33,7 @@ steps for the demo's largest model) cost that model's 1e12 readout 0.17 in loss 
 ``training.schedule: wsds`` (OLMo's WSD-S ladder; Wen et al. 2024) decays inside one continuous run instead
 (``as_wsds``)::
 
-    s_0 = 0,  e_i = s_i,  b_i = e_i - round(cooldown_fraction (s_i - s_(i-1)))     decay i runs b_i .. e_i
+    s_0 = 0,  b_i = s_i - round(cooldown_fraction (s_i - s_(i-1)))     decay i runs b_i .. s_i
     trunk:     warm-up, the peak rate, decay i from b_i to s_i, back to the peak, ...; saves its state at every s_i
     readout i: the trunk's state at s_i, read out (evaluated) there: it trains nothing itself
 
@@ -49,10 +49,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-
-import pandas as pd
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
+
+import pandas as pd
 
 from models.accounting import (
     flops_per_token,
