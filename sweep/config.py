@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
@@ -27,6 +28,8 @@ import yaml
 from pydantic import (
     BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
 )
+
+from sweep.versions import git_commit
 
 
 class ConfigError(ValueError):
@@ -54,6 +57,41 @@ MAX_PARAMS = 1e13
 """Largest model size accepted (parameters)."""
 INT32_MAX, INT64_LIMIT = 2**31 - 1, 2**63
 """Bounds of the Parquet columns that integers land in (``sweep.results.storage``)."""
+
+
+NAME_PLACEHOLDERS = ("date", "git_sha")
+"""What a sweep name may hold in braces (``templated_name``)."""
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def sweep_date() -> str:
+    """``{date}`` of a sweep name: ``SWEEP_DATE`` (YYYY-MM-DD, for a schedule's own clock and for tests) or today in
+    UTC."""
+    given = os.environ.get("SWEEP_DATE")
+    if given is not None:
+        if not re.match(DATE_PATTERN, given):
+            raise ValueError(f"{{date}}: SWEEP_DATE {given!r} is not a date YYYY-MM-DD")
+        return given
+    return datetime.now(timezone.utc).date().isoformat()
+
+
+def templated_name(value: Any) -> Any:
+    """A sweep name with its placeholders filled (``NAME_PLACEHOLDERS``); ``ValueError`` for an unknown one, or
+    ``{git_sha}`` outside a git checkout."""
+    if not isinstance(value, str) or "{" not in value and "}" not in value:
+        return value
+    fields = re.findall(r"\{([^{}]*)\}", value)
+    unknown = [field for field in fields if field not in NAME_PLACEHOLDERS]
+    if unknown or re.sub(r"\{[^{}]*\}", "", value).count("{") or re.sub(r"\{[^{}]*\}", "", value).count("}"):
+        shown = f"{{{unknown[0]}}}" if unknown else "an unmatched brace"
+        raise ValueError(f"{shown} is not a placeholder (a name may hold {{date}} and {{git_sha}})")
+    values = {"date": sweep_date() if "date" in fields else ""}
+    if "git_sha" in fields:
+        commit = git_commit()
+        if commit is None:
+            raise ValueError("{git_sha} needs this package to run from a git checkout")
+        values["git_sha"] = commit.replace("+", "-")
+    return value.format(**values)
 
 
 def check_name(value: str, key: str) -> str:
@@ -599,8 +637,10 @@ class TuneConfig(_Strict):
 class SweepConfig(_Strict):
     """A whole sweep: the grid of (budget x model size x seed) runs and how to train them."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
-    """Sweep name: the Hive partition ``sweep=NAME`` of the results."""
+    name: Annotated[str, BeforeValidator(templated_name), Field(pattern=NAME_PATTERN, max_length=100)]
+    """Sweep name: the Hive partition ``sweep=NAME`` of the results. It may hold ``{date}`` (today in UTC, or
+    ``SWEEP_DATE``) and ``{git_sha}`` (the commit of this package's checkout, ``-dirty`` with local changes): a
+    nightly sweep ``nightly-{date}`` trains anew each night and stays idempotent within one."""
     budgets: Annotated[list[Number(gt=0, le=MAX_BUDGET_FLOPS)], Field(min_length=1, max_length=1000)]
     """Training compute budgets in FLOPs (per run), under ``flops_convention``; each at most 1e27. A repeated budget
     is planned once (with a warning); a run longer than ``training.max_steps`` steps is refused."""

@@ -22,7 +22,7 @@ import functools
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -46,6 +46,7 @@ from sweep.results.storage import FINISHED_STATUSES, ResultsStore
 from sweep.results.uri import redact_uri
 from sweep.training.tracking import for_workers
 from sweep.training.worker import execute_run, failed_outcome, ledger_row, summarize
+from sweep.versions import git_commit
 
 
 @dataclass
@@ -70,6 +71,8 @@ def prepare_plan(config: SweepConfig, store: ResultsStore | None = None) -> Plan
     auto = store is not None and config.model.sizes == "auto"
     ledger, recorded = (store.read_runs(config.name), store.size_choices(config.name)) if auto else (None, None)
     plan = plan_sweep(config, corpus.vocab_size, corpus.fingerprint, ledger, recorded)
+    commit = git_commit()  # the launching checkout's, recorded in each run's ledger row
+    plan = replace(plan, runs=[replace(spec, code_commit=commit) for spec in plan.runs])
     if plan.runs:
         largest = max(plan.runs, key=lambda spec: spec.batch_size)
         check_corpus_holds(corpus, config.data, largest.batch_size, largest.seq_len)

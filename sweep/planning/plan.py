@@ -165,6 +165,9 @@ class RunSpec:
     """A tuning trial's number in its size's Optuna study, else None."""
     size_reason: str | None = None
     """``model.sizes: auto``: why this budget got this size (``sweep.planning.auto_sizes``); None for a fixed ladder."""
+    code_commit: str | None = None
+    """The git commit (``+dirty`` with local changes) of the checkout that planned and launched the run
+    (``sweep.versions``), None outside one; recorded, not part of the run's identity (a sweep name may hold it)."""
 
     @property
     def shape(self) -> GPTShape:
@@ -200,7 +203,7 @@ _NOT_IDENTITY = frozenset(
         "sweep", "flops_budget", "flops_convention", "flops_per_token", "flops", "device", "compile",
         "checkpoint_every_steps", "workers", "cpus", "gpus", "precision", "micro_batch_tokens", "lr_rule",
         "batch_rule", "warmup_tokens", "memory_estimate_bytes", "peak_flops", "lr_study", "study", "trial",
-        "parent_run_id", "branch_steps", "size_reason",
+        "parent_run_id", "branch_steps", "size_reason", "code_commit",
     }  # fmt: skip
 )
 _IDENTITY_DEFAULTS = {"schedule": "cosine", "branch_step": 0, "cooldown_shape": "", "decay_starts": (), "decay_ends": ()}

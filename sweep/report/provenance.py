@@ -10,38 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import platform
-import subprocess
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
+
+from sweep.versions import git_commit, package_version
 
 PACKAGES = ("scaling-sweep", "torch", "ray", "pandas", "pyarrow", "numpy", "scipy", "optuna", "matplotlib")
 
 
 def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def git_commit() -> str | None:
-    """The commit of the checkout this package runs from (``+dirty`` with local changes), or None outside one."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5)
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return {name: package_version(name) for name in PACKAGES}
 
 
 def provenance(config_path: str | None = None, ledger: pd.DataFrame | None = None, source: str | None = None) -> dict:

@@ -133,6 +133,12 @@ RUNS_SCHEMA = pa.schema(
         ("cooldown_shape", pa.string()),
         ("parent_run_id", pa.string()),
         ("size_reason", pa.string()),  # model.sizes auto: why the budget got this size (sweep.planning.auto_sizes)
+        # Code version (sweep.versions): the git commit (+dirty) of the checkout that launched the run, null outside
+        # one; the versions of torch, ray and this package in the process that trained it.
+        ("code_commit", pa.string()),
+        ("torch_version", pa.string()),
+        ("ray_version", pa.string()),
+        ("sweep_version", pa.string()),
         # Throughput (sweep.training.hardware), one FLOP convention end to end: model_flops_per_second is
         # tokens_per_second * flops_per_token, the same per-token FLOPs (flops_convention) that sized the run.
         ("tokens_per_second", pa.float64()),  # mean of the whole run, all workers; evaluation and checkpoints left out

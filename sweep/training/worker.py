@@ -32,6 +32,7 @@ from sweep.training.hardware import mean_tokens_per_second, mfu, peak_flops
 from sweep.training.live import LiveMetrics, each
 from sweep.training.tracking import start_tracking
 from sweep.training.train import RunOutcome, train_run
+from sweep.versions import PACKAGE, package_version
 
 _SPEC_COLUMNS = (
     "n_layer", "d_model", "n_head", "seq_len", "vocab_size", "n_params", "n_params_nonembedding", "tokens",
@@ -39,8 +40,12 @@ _SPEC_COLUMNS = (
     "flops_per_token_6n_attention", "flops_per_token_chinchilla", "steps", "lr", "batch_tokens", "seed",
     "data_fingerprint", "compile", "lr_rule", "batch_rule", "warmup_steps", "warmup_tokens", "beta1", "beta2",
     "weight_decay", "memory_estimate_bytes", "data_order", "workers", "lr_study", "study", "trial", "schedule",
-    "branch_step", "cooldown_shape", "parent_run_id", "size_reason",
+    "branch_step", "cooldown_shape", "parent_run_id", "size_reason", "code_commit",
 )  # fmt: skip
+
+
+VERSIONED = (("torch", "torch"), ("ray", "ray"), ("sweep", PACKAGE))
+"""The ledger's ``NAME_version`` columns: the installed versions, in the process that trained the run."""
 
 
 def node_name() -> str:
@@ -92,6 +97,7 @@ def ledger_row(spec: RunSpec, outcome: RunOutcome, started_at: datetime, finishe
         "flops_spent": spent_flops(spec, outcome),
         "error": outcome.error,
         "spec_json": json.dumps(asdict(spec), sort_keys=True, default=list),
+        **{f"{name}_version": package_version(package) for name, package in VERSIONED},
     }
 
 
