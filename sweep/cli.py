@@ -349,6 +349,69 @@ def _fitted_what(args: argparse.Namespace) -> str:
     return f"input {args.input}" if args.input else f"sweep {args.sweep} in {redact_uri(_results_root(args))}"
 
 
+REGRESSION_EXIT = 4
+"""``sweep compare``'s exit status when B regressed against A (for cron and systemd: 0 none, 2 a usage error)."""
+
+
+def _compared_inputs(what: str, results: str | None, args: argparse.Namespace):
+    """The fit table of one side of ``sweep compare``: a CSV or Parquet file if ``what`` is one, else a sweep name
+    in ``results``."""
+    from sweep.api import inputs_in_scope, scope
+    from sweep.fitting.inputs import fit_inputs_from_file
+
+    if Path(what).is_file():
+        try:
+            return fit_inputs_from_file(what, args.flops_convention)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{what}: {error}") from None
+    inputs = inputs_in_scope(scope(results, check_name(what, "sweep"), None), params=args.params)
+    if inputs.runs.empty:
+        raise ConfigError(f"sweep {what}: no completed runs in {redact_uri(results or DEFAULT_RESULTS)}")
+    return inputs
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare sweep B with sweep A (names in the results, or CSV/Parquet tables of runs): matched (budget, N) loss
+    deltas, the frontier's loss at reference budgets and the exponents with 95% intervals, and a verdict. Exits 4
+    when B regressed (worse by more than --threshold and outside the intervals), 0 otherwise.
+
+    Example: ``sweep compare nightly-2026-12-01 nightly-2026-12-02 --results results``.
+    """
+    from sweep.fitting.compare import compare
+
+    a = _compared_inputs(args.a, args.results, args)
+    b = _compared_inputs(args.b, args.results_b or args.results, args)
+    result = compare(a, b, args.reference_flops, args.threshold, args.bootstrap, args.seed) | {"a": args.a, "b": args.b}
+    if not _json_output(args, result):
+        _print_comparison(result)
+    return REGRESSION_EXIT if result["regression"] else 0
+
+
+def _print_comparison(result: dict) -> None:
+    cells = result["cells"]
+    print(f"B = {result['b']} against A = {result['a']}")
+    if cells["matched"]:
+        noise = ", ".join(f"{side} {cells[f'noise_{side}']:.4f}" for side in ("a", "b") if cells[f"noise_{side}"] is not None)
+        print(f"matched (budget, N) cells: {cells['matched']}, B worse in {cells['worse']}; mean loss delta B - A "
+              f"{_with_interval(cells['mean_delta'], cells['mean_delta_ci'], '+.4f')}"
+              + (f"; seed-to-seed sd {noise}" if noise else "; no replicates to measure the noise"))
+    else:
+        print("matched (budget, N) cells: none (the sweeps share no budget and size)")
+    for entry in result["frontier"]:
+        a, b = entry["a"], entry["b"]
+        if a["loss"] is None or b["loss"] is None:
+            print(f"frontier loss at C = {entry['flops']:.3g}: Approach 3 did not fit both sweeps")
+            continue
+        print(f"frontier loss at C = {entry['flops']:.3g} (Approach 3): A {_with_interval(a['loss'], a['ci'], '.4f')}, "
+              f"B {_with_interval(b['loss'], b['ci'], '.4f')}, delta {entry['delta']:+.4f}")
+    for approach, sides in result["exponents"].items():
+        shown = ", ".join(f"{side.upper()} {_with_interval(sides[side]['a'], sides[side]['ci'], '.3f')}" for side in ("a", "b"))
+        print(f"exponent a ({approach.replace('approach', 'Approach ')}): {shown}")
+    for reason in result["reasons"]:
+        print(reason)
+    print(f"verdict: {'REGRESSION' if result['regression'] else 'no regression'} (threshold {result['threshold']:g})")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """What N and D for a budget, and what loss, by each approach with 95% intervals; with a price, what the spend
     buys (loss against dollars, the loss a doubling gains).
@@ -632,6 +695,20 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", help="directory for the plot (default RESULTS/plots; with --input: beside --json PATH.json, else none)")
     fit.add_argument("--plot", help="PNG path of the iso-FLOP plot (overrides --out)")
     fit.set_defaults(handler=cmd_fit)
+
+    comparing = commands.add_parser("compare", help="compare sweep B with sweep A; exit 4 on a regression", description=_plain(cmd_compare.__doc__))
+    comparing.add_argument("a", help="sweep A (the reference): a sweep name in --results, or a CSV/Parquet table of runs")
+    comparing.add_argument("b", help="sweep B (the one judged): a sweep name in --results-b (default --results), or a table")
+    comparing.add_argument("--results", help=f"results directory or URI of A (and of B; default ./{DEFAULT_RESULTS})")
+    comparing.add_argument("--results-b", help="results directory or URI of B, when it lies elsewhere")
+    comparing.add_argument("--reference-flops", type=float, nargs="+", help="budgets to compare the frontier at (default: the largest both hold)")
+    comparing.add_argument("--threshold", type=float, default=0.01, help="loss by which B must be worse to regress (default 0.01)")
+    comparing.add_argument("--flops-convention", choices=("6ND", "table"), default="6ND", help="for tables: as in sweep fit --input")
+    comparing.add_argument("--params", choices=("nonembedding", "total"), default="nonembedding", help="which parameter count is N")
+    comparing.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    comparing.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    _add_json(comparing, "the comparison")
+    comparing.set_defaults(handler=cmd_compare)
 
     predict = commands.add_parser("predict", help="N_opt, D_opt and loss for a budget, per approach", description=_plain(cmd_predict.__doc__))
     predict.add_argument("--flops", type=float, help="training compute budget C in FLOPs")
