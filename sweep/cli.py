@@ -359,6 +359,8 @@ def _compared_inputs(what: str, results: str | None, args: argparse.Namespace):
     from sweep.api import inputs_in_scope, scope
     from sweep.fitting.inputs import fit_inputs_from_file
 
+    if Path(what).is_file() and what.endswith((".yaml", ".yml")):
+        raise ConfigError(f"{what}: a sweep file is read as B only (sweep compare --last PATTERN {what})")
     if Path(what).is_file():
         try:
             return fit_inputs_from_file(what, args.flops_convention)
@@ -378,13 +380,68 @@ def cmd_compare(args: argparse.Namespace) -> int:
     Example: ``sweep compare nightly-2026-12-01 nightly-2026-12-02 --results results``.
     """
     from sweep.fitting.compare import compare
+    from sweep.results.storage import ResultsStore
 
-    a = _compared_inputs(args.a, args.results, args)
-    b = _compared_inputs(args.b, args.results_b or args.results, args)
-    result = compare(a, b, args.reference_flops, args.threshold, args.bootstrap, args.seed) | {"a": args.a, "b": args.b}
+    if not (len(args.sweeps) in (0, 1) if args.last else len(args.sweeps) == 2):
+        raise ConfigError("give A and B, or --last PATTERN and optionally B (default: the newest sweep matching PATTERN)")
+    if args.last and not args.sweeps:
+        from fnmatch import fnmatchcase
+
+        matching = [n for n in ResultsStore(args.results or DEFAULT_RESULTS).sweeps() if fnmatchcase(n, args.last)]
+        if not matching:
+            raise ConfigError(f"--last: no sweep matching {args.last!r} in {redact_uri(args.results or DEFAULT_RESULTS)}")
+        args.sweeps = [matching[-1]]
+    b_name, b_results = args.sweeps[-1], args.results_b or args.results
+    if b_name.endswith((".yaml", ".yml")) and Path(b_name).is_file():  # the nightly sweep file: tonight's name
+        config = load_config(b_name)
+        b_name, b_results = config.name, b_results or config.results
+        args.results = args.results or config.results
+    a_name = args.sweeps[0] if not args.last else last_good(ResultsStore(args.results or DEFAULT_RESULTS), args.last, b_name)
+    if a_name is None:
+        print(f"{b_name}: no earlier sweep matching {args.last!r} to compare with (the first night): no regression")
+        return 0
+    a = _compared_inputs(a_name, args.results, args)
+    b = _compared_inputs(b_name, b_results, args)
+    result = compare(a, b, args.reference_flops, args.threshold, args.bootstrap, args.seed) | {"a": a_name, "b": b_name}
+    if not Path(b_name).is_file():  # a sweep: its verdict is kept for the next night's --last
+        ResultsStore(b_results or DEFAULT_RESULTS).write_comparison(b_name, {
+            "against": a_name, "regression": result["regression"], "reasons": result["reasons"],
+            "at": datetime.now(timezone.utc).isoformat()})  # fmt: skip
     if not _json_output(args, result):
         _print_comparison(result)
+    if result["regression"]:
+        line = f"{b_name} regressed against {a_name}: {result['reasons'][-1]}"
+        print(f"sweep: regression: {line}", file=sys.stderr)
+        if args.on_regression:
+            _run_hook(args.on_regression, line)
     return REGRESSION_EXIT if result["regression"] else 0
+
+
+def last_good(store, pattern: str, tonight: str) -> str | None:
+    """The latest sweep before ``tonight`` (name order) matching ``pattern`` that has completed runs and no recorded
+    regression (a night never compared, such as the first, counts as good)."""
+    from fnmatch import fnmatchcase
+
+    for name in sorted((n for n in store.sweeps() if fnmatchcase(n, pattern) and n < tonight), reverse=True):
+        verdict = store.comparison(name)
+        if (verdict is None or not verdict.get("regression")) and (store.read_runs(name)["status"] == "completed").any():
+            return name
+    return None
+
+
+def _run_hook(command: str, line: str) -> None:
+    """``--on-regression CMD``: run CMD (split like a shell would, not through one) with the regression's line in
+    ``SWEEP_REGRESSION``; its failure is one warning line, the exit status stays 4."""
+    import os
+    import shlex
+    import subprocess
+
+    try:
+        done = subprocess.run(shlex.split(command), env={**os.environ, "SWEEP_REGRESSION": line}, timeout=300)
+        if done.returncode:
+            print(f"sweep: warning: --on-regression {command!r} exited {done.returncode}", file=sys.stderr)
+    except (OSError, ValueError, subprocess.SubprocessError) as error:
+        print(f"sweep: warning: --on-regression {command!r} did not run ({type(error).__name__}: {error})", file=sys.stderr)
 
 
 def _print_comparison(result: dict) -> None:
@@ -410,6 +467,49 @@ def _print_comparison(result: dict) -> None:
     for reason in result["reasons"]:
         print(reason)
     print(f"verdict: {'REGRESSION' if result['regression'] else 'no regression'} (threshold {result['threshold']:g})")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """The trend of the frontier loss at a reference budget and of the exponents, across every sweep in the results
+    whose name matches a pattern (``nightly-*``), in name order: a table, a plot (``--out DIR``) and ``--json``.
+
+    Example: ``sweep history 'nightly-*' --results results --out history/``.
+    """
+    from fnmatch import fnmatchcase
+
+    from sweep.api import inputs_in_scope, scope
+    from sweep.fitting.history import history_rows, reference_budget
+    from sweep.report.plots import plot_history
+    from sweep.results.storage import ResultsStore
+
+    store = ResultsStore(args.results or DEFAULT_RESULTS)
+    names = [name for name in store.sweeps() if fnmatchcase(name, args.pattern)]
+    tables = {}
+    for name in names:
+        inputs = inputs_in_scope(scope(args.results, name, None), params=args.params)
+        if not inputs.runs.empty:
+            tables[name] = inputs
+    if not tables:
+        raise ConfigError(f"pattern: no sweep in {store.shown} matching {args.pattern!r} has completed runs"
+                          + (f" (sweeps there: {', '.join(store.sweeps()[:10])})" if store.sweeps() else ""))
+    reference, note = (args.reference_flops, None) if args.reference_flops else reference_budget(tables)
+    rows = history_rows(tables, {name: store.read_runs(name) for name in tables}, reference, args.bootstrap, args.seed)
+    plot = plot_history(rows, reference, Path(args.out) / "history.png") if args.out else None
+    if _json_output(args, {"pattern": args.pattern, "reference_flops": reference, "note": note, "sweeps": rows,
+                           "plot": str(plot) if plot else None}):  # fmt: skip
+        return 0
+    print(f"{len(rows)} sweeps matching {args.pattern!r}; frontier loss (Approach 3) at C = {reference:.3g}; 95% intervals "
+          f"from {args.bootstrap} bootstrap resamples")
+    if note:
+        print(f"note: {note}")
+    print(f"{'sweep':<28}{'runs':>5}  {'loss':<28}{'a (Approach 2)':<26}{'a (Approach 3)':<26}code")
+    for row in rows:
+        print(f"{row['sweep']:<28}{row['runs']:>5}  {_with_interval(row['loss'], row['loss_ci'], '.4f'):<28}"
+              f"{_with_interval(row['a_approach2'], row['a_approach2_ci'], '.3f'):<26}"
+              f"{_with_interval(row['a_approach3'], row['a_approach3_ci'], '.3f'):<26}{', '.join(row['code_commits']) or '-'}")
+    if plot:
+        print(f"plot: {plot}")
+    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -697,8 +797,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(handler=cmd_fit)
 
     comparing = commands.add_parser("compare", help="compare sweep B with sweep A; exit 4 on a regression", description=_plain(cmd_compare.__doc__))
-    comparing.add_argument("a", help="sweep A (the reference): a sweep name in --results, or a CSV/Parquet table of runs")
-    comparing.add_argument("b", help="sweep B (the one judged): a sweep name in --results-b (default --results), or a table")
+    comparing.add_argument("sweeps", nargs="*", metavar="A B", help="sweep A (the reference) and sweep B (the one judged): "
+                           "sweep names in --results (B in --results-b if elsewhere) or CSV/Parquet tables of runs; with "
+                           "--last, B alone (default: the newest sweep matching PATTERN), which may be the sweep file")
+    comparing.add_argument("--last", metavar="PATTERN", help="A is the latest earlier sweep matching PATTERN (e.g. 'nightly-*') "
+                           "without a recorded regression")
+    comparing.add_argument("--on-regression", metavar="CMD", help="on a regression, run CMD (the line in $SWEEP_REGRESSION)")
     comparing.add_argument("--results", help=f"results directory or URI of A (and of B; default ./{DEFAULT_RESULTS})")
     comparing.add_argument("--results-b", help="results directory or URI of B, when it lies elsewhere")
     comparing.add_argument("--reference-flops", type=float, nargs="+", help="budgets to compare the frontier at (default: the largest both hold)")
@@ -709,6 +813,17 @@ def build_parser() -> argparse.ArgumentParser:
     comparing.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     _add_json(comparing, "the comparison")
     comparing.set_defaults(handler=cmd_compare)
+
+    history = commands.add_parser("history", help="frontier loss and exponents across sweeps matching a pattern", description=_plain(cmd_history.__doc__))
+    history.add_argument("pattern", help="sweep names to read, a glob such as 'nightly-*' (quote it in a shell)")
+    history.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
+    history.add_argument("--reference-flops", type=float, help="the budget to read the frontier loss at (default: the largest all hold)")
+    history.add_argument("--params", choices=("nonembedding", "total"), default="nonembedding", help="which parameter count is N")
+    history.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples per sweep (default 200)")
+    history.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    history.add_argument("--out", help="write the plot history.png here")
+    _add_json(history, "the history")
+    history.set_defaults(handler=cmd_history)
 
     predict = commands.add_parser("predict", help="N_opt, D_opt and loss for a budget, per approach", description=_plain(cmd_predict.__doc__))
     predict.add_argument("--flops", type=float, help="training compute budget C in FLOPs")

@@ -42,20 +42,22 @@ def tiny_config(name: str = "tiny", **overrides) -> dict:
     return config
 
 
-def write_synthetic_results(root, sweep: str = "synthetic", budgets=(1e9, 3e9, 1e10), sizes=(2e3, 5e3, 1.2e4, 3e4, 8e4)) -> None:
-    """A results directory as ``sweep run`` writes it, for runs drawn from L = 1.7 + 400/N^0.34 + 410/D^0.3 with
-    0.5% noise, each with a short loss curve: a fixture for the notebook and the report, no training needed."""
+def write_synthetic_results(root, sweep: str = "synthetic", budgets=(1e9, 3e9, 1e10), sizes=(2e3, 5e3, 1.2e4, 3e4, 8e4),
+                            shift: float = 0.0, seed: int = 0, code_commit: str | None = None) -> None:  # fmt: skip
+    """A results directory as ``sweep run`` writes it, for runs drawn from L = 1.7 + 400/N^0.34 + 410/D^0.3 (plus
+    ``shift``) with 0.5% noise, each with a short loss curve: a fixture for the notebook and the report, no training
+    needed."""
     from datetime import datetime, timezone
 
     import numpy as np
 
     from sweep.results.storage import ResultsStore
 
-    rng, store, now = np.random.default_rng(0), ResultsStore(root), datetime.now(timezone.utc)
+    rng, store, now = np.random.default_rng(seed), ResultsStore(root), datetime.now(timezone.utc)
     for budget in budgets:
         for n in sizes:
             d = budget / (6 * n)
-            loss = (1.7 + 400 / n**0.34 + 410 / d**0.3) * (1 + 0.005 * rng.standard_normal())
+            loss = (1.7 + 400 / n**0.34 + 410 / d**0.3) * (1 + 0.005 * rng.standard_normal()) + shift
             run_id = f"{int(budget):d}-{int(n):d}"
             steps = np.linspace(0.1, 1.0, 10)
             store.write_metrics(sweep, run_id, [
@@ -66,7 +68,7 @@ def write_synthetic_results(root, sweep: str = "synthetic", budgets=(1e9, 3e9, 1
             store.write_run(sweep, {
                 "run_id": run_id, "status": "completed", "n_params": int(n * 1.2), "n_params_nonembedding": int(n),
                 "tokens": int(d), "flops": budget, "flops_budget": budget, "final_eval_loss": loss, "final_train_loss": loss,
-                "started_at": now, "finished_at": now,
+                "started_at": now, "finished_at": now, "code_commit": code_commit,
             })  # fmt: skip
 
 

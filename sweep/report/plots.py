@@ -104,3 +104,34 @@ def plot_approach2(runs: pd.DataFrame, result: Approach2Result, path: str | Path
     plt.close(fig)
     temporary.replace(path)
     return path
+
+
+def plot_history(rows: list[dict], reference: float, path: str | Path) -> Path:
+    """The frontier loss at ``reference`` (with its interval) and Approach 2's and 3's exponents, sweep by sweep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (loss, exponent) = plt.subplots(1, 2, figsize=(12, 4.4))
+    x = np.arange(len(rows))
+    for ax, keys in ((loss, (("loss", "loss_ci", "tab:red", "Approach 3 frontier loss"),)),
+                     (exponent, (("a_approach2", "a_approach2_ci", "tab:blue", "a, Approach 2"),
+                                 ("a_approach3", "a_approach3_ci", "tab:red", "a, Approach 3")))):  # fmt: skip
+        for key, ci, colour, label in keys:
+            values = np.array([np.nan if row[key] is None else row[key] for row in rows], dtype=float)
+            low = np.array([v - row[ci][0] if row[ci] else 0.0 for v, row in zip(values, rows)])
+            high = np.array([row[ci][1] - v if row[ci] else 0.0 for v, row in zip(values, rows)])
+            ax.errorbar(x, values, yerr=np.vstack([np.nan_to_num(low), np.nan_to_num(high)]), color=colour, marker="o", capsize=3, label=label)
+        ax.set_xticks(x, [row["sweep"] for row in rows], rotation=30, ha="right", fontsize=8)
+        ax.legend(fontsize=8)
+    loss.set(ylabel=f"loss at C = {reference:.3g}", title="Frontier loss by sweep")
+    exponent.set(ylabel="a (N_opt ∝ C^a)", title="Exponents by sweep")
+    fig.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(temporary, dpi=120)
+    plt.close(fig)
+    temporary.replace(path)
+    return path

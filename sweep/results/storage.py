@@ -10,6 +10,8 @@ Layout under a results root (a local directory or any URI pyarrow's filesystems 
                                         trial pruned by ``sweep tune``), dropped once the run is recorded
     sizes/sweep=NAME/BUDGET.json        ``model.sizes: auto``: the shapes a budget was given and why, written
                                         when ``sweep run`` first plans the budget, read by every later plan
+    comparisons/NAME.json               ``sweep compare``'s verdict on sweep NAME (against which sweep, regression
+                                        or not, why), read by ``sweep compare --last`` to find the last good night
 
 Both datasets are Hive-partitioned by sweep; the ``sweep`` column comes from the directory name and is not stored
 in the files (storing it twice makes pyarrow refuse to merge the schemas). Read them as they are::
@@ -310,6 +312,23 @@ class ResultsStore:
                 self.warn(f"warning: cannot read {self.shown_path(info.path)} ({type(error).__name__}): its budget's "
                           "sizes are chosen again from the results")
         return found
+
+    def write_comparison(self, sweep: str, record: dict) -> None:
+        """Record ``sweep compare``'s verdict on ``sweep`` (``comparisons/NAME.json``)."""
+        self.write_atomic(f"{self.base}/comparisons/{sweep}.json", json.dumps(record, default=str).encode("utf-8"))
+
+    def comparison(self, sweep: str) -> dict | None:
+        """The recorded verdict on ``sweep``, or None (none recorded; one that cannot be read is named and None)."""
+        path = f"{self.base}/comparisons/{sweep}.json"
+        try:
+            with self.fs.open_input_stream(path) as stream:
+                record = json.loads(stream.read().decode("utf-8"))
+            return record if isinstance(record, dict) else None
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            self.warn(f"warning: cannot read {self.shown_path(path)} ({type(error).__name__}): that sweep's verdict is unknown")
+            return None
 
     def request_stop(self, sweep: str, run_id: str, reason: str) -> None:
         """Ask a run in progress to stop at its next evaluation (``stop/sweep=NAME/RUN_ID``: a tuning trial that

@@ -184,6 +184,9 @@ def test_systemd_service_and_timer():
     service, timer = _unit("scaling-sweep.service"), _unit("scaling-sweep.timer")
     assert service["Unit"]["Description"] and service["Service"]["Type"] == "oneshot"
     assert re.match(r"/\S+/sweep run \S+", service["Service"]["ExecStart"])  # systemd wants an absolute path
+    # then tonight's sweep against the last good night; its exit 4 (a regression) fails the unit, which OnFailure= tells
+    assert re.match(r"/\S+/sweep compare --last \S+", service["Service"]["ExecStartPost"])
+    assert "4" not in service["Service"]["SuccessExitStatus"].split() and service["Unit"]["OnFailure"]
     assert "3" in service["Service"]["SuccessExitStatus"].split()  # a locked results dir is not a failure
     assert "143" in service["Service"]["SuccessExitStatus"].split()  # the sweep's clean stop on SIGTERM
     # systemctl stop: SIGTERM to the driver alone (it stops its own Ray first), then SIGKILL to whatever is left
@@ -195,8 +198,13 @@ def test_systemd_service_and_timer():
 
 def test_crontab_runs_sweep_nightly_at_two():
     lines = (CLUSTERS / "cron" / "crontab.txt").read_text().splitlines()
-    (entry,) = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    entries = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    assert [line.split("=")[0] for line in entries if re.match(r"^[A-Z_]+=", line)] == ["MAILTO"]  # where alerts go
+    (entry,) = [line for line in entries if not re.match(r"^[A-Z_]+=", line)]
     fields = entry.split()
     assert all(re.fullmatch(r"[\d*/,-]+", field) for field in fields[:5]) and fields[:2] == ["0", "2"]
     command = " ".join(fields[5:])
     assert "sweep run " in command and not re.search(r"(?<!\\)%", command)  # cron turns a bare % into a newline
+    # the comparison runs after a successful sweep; its report goes to the log, its one regression line (stderr) to mail
+    run, compare = command.split(" && .venv/bin/sweep compare ")
+    assert compare.startswith("--last 'nightly-*' ") and "2>&1" not in compare
