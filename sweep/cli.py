@@ -407,8 +407,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         ResultsStore(b_results or DEFAULT_RESULTS).write_comparison(b_name, {
             "against": a_name, "regression": result["regression"], "reasons": result["reasons"],
             "at": datetime.now(timezone.utc).isoformat()})  # fmt: skip
+    if args.out:
+        from sweep.report.html import write_comparison
+
+        result["page"] = str(write_comparison(result, args.out))
     if not _json_output(args, result):
         _print_comparison(result)
+        if args.out:
+            print(f"page: {result['page']}")
     if result["regression"]:
         line = f"{b_name} regressed against {a_name}: {result['reasons'][-1]}"
         print(f"sweep: regression: {line}", file=sys.stderr)
@@ -802,6 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "--last, B alone (default: the newest sweep matching PATTERN), which may be the sweep file")
     comparing.add_argument("--last", metavar="PATTERN", help="A is the latest earlier sweep matching PATTERN (e.g. 'nightly-*') "
                            "without a recorded regression")
+    comparing.add_argument("--out", help="write the comparison as a self-contained page, DIR/compare.html")
     comparing.add_argument("--on-regression", metavar="CMD", help="on a regression, run CMD (the line in $SWEEP_REGRESSION)")
     comparing.add_argument("--results", help=f"results directory or URI of A (and of B; default ./{DEFAULT_RESULTS})")
     comparing.add_argument("--results-b", help="results directory or URI of B, when it lies elsewhere")

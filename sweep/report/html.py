@@ -287,3 +287,46 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;te
     temporary.write_text(page)
     temporary.replace(path)
     return path
+
+
+def comparison_figure(result: dict) -> str:
+    """Each matched cell's loss delta B - A against N, one colour per budget, with the threshold marked."""
+    plt, fig, ax = _figure(7.5, 4.4)
+    cells = pd.DataFrame(result["cells"]["table"])
+    if not cells.empty:
+        points = ax.scatter(cells["n_params"], cells["delta"], c=np.log10(cells["budget"]), cmap="viridis", s=24)
+        fig.colorbar(points, ax=ax, label="log10 C")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.axhline(result["threshold"], color="tab:red", lw=0.8, ls="--", label=f"threshold {result['threshold']:g}")
+    ax.set(xscale="log", xlabel="parameters N", ylabel="loss B - A", title=f"{result['b']} against {result['a']}")
+    ax.legend(fontsize=8)
+    return _png(plt, fig)
+
+
+def write_comparison(result: dict, out_dir: str | Path) -> Path:
+    """``sweep compare --out DIR``: ``DIR/compare.html``, the verdict, the frontier and exponent tables and the
+    matched cells' deltas, self-contained."""
+    verdict = "REGRESSION" if result["regression"] else "no regression"
+    frontier = [[f"{e['flops']:.3g}", _value(e["a"]["loss"], e["a"]["ci"]), _value(e["b"]["loss"], e["b"]["ci"]),
+                 "-" if e.get("delta") is None else f"{e['delta']:+.4f}"] for e in result["frontier"]]  # fmt: skip
+    exponents = [[name.replace("approach", "Approach "), _value(sides["a"]["a"], sides["a"]["ci"]), _value(sides["b"]["a"], sides["b"]["ci"])]
+                 for name, sides in result["exponents"].items()]  # fmt: skip
+    cells = result["cells"]
+    summary = (f"{cells['matched']} matched (budget, N) cells, B worse in {cells['worse']}; mean delta "
+               f"{_value(cells['mean_delta'], cells['mean_delta_ci'])}")  # fmt: skip
+    title = f"{result['b']} against {result['a']}"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}img{{max-width:100%}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
+<body><h1>{html.escape(title)}</h1><p><b>Verdict: {verdict}</b> (threshold {result['threshold']:g}).
+{"".join(f"<br>{html.escape(reason)}" for reason in result["reasons"])}</p><p>{html.escape(summary)}</p>
+<h2>Frontier loss (Approach 3)</h2>{_html_table(["budget C", "A", "B", "B - A"], frontier)}
+<h2>Exponent a</h2>{_html_table(["approach", "A", "B"], exponents)}
+<h2>Matched cells</h2><img alt="loss deltas" src="data:image/png;base64,{comparison_figure(result)}"></body></html>"""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "compare.html"
+    temporary = out / ".compare.html.tmp"
+    temporary.write_text(page)
+    temporary.replace(path)
+    return path

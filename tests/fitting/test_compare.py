@@ -51,8 +51,10 @@ def test_the_command_line_exits_4_on_a_regression(tmp_path, shift, status):
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == status, done.stderr
     assert ("verdict: REGRESSION" in done.stdout) == bool(status) and "Traceback" not in done.stderr + done.stdout
-    as_json = subprocess.run(command + ["--json"], capture_output=True, text=True, timeout=120)
+    as_json = subprocess.run(command + ["--json", "--out", str(tmp_path / "page")], capture_output=True, text=True, timeout=120)
     assert as_json.returncode == status and json.loads(as_json.stdout)["regression"] == bool(status)
+    page = (tmp_path / "page" / "compare.html").read_text()
+    assert ("Verdict: REGRESSION" in page) == bool(status) and "data:image/png;base64," in page
 
 
 def test_a_sweep_that_is_not_there_is_one_line_and_exit_2(tmp_path):
