@@ -273,17 +273,23 @@ def write_report(inputs: FitInputs, out_dir: str | Path, metrics: pd.DataFrame |
     sections = "".join(f'<h2>{html.escape(name)}</h2><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">' for name, data in figures)
     methods = "; ".join(f"{name.replace('approach', 'Approach ')}: {summary[name]['interval_method']}" for name in ("approach1", "approach2", "approach3")
                         if summary[name] and summary[name].get("interval_method"))  # fmt: skip
+    body = f"""<p>{summary['n_runs']} runs fitted; FLOP convention: {html.escape(describe_convention(summary['flops_convention']))};
+95% intervals from {n_boot} bootstrap resamples (seed {seed}). {html.escape(methods)}.</p>
+{problems_section(summary)}<h2>Fitted numbers</h2>{_table(summary)}{predictions_table(summary, shown)}{roi}{sections}
+{runs_table(ledger, runs)}{throughput}{provenance_section(provenance)}"""
+    return write_page(out_dir, "report.html", title, body)
+
+
+def write_page(out_dir: str | Path, name: str, title: str, body: str) -> Path:
+    """A self-contained HTML page ``out_dir/name`` (the report's style), written whole or not at all."""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}img{{max-width:100%}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
-<body><h1>{html.escape(title)}</h1><p>{summary['n_runs']} runs fitted; FLOP convention: {html.escape(describe_convention(summary['flops_convention']))};
-95% intervals from {n_boot} bootstrap resamples (seed {seed}). {html.escape(methods)}.</p>
-{problems_section(summary)}<h2>Fitted numbers</h2>{_table(summary)}{predictions_table(summary, shown)}{roi}{sections}
-{runs_table(ledger, runs)}{throughput}{provenance_section(provenance)}</body></html>"""
+<body><h1>{html.escape(title)}</h1>{body}</body></html>"""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "report.html"
-    temporary = out / ".report.html.tmp"
+    path = out / name
+    temporary = out / f".{name}.tmp"
     temporary.write_text(page)
     temporary.replace(path)
     return path
@@ -314,19 +320,9 @@ def write_comparison(result: dict, out_dir: str | Path) -> Path:
     cells = result["cells"]
     summary = (f"{cells['matched']} matched (budget, N) cells, B worse in {cells['worse']}; mean delta "
                f"{_value(cells['mean_delta'], cells['mean_delta_ci'])}")  # fmt: skip
-    title = f"{result['b']} against {result['a']}"
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}img{{max-width:100%}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
-<body><h1>{html.escape(title)}</h1><p><b>Verdict: {verdict}</b> (threshold {result['threshold']:g}).
+    body = f"""<p><b>Verdict: {verdict}</b> (threshold {result['threshold']:g}).
 {"".join(f"<br>{html.escape(reason)}" for reason in result["reasons"])}</p><p>{html.escape(summary)}</p>
 <h2>Frontier loss (Approach 3)</h2>{_html_table(["budget C", "A", "B", "B - A"], frontier)}
 <h2>Exponent a</h2>{_html_table(["approach", "A", "B"], exponents)}
-<h2>Matched cells</h2><img alt="loss deltas" src="data:image/png;base64,{comparison_figure(result)}"></body></html>"""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "compare.html"
-    temporary = out / ".compare.html.tmp"
-    temporary.write_text(page)
-    temporary.replace(path)
-    return path
+<h2>Matched cells</h2><img alt="loss deltas" src="data:image/png;base64,{comparison_figure(result)}">"""
+    return write_page(out_dir, "compare.html", f"{result['b']} against {result['a']}", body)

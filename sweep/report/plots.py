@@ -75,6 +75,16 @@ def draw_curves(ax, metrics: pd.DataFrame, runs: pd.DataFrame) -> None:
     ax.legend(fontsize=7, ncol=2)
 
 
+def save_figure(plt, fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` whole or not at all (a temporary name, then a rename) and close it."""
+    fig.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(temporary, dpi=120)
+    plt.close(fig)
+    temporary.replace(path)
+    return path
+
+
 def plot_approach2(runs: pd.DataFrame, result: Approach2Result, path: str | Path) -> Path:
     """Left: loss against N per budget with parabolas and minima. Right: N_opt and D_opt against C with power laws."""
     import matplotlib
@@ -98,12 +108,7 @@ def plot_approach2(runs: pd.DataFrame, result: Approach2Result, path: str | Path
         frontier.plot(span, result.d_opt(span), color="tab:orange", label=f"D_opt ∝ C^{result.b:.3f}")
     frontier.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel="parameters / tokens", title="Compute-optimal frontier")
     frontier.legend(fontsize=8)
-    fig.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(temporary, dpi=120)
-    plt.close(fig)
-    temporary.replace(path)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def plot_history(rows: list[dict], reference: float, path: str | Path) -> Path:
@@ -129,9 +134,4 @@ def plot_history(rows: list[dict], reference: float, path: str | Path) -> Path:
         ax.legend(fontsize=8)
     loss.set(ylabel=f"loss at C = {reference:.3g}", title="Frontier loss by sweep")
     exponent.set(ylabel="a (N_opt ∝ C^a)", title="Exponents by sweep")
-    fig.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(temporary, dpi=120)
-    plt.close(fig)
-    temporary.replace(path)
-    return path
+    return save_figure(plt, fig, path)
