@@ -39,3 +39,29 @@ def test_three_nights_a_regression_is_caught_and_the_next_night_is_read_against_
     result = json.loads(third.stdout)
     assert result["a"] == "nightly-2026-12-01" and not result["regression"]  # not the regressed night
     assert third.stderr == ""  # cron mails stderr: a good night sends nothing
+
+
+def test_three_real_nights_on_a_fake_clock_with_changing_commits(ray_session, tmp_path, monkeypatch):
+    """The sweep file named ``nightly-{date}``, trained three nights (``SWEEP_DATE``) by three commits: three sweeps,
+    each run recording its night's commit, a rerun of a night training nothing, and the recipe's comparison of the
+    newest night against the one before (deterministic training: no regression)."""
+    import sweep.execute.orchestrate as orchestrate
+    from sweep.config import parse_config
+    from sweep.execute.orchestrate import run_sweep
+    from tests.conftest import tiny_config
+
+    root = tmp_path / "results"
+    for night, commit in (("2026-12-01", "aaaaaaaaaaaa"), ("2026-12-02", "bbbbbbbbbbbb"), ("2026-12-03", "cccccccccccc")):
+        monkeypatch.setenv("SWEEP_DATE", night)
+        monkeypatch.setattr(orchestrate, "git_commit", lambda commit=commit: commit)
+        config = parse_config(tiny_config(name="nightly-{date}", budgets=[2e9, 4e9], model={"sizes": [3e3, 8e3, 2e4]}))
+        assert config.name == f"nightly-{night}"
+        assert run_sweep(config, str(root)).statuses == {"completed": 6}
+        assert run_sweep(config, str(root)).skipped_finished == 6  # the same night again: nothing to train
+        assert set(ResultsStore(root).read_runs(config.name)["code_commit"]) == {commit}
+    assert ResultsStore(root).sweeps() == ["nightly-2026-12-01", "nightly-2026-12-02", "nightly-2026-12-03"]
+    done = compare_last(root, "nightly-2026-12-03", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["a"], result["b"]) == ("nightly-2026-12-02", "nightly-2026-12-03") and not result["regression"]
+    assert result["cells"]["matched"] == 6 and result["cells"]["mean_delta"] == 0.0
