@@ -10,6 +10,9 @@
                                                        Approaches 1-3, intervals, plot
     sweep predict --flops C | --gpu-hours H --peak-flops P [--mfu M] [--price-per-gpu-hour USD]
                                                        N_opt, D_opt, loss per approach; what the spend buys
+    sweep compare A B | --last PATTERN [B] [--results DIR] [--out DIR]
+                                                       did B regress against A? exit 4 if so, else 0
+    sweep history PATTERN [--results DIR] [--out DIR]  frontier loss and exponents across matching sweeps
     sweep report [--results DIR | --input FILE] --out DIR   self-contained HTML report with every plot
     sweep demo [--results DIR]                         run the bundled demo sweep, then fit it
     sweep doctor [--peak-flops P] [--verbose]          check this machine trains as a sweep will (GPU, bf16, compile, DDP)

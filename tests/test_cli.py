@@ -11,7 +11,7 @@ import yaml
 from sweep.cli import build_parser, main
 from tests.conftest import tiny_config
 
-COMMANDS = ["plan", "run", "tune", "status", "fit", "predict", "report", "demo", "doctor"]
+COMMANDS = ["plan", "run", "tune", "status", "fit", "predict", "compare", "history", "report", "demo", "doctor"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
