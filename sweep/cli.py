@@ -387,10 +387,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if not (len(args.sweeps) in (0, 1) if args.last else len(args.sweeps) == 2):
         raise ConfigError("give A and B, or --last PATTERN and optionally B (default: the newest sweep matching PATTERN)")
+    store = ResultsStore(args.results or DEFAULT_RESULTS)
     if args.last and not args.sweeps:
-        from fnmatch import fnmatchcase
-
-        matching = [n for n in ResultsStore(args.results or DEFAULT_RESULTS).sweeps() if fnmatchcase(n, args.last)]
+        matching = matching_sweeps(store, args.last)
         if not matching:
             raise ConfigError(f"--last: no sweep matching {args.last!r} in {redact_uri(args.results or DEFAULT_RESULTS)}")
         args.sweeps = [matching[-1]]
@@ -399,7 +398,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         config = load_config(b_name)
         b_name, b_results = config.name, b_results or config.results
         args.results = args.results or config.results
-    a_name = args.sweeps[0] if not args.last else last_good(ResultsStore(args.results or DEFAULT_RESULTS), args.last, b_name)
+    a_name = args.sweeps[0] if not args.last else last_good(store, args.last, b_name)
     if a_name is None:
         print(f"{b_name}: no earlier sweep matching {args.last!r} to compare with (the first night): no regression")
         return 0
@@ -426,12 +425,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return REGRESSION_EXIT if result["regression"] else 0
 
 
+def matching_sweeps(store, pattern: str) -> list[str]:
+    """The sweeps of ``store`` whose names match the glob ``pattern``, in name order (``nightly-{date}``: by night)."""
+    from fnmatch import fnmatchcase
+
+    return [name for name in store.sweeps() if fnmatchcase(name, pattern)]
+
+
 def last_good(store, pattern: str, tonight: str) -> str | None:
     """The latest sweep before ``tonight`` (name order) matching ``pattern`` that has completed runs and no recorded
     regression (a night never compared, such as the first, counts as good)."""
-    from fnmatch import fnmatchcase
-
-    for name in sorted((n for n in store.sweeps() if fnmatchcase(n, pattern) and n < tonight), reverse=True):
+    for name in reversed([n for n in matching_sweeps(store, pattern) if n < tonight]):
         verdict = store.comparison(name)
         if (verdict is None or not verdict.get("regression")) and (store.read_runs(name)["status"] == "completed").any():
             return name
@@ -484,17 +488,14 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     Example: ``sweep history 'nightly-*' --results results --out history/``.
     """
-    from fnmatch import fnmatchcase
-
     from sweep.api import inputs_in_scope, scope
     from sweep.fitting.history import history_rows, reference_budget
     from sweep.report.plots import plot_history
     from sweep.results.storage import ResultsStore
 
     store = ResultsStore(args.results or DEFAULT_RESULTS)
-    names = [name for name in store.sweeps() if fnmatchcase(name, args.pattern)]
     tables = {}
-    for name in names:
+    for name in matching_sweeps(store, args.pattern):
         inputs = inputs_in_scope(scope(args.results, name, None), params=args.params)
         if not inputs.runs.empty:
             tables[name] = inputs
