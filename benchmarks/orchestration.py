@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -36,8 +35,10 @@ import ray  # noqa: E402
 from sweep.cli import demo_config_path  # noqa: E402
 from sweep.config import load_config, parse_config  # noqa: E402
 from sweep.training.data import load_corpus  # noqa: E402
-from sweep.execute.orchestrate import SweepOutcome, run_planned, run_sweep, submit  # noqa: E402
-from sweep.planning.plan import estimated_seconds, plan_sweep  # noqa: E402
+from sweep.execute.backend import RayBackend, submit  # noqa: E402
+from sweep.execute.orchestrate import SweepOutcome, run_planned, run_sweep  # noqa: E402
+from sweep.planning.plan import plan_sweep  # noqa: E402
+from sweep.planning.throughput import planned_durations  # noqa: E402
 from sweep.results.storage import ResultsStore  # noqa: E402
 
 
@@ -90,9 +91,8 @@ def simulated_makespan(devices: int, target_seconds: float, root: str) -> tuple[
                                    {"min_params": 2e8, "workers_per_run": 8}]}}
     )  # fmt: skip
     plan = plan_sweep(config, 50304, "simulated")
-    r = config.resources
     gpus = {s.run_id: s.workers * s.gpus for s in plan.runs}
-    raw = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, 0.0) for s in plan.runs}
+    raw = planned_durations(config.resources, plan.runs)  # only their ratios matter: scaled to target_seconds below
     lower_raw = max(sum(raw[k] * gpus[k] for k in raw) / devices, max(raw.values()))
     scale = target_seconds / lower_raw
     durations = {k: v * scale for k, v in raw.items()}
@@ -102,7 +102,7 @@ def simulated_makespan(devices: int, target_seconds: float, root: str) -> tuple[
         return _sleeping_run.options(num_gpus=spec.workers * spec.gpus).remote(durations[spec.run_id], spec.run_id)
 
     began = time.perf_counter()
-    run_planned(config, ResultsStore(root), plan, plan.runs, {"pid": os.getpid()}, SweepOutcome(len(plan.runs), 0), start)
+    run_planned(config, ResultsStore(root), plan, plan.runs, {"pid": os.getpid()}, SweepOutcome(len(plan.runs), 0), RayBackend(start))
     makespan = time.perf_counter() - began
     return len(plan.runs), makespan, lower, makespan / lower
 

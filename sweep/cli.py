@@ -1,6 +1,6 @@
 """The ``sweep`` command line: a map from subcommand to function. Usage and config errors exit 2 with one line.
 
-    sweep plan CONFIG [--json [PATH.json]]             show the planned runs without training
+    sweep plan CONFIG [--runs] [--json [PATH.json]]    show the planned runs without training
     sweep run CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--verbose] [--repair]
                                                        train what the results directory lacks
     sweep tune CONFIG [--results DIR] [--cluster FILE] [--address ADDR] [--json [PATH.json]]
@@ -42,7 +42,6 @@ from sweep.execute.cluster import ClusterUnreachable, load_cluster
 from sweep.config import ConfigError, SweepConfig, check_name, load_config
 from sweep.execute.lock import SweepLocked
 from sweep.execute.stop import SweepStopped
-from sweep.results.storage import TRUNK_SCHEDULES
 from sweep.results.uri import redact_uri, secrets_of
 
 DEFAULT_RESULTS = "results"
@@ -57,76 +56,26 @@ def _results_root(args: argparse.Namespace, config: SweepConfig | None = None) -
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    """Print the planned runs. Example: ``sweep plan sweep/configs/demo.yaml --json``."""
+    """Print the planned runs: every run, or a summary by budget and size for a plan of more than 40 (``--runs``:
+    every run). Example: ``sweep plan sweep/configs/demo.yaml --json``."""
     from sweep.execute.orchestrate import prepare_plan
-    from sweep.planning.memory import run_device
-    from sweep.planning.plan import estimated_seconds
-
+    from sweep.planning.summary import plan_text
+    from sweep.planning.throughput import run_throughputs, throughput_sources
     from sweep.results.storage import ResultsStore
 
     config = load_config(args.config)
     plan = prepare_plan(config, ResultsStore(_results_root(args, config)) if config.model.sizes == "auto" else None)
-    r = config.resources
-    seconds = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, r.assumed_seconds_per_step) for s in plan.runs}
-    rows = [{**asdict(s), "run_id": s.run_id, "estimated_seconds": seconds[s.run_id]} for s in plan.runs]
+    speeds = run_throughputs(config.resources, plan.runs)
+    rows = [{**asdict(s), "run_id": s.run_id, "estimated_seconds": speeds[s.run_id].seconds(s)} for s in plan.runs]
     totals = {"total_training_flops": plan.total_training_flops, "cosine_training_flops": plan.cosine_training_flops}
     sizes = [{"budget": c.budget, "reason": c.reason, "n_params": sorted({s.n_params_nonembedding for s in plan.runs if s.flops_budget == c.budget})}
              for c in plan.size_choices]  # fmt: skip
     if _json_output(args, {"sweep": config.name, "schedule": config.training.schedule, "runs": rows, "skipped": plan.skipped,
-                           "duplicates": plan.duplicates, **totals, "sizes": sizes, "pending": plan.pending}):  # fmt: skip
+                           "duplicates": plan.duplicates, **totals, "sizes": sizes, "pending": plan.pending,
+                           "throughput": throughput_sources(speeds)}):  # fmt: skip
         return 0
-    for entry in sizes:
-        print(f"sizes of budget {entry['budget']:.3g} ({', '.join(f'{n:,}' for n in entry['n_params'])}): {entry['reason']}")
-    for line in plan.pending:
-        print(f"not planned yet: {line}")
-    print(
-        f"sweep {config.name}: {len(plan.runs)} runs ({config.flops_convention} FLOPs; times assume "
-        f"{r.assumed_flops_per_second:.2g} FLOP/s per worker + {r.assumed_seconds_per_step * 1e3:.0f} ms per step)"
-    )
-    print(
-        f"{'run_id':<17}{'budget':>9}{'L':>4}{'d':>6}{'h':>4}{'N (non-emb)':>13}{'D tokens':>13}{'steps':>7}{'C':>10}"
-        f"{'lr':>9}{'batch':>9}{'workers':>8}{'est s':>8}  {'micro':<10}{'mem':>10}"
-    )
-    for s in plan.runs:
-        micro = f"{s.micro_batch_tokens // s.seq_len}x{s.seq_len}" if s.micro_batch_tokens else "auto"
-        if s.schedule != "cosine":
-            micro += " trunk" if s.schedule in TRUNK_SCHEDULES else f" @{s.branch_step}"
-        print(
-            f"{s.run_id:<17}{s.flops_budget:>9.2g}{s.n_layer:>4}{s.d_model:>6}{s.n_head:>4}{s.n_params_nonembedding:>13,}"
-            f"{s.tokens:>13,}{s.steps:>7}{s.flops:>10.3g}{s.lr:>9.2e}{s.batch_tokens:>9,}{s.workers:>8}{seconds[s.run_id]:>8.1f}"
-            f"  {micro:<10}{_size(s.memory_estimate_bytes):>10}"
-        )
-    print(f"total {plan.total_training_flops:.3g} FLOPs, about {sum(seconds.values()):.0f} s of run time (before parallelism)")
-    if config.training.schedule != "cosine":
-        ratio = plan.total_training_flops / plan.cosine_training_flops if plan.cosine_training_flops else 0.0
-        trains = ("a readout trains only its decay, from its trunk's state at its branch step" if config.training.schedule == "wsd"
-                  else "a readout is its trunk's state at the bottom of a decay and trains nothing")
-        print(f"{config.training.schedule}: {len(plan.runs) - len(plan.readouts)} trunks and {len(plan.readouts)} readouts train "
-              f"{plan.total_training_flops:.3g} FLOPs; the same grid of cosine runs: {plan.cosine_training_flops:.3g} "
-              f"({ratio:.2f}x, {1 - ratio:.0%} saved). C is each readout's cost as a standalone run (what the fits read); "
-              f"{trains}")
-    print("batch: tokens per optimizer step (all workers); micro: sequences x seq_len per forward/backward pass on one "
-          "worker; mem: estimated peak memory per worker")
-    if any(not s.micro_batch_tokens for s in plan.runs):
-        print("micro auto: picked from the device's free memory when the run starts; mem: one pass of the worker's whole share")
-    if r.gpu_memory_gb is not None:
-        for s in plan.runs:
-            if run_device(s) == "cuda" and s.memory_estimate_bytes > r.gpu_memory_gb * 2**30:
-                print(f"warning: run {s.run_id} ({s.n_layer}x{s.d_model}, micro {s.micro_batch_tokens} tokens) is estimated "
-                      f"at {_size(s.memory_estimate_bytes)}, over resources.gpu_memory_gb {r.gpu_memory_gb:g} GiB")
-    for reason in plan.skipped:
-        print(f"left out: {reason}")
-    for line in plan.duplicates:
-        print(f"planned once: {line}")
+    print(plan_text(config, plan, speeds, all_runs=args.runs))
     return 0
-
-
-def _size(n_bytes: int) -> str:
-    """Bytes in binary units, three significant figures: ``2.31 GiB``, ``540 MiB``."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:.3g} {unit}"
-    return f"{n_bytes} B"
 
 
 def _ray_log_file(root: str) -> Path:
@@ -220,6 +169,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             speed = f", {row['tokens_per_second']:.3g} tokens/s" if row["tokens_per_second"] is not None else ""
             loss = f"{row['train_loss']:.4f}" if row["train_loss"] is not None else "not finite"
             print(f"  in flight: {run_id} at step {row['step']}{done}: train loss {loss}{evaluation}{speed}")
+        for shown, (run_id, why) in enumerate(sorted(entry.get("waiting", {}).items(), key=lambda item: item[1])):
+            if shown == 10:
+                print(f"  ... {len(entry['waiting']) - 10} more waiting on their trunks")
+                break
+            print(f"  waiting: {run_id} ({why})")
         if entry["seconds_left"] is not None and entry["in_flight"]:
             speed = f", runs taking {entry['speed_vs_plan']:.2g}x their planned time" if entry["speed_vs_plan"] else ""
             print(f"  time left: about {entry['seconds_left'] / 60:.1f} min (the driver's estimate{speed})")
@@ -772,6 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="show the planned runs without training", description=_plain(cmd_plan.__doc__))
     plan.add_argument("config", help="sweep YAML file")
     plan.add_argument("--results", help=f"results directory or URI that model.sizes auto reads (default: the config's, else ./{DEFAULT_RESULTS})")
+    plan.add_argument("--runs", action="store_true", help="every run, also for a plan of more than 40 (default: a summary by budget and size)")
     _add_json(plan, "the plan")
     plan.set_defaults(handler=cmd_plan)
 

@@ -472,11 +472,30 @@ class ResourcesConfig(_Strict):
     """Memory per GPU in GiB, for the plan's memory check and ``training.micro_batch_tokens: auto`` (default: the
     device's free memory, read when the run starts)."""
     peak_flops: Number(gt=0, le=1e18) | None = None
-    """Peak FLOP/s of one device at the run's precision, for MFU (default: a table of known GPUs; none on CPU)."""
-    assumed_flops_per_second: Number(gt=0, le=1e18) = 3e10
-    """Sustained training FLOP/s per worker, for time estimates (``sweep plan``, scheduling order, time left)."""
+    """Peak FLOP/s of one device at the run's precision, for MFU and time estimates (default: a table of known GPUs;
+    none on CPU)."""
+    gpu_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    """The GPU the runs train on, for time estimates: a part of the peak table (``sweep.training.hardware``) by its
+    datasheet name (``H100 SXM5``, ``A100 SXM4``) or as ``torch.cuda.get_device_name`` gives it (``NVIDIA H100 80GB
+    HBM3``). Default: ``peak_flops`` if given, else this machine's GPU, else an A100 SXM4, said so by ``sweep plan``."""
+    assumed_mfu: Number(gt=0, le=1) = 0.4
+    """Share of a GPU's peak (``peak_flops`` or ``gpu_name``'s) that training sustains, for time estimates."""
+    assumed_flops_per_second: Number(gt=0, le=1e18) | None = None
+    """Sustained training FLOP/s per worker, for time estimates (``sweep plan``, scheduling order, time left); given,
+    it holds for every run. Default: a GPU run the peak times ``assumed_mfu``, a CPU run 3e10
+    (``sweep.planning.throughput``)."""
     assumed_seconds_per_step: Number(ge=0, le=3600) = 0.004
     """Fixed overhead per optimizer step for the same estimates (dominates for tiny models)."""
+
+    @field_validator("gpu_name")
+    @classmethod
+    def _known_gpu(cls, value: str | None) -> str | None:
+        from sweep.training.hardware import known_parts, named_accelerator  # the table; imported only when named
+
+        if value is not None and named_accelerator(value) is None:
+            raise ValueError(f"{value!r} is not a GPU of the peak table; known parts: {', '.join(known_parts())} "
+                             "(or give resources.peak_flops)")
+        return value
 
 
 _URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

@@ -83,9 +83,9 @@ def test_plan_shows_memory_and_micro_batch(tmp_path, capsys):
     assert main(["plan", str(path)]) == 0
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("run_id"))
-    assert "micro" in header and "mem" in header
+    assert header.split()[-2:] == ["micro", "mem"]
     rows = [line for line in out.splitlines() if line[:16].isalnum() and len(line.split()) > 10]
-    assert len(rows) == 4 and all(row.split()[-3] == "2x32" and row.split()[-1] == "KiB" for row in rows)  # micro, mem
+    assert len(rows) == 4 and all(row.split()[-2] == "2x32" and row.split()[-1].endswith("KiB") for row in rows)
     path.write_text(yaml.safe_dump(tiny_config()))
     assert main(["plan", str(path), "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)["runs"]
@@ -118,7 +118,50 @@ def test_plan_warns_when_an_explicit_micro_batch_exceeds_the_gpu(tmp_path, capsy
     path.write_text(yaml.safe_dump(tiny_config(**overrides, resources={"gpus_per_worker": 1, "gpu_memory_gb": size})))
     assert main(["plan", str(path)]) == 0
     warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 2 and all("over resources.gpu_memory_gb" in w for w in warnings)  # two budgets
+    assert len(warnings) == 1 and warnings[0].startswith("warning: 2 runs are estimated over resources.gpu_memory_gb")
+
+
+def test_the_real_size_gpu_plan_fits_a_screen_and_its_table_behind_runs_splits_into_columns(tmp_path, capsys):
+    """Issue 31's sweep (10,000 runs on H100s): a summary by budget of at most a screen, the speed it assumed, no
+    line twice; ``--runs`` prints every run in columns that never run together."""
+    from tests.planning.gpu_plan import real_size_gpu_config, write_token_file
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(real_size_gpu_config(write_token_file(tmp_path / "tokens.bin"))))
+    assert main(["plan", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) <= 60 and len(set(lines)) == len(lines)
+    assert lines[0] == "sweep gpu-real-size: 10,000 runs (6N+attention FLOPs)"
+    assert lines[1].startswith("times assume H100 SXM5 bf16 dense peak 989.5 TFLOP/s (resources.gpu_name) x 40% MFU")
+    assert lines[-1].endswith("every run with sweep plan --runs, or --json")
+    largest = next(line for line in lines if line.startswith("1e+21 ")).split()
+    assert largest[:4] == ["1e+21", "25", "21.6M-2.49B", "500"] and largest[-3] == "29d"  # est/run: 1e21 / (0.4 * 989.5e12)
+    assert main(["plan", str(path), "--runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(index for index, line in enumerate(lines) if line.startswith("run_id"))
+    columns, rows = lines[header].split(), lines[header + 1 : header + 10_001]
+    assert all(len(row.split()) == len(columns) for row in rows)
+    n_params = {int(row.split()[columns.index("N")].replace(",", "")) for row in rows}
+    assert len(n_params) == 25 and max(n_params) == 2_489_223_760
+
+
+def test_the_real_size_gpu_plan_warns_of_repeated_data_once(tmp_path, capsys):
+    from tests.planning.gpu_plan import real_size_gpu_config, write_token_file
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(real_size_gpu_config(write_token_file(tmp_path / "tokens.bin"))))
+    assert main(["plan", str(path)]) == 0
+    warnings = [line.split("] ", 1)[-1] for line in capsys.readouterr().err.splitlines()]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: repeats data: 10,000 of 10,000 runs read token file")
+
+
+def test_an_unknown_gpu_name_exits_2_naming_the_key(tmp_path, capsys):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(resources={"gpus_per_worker": 1, "gpu_name": "RTX 9999"})))
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"sweep: error: {path}: resources.gpu_name: 'RTX 9999' is not a GPU")
+    assert "known parts: GB200, HGX B200" in err and "H100 SXM5" in err
 
 
 def test_fits_never_pool_sweeps(tmp_path, capsys):

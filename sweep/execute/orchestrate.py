@@ -20,21 +20,23 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Hashable
 
 import ray
 
 from sweep.execute.cluster import ClusterConfig, connect
-from sweep.config import ConfigError, SweepConfig, TrackingConfig
+from sweep.config import SweepConfig, TrackingConfig
 from sweep.training.data import check_corpus_holds, epochs_for, load_corpus
 from sweep.execute.lock import results_lock
-from sweep.planning.plan import Plan, RunSpec, estimated_seconds, plan_sweep, planned_once
+from sweep.planning.plan import Plan, RunSpec, plan_sweep, planned_once
+from sweep.planning.summary import grouped, repeats_data_warning
+from sweep.planning.throughput import planned_durations
+from sweep.execute.backend import SYSTEM_CLOCK, Clock, RayBackend, RunBackend, RunLost, submit
+from sweep.execute.branches import Branches
 from sweep.execute.placement import (
-    ClusterAccess, CapacityRequest, PlacementWaits, RunDemand, holds, refuse_unplaceable, unplaced_error,
+    CapacityRequest, PlacementWaits, RunDemand, TrunkWaits, holds, refuse_unplaceable, unplaced_error,
 )  # fmt: skip
 from sweep.execute.progress import Progress, log
 from sweep.execute.recovery import REBUILT_NOTE, rebuild_ledger_rows
@@ -45,7 +47,7 @@ from sweep.results.integrity import prepare_repair, runs_lacking_metrics, set_as
 from sweep.results.storage import FINISHED_STATUSES, ResultsStore
 from sweep.results.uri import redact_uri
 from sweep.training.tracking import for_workers
-from sweep.training.worker import execute_run, failed_outcome, ledger_row, summarize
+from sweep.training.worker import failed_outcome, ledger_row, summarize
 from sweep.versions import git_commit
 
 
@@ -76,12 +78,11 @@ def prepare_plan(config: SweepConfig, store: ResultsStore | None = None) -> Plan
     if plan.runs:
         largest = max(plan.runs, key=lambda spec: spec.batch_size)
         check_corpus_holds(corpus, config.data, largest.batch_size, largest.seq_len)
-    for line in plan.duplicates:
-        log(f"warning: {line}")
-    for spec in plan.runs:
-        epochs = epochs_for(corpus, spec.tokens, spec.seq_len)
-        if epochs > 1.0:
-            log(f"warning: run {spec.run_id} (N={spec.n_params_nonembedding:,}) repeats data: {epochs:.2f} epochs of {corpus.description}")
+    for line in grouped("warning", plan.duplicates):
+        log(line)
+    repeats = repeats_data_warning(plan.runs, lambda spec: epochs_for(corpus, spec.tokens, spec.seq_len), corpus.description)
+    if repeats:
+        log(f"warning: {repeats}")
     return plan
 
 
@@ -94,32 +95,23 @@ class Capacity:
     they change when nodes join or leave, rarely compared with how often the scheduling loop asks, and a node the
     autoscaler adds is used within that time (reading costs well under a millisecond)."""
 
-    def __init__(self, read: Callable[[], list[Resources]], max_age_seconds: float = 2.0) -> None:
-        self.read, self.max_age, self.read_at, self.value = read, max_age_seconds, -math.inf, []
+    def __init__(self, read: Callable[[], list[Resources]], max_age_seconds: float = 2.0, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.read, self.max_age, self.clock, self.read_at, self.value = read, max_age_seconds, clock, -math.inf, []
 
     def nodes(self) -> list[Resources]:
-        if time.monotonic() - self.read_at > self.max_age:
-            self.value, self.read_at = self.read(), time.monotonic()
+        if self.clock.monotonic() - self.read_at > self.max_age:
+            self.value, self.read_at = self.read(), self.clock.monotonic()
         return self.value
 
     def total(self) -> Resources:
         return sum(self.nodes(), Resources())
 
 
-def submit(spec: RunSpec, results_root: str, max_retries: int, tracking: TrackingConfig | None = None) -> ray.ObjectRef:
-    """Start one run on Ray: a plain task for one worker, a Ray Train ``TorchTrainer`` for several; ``tracking``:
-    the experiment trackers its worker mirrors it to (``sweep.training.tracking.for_workers``)."""
-    if spec.workers == 1:
-        task = ray.remote(execute_run).options(num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=max_retries)
-        return task.remote(spec, results_root, tracking=tracking)
-    from sweep.training.distributed import execute_ddp_run
-
-    # The launcher only waits on the trainer; the workers' resources are reserved by Ray Train's placement group.
-    return ray.remote(execute_ddp_run).options(num_cpus=0, max_retries=max_retries).remote(spec, results_root, tracking=tracking)
-
-
-def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | None = None, repair: bool = False) -> SweepOutcome:
-    """Train every planned run of ``config`` that the results store does not already hold as finished.
+def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | None = None, repair: bool = False,
+              backend: RunBackend | None = None, clock: Clock = SYSTEM_CLOCK) -> SweepOutcome:  # fmt: skip
+    """Train every planned run of ``config`` that the results store does not already hold as finished: on Ray
+    (``cluster``: which one; embedded by default), or on ``backend`` under ``clock`` (``sweep.execute.backend``:
+    a simulated cluster in tests).
 
     First, under the lock, damaged ledger and metrics files of the sweep are set aside (``sweep.results.quarantine``)
     and finished runs lacking their metrics are named; with ``repair`` those runs are trained again
@@ -129,14 +121,16 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
     ``sweep.execute.stop.SweepStopped`` after a clean stop on SIGINT or SIGTERM (runs in flight recorded as
     ``interrupted``, Ray shut down or disconnected, the lock released).
     """
-    started = time.perf_counter()
+    started = clock.monotonic()
     store = ResultsStore(results_root)
     plan = prepare_plan(config, store)
     store.require_root(bucket_only=True)
-    outcome, connected_here = SweepOutcome(), not ray.is_initialized()
+    outcome = SweepOutcome()
+    connected_here = backend is None and not ray.is_initialized()
+    runner = Runner(backend, clock, cluster, connected_here)
     with results_lock(store, sweep=config.name) as holder:
         while True:  # once, or under model.sizes auto once per stage: budgets wait for the smaller ones' results
-            trained = run_stage(config, store, plan, holder, outcome, cluster, repair, connected_here)
+            trained = run_stage(config, store, plan, holder, outcome, runner, repair)
             if not (trained and plan.pending):
                 break
             grown = prepare_plan(config, store)
@@ -145,12 +139,29 @@ def run_sweep(config: SweepConfig, results_root: str, cluster: ClusterConfig | N
             plan = grown
     for line in plan.pending:
         log(f"not planned yet: {line}")
-    outcome.wall_seconds = time.perf_counter() - started
+    outcome.wall_seconds = clock.monotonic() - started
     return outcome
 
 
+@dataclass
+class Runner:
+    """Where a sweep's stages train: ``backend`` under ``clock``, or Ray (connected at the first stage with work)."""
+
+    backend: RunBackend | None
+    clock: Clock
+    cluster: ClusterConfig | None
+    disconnect: bool
+    """This driver connects Ray, so it shuts it down on a stop."""
+
+    def open(self, tracking: TrackingConfig) -> RunBackend:
+        if self.backend is not None:
+            return self.backend
+        connect(self.cluster or ClusterConfig())
+        return RayBackend(functools.partial(submit, tracking=for_workers(tracking)))
+
+
 def run_stage(config: SweepConfig, store: ResultsStore, plan: Plan, holder: dict, outcome: SweepOutcome,
-              cluster: ClusterConfig | None, repair: bool, disconnect: bool) -> bool:  # fmt: skip
+              runner: Runner, repair: bool) -> bool:  # fmt: skip
     """Train the runs of ``plan`` that ``store`` lacks (counted into ``outcome``); whether any were trained."""
     for choice in plan.size_choices:
         if not choice.recorded:
@@ -167,10 +178,9 @@ def run_stage(config: SweepConfig, store: ResultsStore, plan: Plan, holder: dict
         log(f"runs tracked in MLflow at {redact_uri(config.tracking.mlflow.tracking_uri)}, experiment "
             f"{config.tracking.mlflow.experiment or config.name}")
     if todo:
-        connect(cluster or ClusterConfig())
-        start_run = functools.partial(submit, tracking=for_workers(config.tracking))
-        with stopping_on_signals(config.name, store, start_run, disconnect=disconnect) as start:
-            run_planned(config, store, plan, todo, holder, outcome, start=start, spent=finished)
+        backend = runner.open(config.tracking)
+        with stopping_on_signals(config.name, store, backend, runner.disconnect, runner.clock) as runs:
+            run_planned(config, store, plan, todo, holder, outcome, runs, spent=finished, clock=runner.clock)
     return bool(todo)
 
 
@@ -209,120 +219,106 @@ def check_results(store: ResultsStore, specs: list[RunSpec], repair: bool) -> di
 
 def run_planned(
     config: SweepConfig, store: ResultsStore, plan: Plan, todo: list[RunSpec], holder: dict, outcome: SweepOutcome,
-    start: Callable[[RunSpec, str, int], ray.ObjectRef] = submit, cluster: ClusterAccess = ClusterAccess(),
-    spent: Mapping[str, float] | None = None,
+    backend: RunBackend, spent: Mapping[str, float] | None = None, clock: Clock = SYSTEM_CLOCK,
 ) -> None:  # fmt: skip
-    """The scheduling loop: start runs (by ``start``, normally ``submit``) as resources free up, collect results.
-    ``spent``: the FLOPs the plan's finished runs actually trained (``check_results``), for the progress line.
+    """The scheduling loop: start runs on ``backend`` as resources free up, collect results, and at least every
+    ``backend.poll_seconds`` (by ``clock``) look again at what waits. ``spent``: the FLOPs the plan's finished runs
+    actually trained (``check_results``), for the progress line.
+
+    A run waits for one of two things. A readout whose trunk has not reached its branch point waits on the trunk
+    (``sweep.execute.branches``), for as long as the trunk is queued or training; a run no node alive now can hold
+    waits for the autoscaler, at most ``resources.placement_timeout_seconds``, then is recorded failed.
 
     Raises ``sweep.execute.placement.Unplaceable`` before starting anything if a run can never be placed.
     """
     r = config.resources
     todo, _ = planned_once(todo)  # one entry per run id, whoever the caller: a run is never in flight twice
-    durations = {s.run_id: estimated_seconds(s, r.assumed_flops_per_second, r.assumed_seconds_per_step) for s in plan.runs}
-    capacity = Capacity(cluster.nodes)
+    durations = planned_durations(r, plan.runs)
+    cluster = backend.cluster
+    capacity = Capacity(cluster.nodes, clock=clock)
     if not all(holds(capacity.nodes(), RunDemand.of(s)) for s in todo):
         refuse_unplaceable(todo, capacity.nodes(), cluster.autoscaler_or_unknown())
     queue = LptQueue(todo, duration=lambda s: durations[s.run_id], demand=demand)
-    progress = Progress(store, config.name, plan.runs, todo, durations, holder, spent=spent)
-    in_flight: dict[ray.ObjectRef, RunSpec] = {}
+    progress = Progress(store, config.name, plan.runs, todo, durations, holder, spent=spent, clock=clock,
+                        earlier=earlier_speed(store, config.name, todo, durations))  # fmt: skip
+    in_flight: dict[Hashable, RunSpec] = {}
     limit = r.max_concurrent_runs or len(todo)
-    waits, wanted = PlacementWaits(r.placement_timeout_seconds), CapacityRequest(cluster.request)
+    waits = PlacementWaits(r.placement_timeout_seconds, clock=clock.monotonic)
+    trunk_waits = TrunkWaits(clock=clock.monotonic)
+    wanted = CapacityRequest(cluster.request)
     branches = Branches(store, plan.runs, finished=set(spent or ()))
     try:
         while queue or in_flight:
             nodes = capacity.nodes()
-            branches.refresh(pending={s.run_id for s in queue} | {s.run_id for s in in_flight.values()})
-            placeable = {s.run_id for s in queue if holds(nodes, RunDemand.of(s)) and branches.ready(s)}
-            for spec in waits.update([s for s in queue if s.run_id not in placeable], nodes):
+            running = {s.run_id for s in in_flight.values()}
+            branches.refresh(pending={s.run_id for s in queue} | running)
+            for spec in list(queue):
+                if (why := branches.orphaned(spec)) is not None:
+                    queue.remove(spec)
+                    _record_failed(spec, store, outcome, progress, why, clock)
+            blocked = {s.run_id: s for s in queue if not branches.ready(s)}
+            progress.waiting = trunk_waits.update(list(blocked.values()), lambda s: branches.waiting_on(s, running))
+            unheld = [s for s in queue if s.run_id not in blocked and not holds(nodes, RunDemand.of(s))]
+            for spec in waits.update(unheld, nodes):
                 queue.remove(spec)
-                _record_unplaced(spec, store, outcome, progress, unplaced_error(spec, r.placement_timeout_seconds, nodes))
+                _record_failed(spec, store, outcome, progress, unplaced_error(spec, r.placement_timeout_seconds, nodes), clock)
+            startable = {s.run_id for s in queue if s.run_id not in blocked} - {s.run_id for s in unheld}
             free = capacity.total() - sum((demand(s) for s in in_flight.values()), Resources())
             while queue and len(in_flight) < limit:
-                spec = queue.pop_fitting(free, eligible=lambda s: s.run_id in placeable)
+                spec = queue.pop_fitting(free, eligible=lambda s: s.run_id in startable)
                 if spec is None:
                     break
-                in_flight[start(spec, store.root, r.max_retries)] = spec
+                in_flight[backend.start(spec, store.root, r.max_retries)] = spec
                 free = free - demand(spec)
                 progress.run_started(spec)
-            wanted.update([*in_flight.values(), *queue][:limit])
-            for ref in finished_within_a_second(in_flight):
-                spec = in_flight.pop(ref)
-                summary = collect_result(ref, spec, store)
+            wanted.update([*in_flight.values(), *(s for s in queue if s.run_id not in blocked)][:limit])
+            for handle in backend.wait(list(in_flight), backend.poll_seconds):
+                spec = in_flight.pop(handle)
+                summary = collect_result(handle, spec, store, backend, clock)
                 outcome.statuses[summary["status"]] = outcome.statuses.get(summary["status"], 0) + 1
                 progress.run_finished(spec, summary)
-                branches.run_finished(spec, summary["status"])
+                branches.run_finished(spec, summary["status"], summary.get("error"))
             progress.refresh()
     finally:
         wanted.clear()
         progress.close()
 
 
-class Branches:
-    """The ``wsd`` DAG (``sweep.planning.plan``): a readout starts once its trunk's branch point at its step exists,
-    or once its trunk will not run (finished, failed, or not in the plan: the readout then starts from the branch
-    point if there is one, else from step 0); a trunk's branch points are cleared once the trunk and all its
-    readouts are finished. The trunks' checkpoint folders are listed at most once per ``refresh``."""
-
-    def __init__(self, store: ResultsStore, planned: list[RunSpec], finished: set[str]) -> None:
-        from sweep.training.checkpoint import CheckpointStore
-
-        self.checkpoints, self.finished = CheckpointStore(store), set(finished)
-        self.readouts: dict[str, list[RunSpec]] = {}
-        for spec in planned:
-            if spec.parent_run_id is not None:
-                self.readouts.setdefault(spec.parent_run_id, []).append(spec)
-        self.sweep = planned[0].sweep if planned else ""
-        self.pending: set[str] = set()
-        self.points: dict[str, set[int]] = {}
-        for trunk in self.readouts:
-            self._clear_if_done(trunk)  # left by a driver that stopped before it could clear them
-
-    def refresh(self, pending: set[str]) -> None:
-        """Note the runs still to finish (queued or in flight) and forget the listings of the last second."""
-        self.pending, self.points = pending, {}
-
-    def ready(self, spec: RunSpec) -> bool:
-        trunk = spec.parent_run_id
-        if trunk is None or trunk not in self.pending:
-            return True
-        if trunk not in self.points:
-            self.points[trunk] = set(self.checkpoints.branch_steps(self.sweep, trunk))
-        return spec.branch_step in self.points[trunk]
-
-    def run_finished(self, spec: RunSpec, status: str) -> None:
-        if status in FINISHED_STATUSES:
-            self.finished.add(spec.run_id)
-        self._clear_if_done(spec.parent_run_id or spec.run_id)
-
-    def _clear_if_done(self, trunk: str) -> None:
-        readouts = self.readouts.get(trunk)
-        if readouts and trunk in self.finished and all(r.run_id in self.finished for r in readouts):
-            self.checkpoints.clear_branch_points(self.sweep, trunk)
+def earlier_speed(store: ResultsStore, sweep: str, todo: list[RunSpec], durations: Mapping[str, float]) -> tuple[float, float]:
+    """(measured, planned) seconds of the plan's runs completed before this invocation (their ledger's
+    ``wall_seconds`` against their planned duration): a driver restarted in the middle of a long sweep starts its
+    time left from the speed measured so far, not from the assumed one."""
+    waiting = {s.run_id for s in todo}
+    ledger = store.read_runs(sweep)
+    done = ledger[(ledger["status"] == "completed") & ~ledger["run_id"].isin(waiting) & ledger["run_id"].isin(set(durations))]
+    done = done[done["wall_seconds"].fillna(0) > 0]
+    if done.empty:
+        return 0.0, 0.0
+    return float(done["wall_seconds"].sum()), float(sum(durations[r] for r in done["run_id"]))
 
 
-def finished_within_a_second(in_flight: dict[ray.ObjectRef, RunSpec]) -> list[ray.ObjectRef]:
-    """At most one finished run; with none in flight (every waiting run waits for a node) just a second's pause."""
-    if not in_flight:
-        time.sleep(1.0)
-        return []
-    return ray.wait(list(in_flight), num_returns=1, timeout=1.0)[0]
+def finished_within_a_second(in_flight: Mapping[Hashable, object], backend: RunBackend) -> list[Hashable]:
+    """At most one finished run; with none in flight (every waiting run waits for a node) a pause."""
+    return backend.wait(list(in_flight), backend.poll_seconds)
 
 
-def _record_unplaced(spec: RunSpec, store: ResultsStore, outcome: SweepOutcome, progress: Progress, error: str) -> None:
-    """A run that waited out ``resources.placement_timeout_seconds`` for a node: recorded failed, never started."""
-    now, failed = datetime.now(timezone.utc), failed_outcome(store, spec, error)
+def _record_failed(spec: RunSpec, store: ResultsStore, outcome: SweepOutcome, progress: Progress, error: str,
+                   clock: Clock) -> None:  # fmt: skip
+    """A run that will not start in this invocation (it waited out ``resources.placement_timeout_seconds`` for a
+    node, or its trunk ended before its branch point): recorded failed, never started."""
+    now, failed = clock.now(), failed_outcome(store, spec, error)
     store.write_run(spec.sweep, ledger_row(spec, failed, now, now, node=None))
     outcome.statuses["failed"] = outcome.statuses.get("failed", 0) + 1
     progress.run_finished(spec, summarize(spec, failed))
 
 
-def collect_result(ref: ray.ObjectRef, spec: RunSpec, store: ResultsStore) -> dict:
+def collect_result(handle: Hashable, spec: RunSpec, store: ResultsStore, backend: RunBackend,
+                   clock: Clock = SYSTEM_CLOCK) -> dict:  # fmt: skip
     """The run's summary; a run whose worker or node died past its retries is recorded as failed here."""
     try:
-        return ray.get(ref)
-    except (ray.exceptions.RayError, OSError) as error:
-        now, failed = datetime.now(timezone.utc), failed_outcome(store, spec, f"{type(error).__name__}: {error}")
+        return backend.result(handle)
+    except RunLost as error:
+        now, failed = clock.now(), failed_outcome(store, spec, str(error))
         # Written by the driver, which does not know where the worker ran: the node stays null.
         store.write_run(spec.sweep, ledger_row(spec, failed, now, now, node=None))
         return summarize(spec, failed)

@@ -280,3 +280,31 @@ def unplaced_error(spec: RunSpec, timeout_seconds: float, nodes: Sequence[Resour
         f"Unplaceable: no node could hold {RunDemand.of(spec)} within resources.placement_timeout_seconds = "
         f"{timeout_seconds:g} s (largest node: {format_resources(largest(nodes))})"
     )
+
+
+class TrunkWaits:
+    """Readouts waiting on their trunks' branch points (``sweep.execute.branches``): no timeout, since the trunk
+    may train for hours. A log line when readouts start waiting and every ``report_every_seconds`` while any do,
+    saying what each trunk's first waiting readout waits on."""
+
+    def __init__(self, report_every_seconds: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.report_every, self.clock = report_every_seconds, clock
+        self.reasons: dict[str, str] = {}
+        self._reported = -math.inf
+
+    def update(self, waiting: Sequence[RunSpec], describe: Callable[[RunSpec], str]) -> dict[str, str]:
+        """Note the readouts waiting now; returns what each waits on (``describe``, re-read when a line is due)."""
+        now = self.clock()
+        new = [s for s in waiting if s.run_id not in self.reasons]
+        self.reasons = {s.run_id: self.reasons[s.run_id] for s in waiting if s.run_id in self.reasons}
+        if new or (waiting and now - self._reported >= self.report_every):
+            self._reported = now
+            self.reasons = {s.run_id: describe(s) for s in waiting}
+            by_trunk: dict[str | None, RunSpec] = {}
+            for spec in waiting:
+                by_trunk.setdefault(spec.parent_run_id, spec)
+            firsts = list(by_trunk.values())
+            shown = "; ".join(self.reasons[s.run_id] for s in firsts[:3]) + (f"; {len(firsts) - 3} more trunks" if len(firsts) > 3 else "")
+            log(f"{len(waiting)} readout{'s' if len(waiting) > 1 else ''} wait for their trunks' branch points "
+                f"(no timeout while the trunk is queued or training): {shown}")  # fmt: skip
+        return dict(self.reasons)

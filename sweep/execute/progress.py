@@ -18,16 +18,20 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
+from sweep.execute.backend import SYSTEM_CLOCK, Clock
 from sweep.results.storage import FINISHED_STATUSES, ResultsStore
 
 if TYPE_CHECKING:  # the plan imports torch: not needed at run time here, nor by ``sweep --help``
     from sweep.planning.plan import RunSpec
 
+STATUS_EVERY_SECONDS = 60.0
+"""The status file is rewritten at least this often while the driver runs (at most once a second)."""
+LINE_EVERY_SECONDS = 600.0
+"""Off a terminal, the progress line is printed this often between runs' start and finish lines."""
 DRIVER_FIELDS = ("pid", "host", "started_at")
 """What the status file records of the driver: enough for ``sweep status`` to match it with the lock's holder."""
 
@@ -54,10 +58,12 @@ class Progress:
 
     def __init__(self, store: ResultsStore, sweep: str, planned: list[RunSpec], todo: list[RunSpec],
                  durations: dict[str, float], driver: dict, stream: TextIO | None = None,
-                 spent: Mapping[str, float] | None = None) -> None:  # fmt: skip
+                 spent: Mapping[str, float] | None = None, clock: Clock = SYSTEM_CLOCK,
+                 earlier: tuple[float, float] = (0.0, 0.0)) -> None:  # fmt: skip
         """``spent``: FLOPs the planned runs not in ``todo`` (finished earlier) actually trained, by run id, from
-        their ledger rows; a run it lacks counts its planned FLOPs."""
-        self.store, self.sweep = store, sweep
+        their ledger rows; a run it lacks counts its planned FLOPs. ``earlier``: (measured, planned) seconds of
+        the runs completed before this invocation, the start of ``speed_vs_plan``."""
+        self.store, self.sweep, self.clock = store, sweep, clock
         self.driver = {key: driver[key] for key in DRIVER_FIELDS if key in driver}
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
@@ -67,14 +73,16 @@ class Progress:
         spent = spent or {}
         self.flops_done = sum(spent.get(run_id, flops) for run_id, flops in self.planned.items() if run_id not in self.todo)
         self.in_flight: dict[str, float] = {}
-        self.measured_seconds, self.planned_seconds = 0.0, 0.0  # of the runs completed by this invocation
+        self.measured_seconds, self.planned_seconds = earlier  # of the runs completed so far
         self.done = 0
-        self.started = time.monotonic()
-        self._status_written, self._status_stale = 0.0, False
+        self.waiting: dict[str, str] = {}
+        """Readouts waiting on their trunks, and on what (``sweep.execute.placement.TrunkWaits``)."""
+        self.started = clock.monotonic()
+        self._status_written, self._status_stale, self._line_at = -math.inf, False, self.started
         self._write_status(force=True)
 
     def run_started(self, spec: RunSpec) -> None:
-        self.in_flight[spec.run_id] = time.monotonic()
+        self.in_flight[spec.run_id] = self.clock.monotonic()
         if not self.live:
             log(f"start {describe(spec)} ({spec.workers} worker{'s' if spec.workers > 1 else ''})", self.stream)
         self._write_status()
@@ -107,32 +115,42 @@ class Progress:
     def speed_vs_plan(self) -> float | None:
         """Measured over planned run time of the runs this invocation completed (None before the first): the
         planned durations (``sweep.planning.plan.estimated_seconds``, from assumed FLOP/s) scaled by it are the
-        estimate of what is left, so the ETA learns the machine's real speed as runs finish."""
+        estimate of what is left, so the ETA learns the machine's real speed as runs finish (and a restarted
+        driver starts from the speed its predecessors measured, ``earlier``)."""
         return self.measured_seconds / self.planned_seconds if self.planned_seconds > 0 else None
 
     def seconds_left(self) -> float:
         """Durations of the runs still waiting, plus what remains of those in flight, over the runs in flight; each
         planned duration scaled by ``speed_vs_plan`` once a run has completed."""
-        now, speed = time.monotonic(), self.speed_vs_plan or 1.0
+        now, speed = self.clock.monotonic(), self.speed_vs_plan or 1.0
         waiting = sum(self.durations[r] * speed for r in self.todo if r not in self.in_flight)
         running = sum(max(0.0, self.durations[r] * speed - (now - t)) for r, t in self.in_flight.items())
         return (waiting + running) / max(1, len(self.in_flight))
 
     def refresh(self) -> None:
-        """Write a pending status update; redraw the live line (terminal only)."""
-        if self._status_stale:
+        """Write a pending status update (and at least every ``STATUS_EVERY_SECONDS``, so ``sweep status`` shows
+        a current time left while runs train for hours); redraw the live line (terminal), or print it as a plain
+        line every ``LINE_EVERY_SECONDS`` (cron, logs: a sweep of hours-long runs is not silent between them)."""
+        now = self.clock.monotonic()
+        if self._status_stale or now - self._status_written >= STATUS_EVERY_SECONDS:
             self._write_status()
-        if not self.live:
-            return
+        if self.live:
+            self.stream.write("\r\033[K" + self.line())
+            self.stream.flush()
+        elif now - self._line_at >= LINE_EVERY_SECONDS:
+            self._line_at = now
+            log(self.line(), self.stream)
+
+    def line(self) -> str:
+        """Runs done and running, FLOPs done of planned, elapsed and time left, in one line."""
         total = sum(self.planned.values())
-        line = (
-            f"runs {len(self.planned) - len(self.todo)}/{len(self.planned)} done, {len(self.in_flight)} running | "
-            f"FLOPs {self.flops_done:.3g}/{total:.3g} ({self.flops_done / total:.0%}) | "
-            f"elapsed {_clock(time.monotonic() - self.started)}, left ~{_clock(self.seconds_left())}"
+        waiting = f", {len(self.waiting)} waiting on trunks" if self.waiting else ""
+        return (
+            f"runs {len(self.planned) - len(self.todo)}/{len(self.planned)} done, {len(self.in_flight)} running{waiting} | "
+            f"FLOPs {self.flops_done:.3g}/{total:.3g} ({self.flops_done / total if total else 0:.0%}) | "
+            f"elapsed {_clock(self.clock.monotonic() - self.started)}, left ~{_clock(self.seconds_left())}"
             + (f" (runs take {self.speed_vs_plan:.2g}x their planned time)" if self.speed_vs_plan else "")
         )
-        self.stream.write("\r\033[K" + line)
-        self.stream.flush()
 
     def _clear_line(self) -> None:
         if self.live:
@@ -146,7 +164,7 @@ class Progress:
     def _write_status(self, force: bool = False) -> None:
         """Rewrite the status file, at most once a second (a sweep of many short runs would otherwise spend its
         time here); ``refresh`` catches up on what was skipped."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if not force and now - self._status_written < 1.0:
             self._status_stale = True
             return
@@ -155,10 +173,11 @@ class Progress:
             "sweep": self.sweep,
             "planned": [{"run_id": r, "flops": f} for r, f in self.planned.items()],
             "in_flight": sorted(self.in_flight),
+            "waiting": dict(sorted(self.waiting.items())),
             "seconds_left": round(self.seconds_left(), 1) if self.todo else 0.0,
             "speed_vs_plan": self.speed_vs_plan,
             "driver": self.driver,
-            "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "updated_at": self.clock.now().isoformat(timespec="seconds"),
         }
         self.store.write_atomic(status_path(self.store, self.sweep), json.dumps(status).encode())
 
@@ -180,6 +199,7 @@ def read_status(store: ResultsStore, sweep: str) -> dict | None:
         status = json.loads(data)
         planned = [{"run_id": str(p["run_id"]), "flops": float(p["flops"])} for p in status["planned"]]
         in_flight = [str(r) for r in status["in_flight"]]
+        waiting = {str(run_id): str(why) for run_id, why in (status.get("waiting") or {}).items()}  # absent from older files
         driver = status.get("driver") or {}
         if not all(math.isfinite(p["flops"]) and p["flops"] >= 0 for p in planned) or not isinstance(driver, dict):
             raise ValueError("planned FLOPs must be finite")
@@ -191,4 +211,4 @@ def read_status(store: ResultsStore, sweep: str) -> dict | None:
         reason = "not JSON" if isinstance(error, json.JSONDecodeError) else f"not a status file ({type(error).__name__}: {error})"
         store.warn(f"ignored damaged status file {store.shown_path(path)}: {reason}")
         return None
-    return {**status, "planned": planned, "in_flight": in_flight, "driver": driver}
+    return {**status, "planned": planned, "in_flight": in_flight, "waiting": waiting, "driver": driver}

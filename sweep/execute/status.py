@@ -111,6 +111,7 @@ def sweep_entry(store: ResultsStore, name: str, runs: pd.DataFrame, metrics: pd.
         "planned_runs": len(planned),
         "pending_runs": len(pending),
         "in_flight": in_flight,
+        "waiting": (status.get("waiting") or {}) if live else {},
         "live": latest_rows(store, name, in_flight, planned),
         "seconds_left": status.get("seconds_left") if live else None,
         "speed_vs_plan": status.get("speed_vs_plan") if live else None,

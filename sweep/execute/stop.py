@@ -29,16 +29,18 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pandas as pd
 
+from sweep.execute.backend import SYSTEM_CLOCK, Clock
 from sweep.execute.progress import log
 from sweep.results.storage import ResultsStore
 from sweep.training.claim import ClaimTimeout, RunClaims, claims_for
 
 if TYPE_CHECKING:  # the plan imports torch: not needed at run time here, nor by ``sweep --help``
+    from sweep.execute.backend import RunBackend
     from sweep.planning.plan import RunSpec
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -82,16 +84,34 @@ def _raise(signum: int, frame: Any) -> None:
 
 @dataclass
 class StartedRuns:
-    """Wraps the function that starts a run on Ray, remembering each run, its task and when it was started."""
+    """Wraps the backend that starts runs (``sweep.execute.backend``), remembering each run, its handle and when it
+    was started; otherwise the backend itself to the loop (``start``, ``wait``, ``result``, ``cluster``)."""
 
-    start_run: Callable[[RunSpec, str, int], Any]
+    backend: RunBackend
+    clock: Clock
     started: dict[str, tuple[RunSpec, Any, datetime]] = field(default_factory=dict)
 
-    def __call__(self, spec: RunSpec, results_root: str, max_retries: int) -> Any:
-        started_at = datetime.now(timezone.utc)
-        ref = self.start_run(spec, results_root, max_retries)
-        self.started[spec.run_id] = (spec, ref, started_at)
-        return ref
+    @property
+    def cluster(self) -> Any:
+        return self.backend.cluster
+
+    @property
+    def poll_seconds(self) -> float:
+        return self.backend.poll_seconds
+
+    def start(self, spec: RunSpec, results_root: str, max_retries: int) -> Any:
+        started_at = self.clock.now()
+        handle = self.backend.start(spec, results_root, max_retries)
+        self.started[spec.run_id] = (spec, handle, started_at)
+        return handle
+
+    __call__ = start
+
+    def wait(self, handles: Any, timeout_seconds: float) -> list:
+        return self.backend.wait(handles, timeout_seconds)
+
+    def result(self, handle: Any) -> dict:
+        return self.backend.result(handle)
 
     def not_ended(self, store: ResultsStore, sweep: str) -> list[tuple[RunSpec, datetime]]:
         """Runs started here whose ledger row was not written since (by their worker, or by the driver as failed)."""
@@ -99,18 +119,10 @@ class StartedRuns:
         return [(spec, at) for spec, _, at in self.started.values() if not _ended_since(ledger, spec.run_id, at)]
 
     def cancel(self) -> None:
-        """Force-cancel the tasks still running (kills their workers) and give them a moment to end."""
-        import ray
-
-        refs = [ref for _, ref, _ in self.started.values()]
-        if not refs:
-            return
+        """Force-cancel the runs still running (kills their workers) and give them a moment to end."""
+        handles = [handle for _, handle, _ in self.started.values()]
         try:
-            _, pending = ray.wait(refs, num_returns=len(refs), timeout=0)
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            if pending:
-                ray.wait(pending, num_returns=len(pending), timeout=CANCEL_WAIT_SECONDS)
+            self.backend.cancel(handles, CANCEL_WAIT_SECONDS)
         except Exception as error:  # Ray itself going down (its raylet got the same Ctrl-C): nothing left to cancel
             log(f"cancelling runs: {type(error).__name__}: {error}")
 
@@ -120,7 +132,8 @@ def _ended_since(ledger: pd.DataFrame, run_id: str, started_at: datetime) -> boo
     return bool((rows["finished_at"] >= pd.Timestamp(started_at)).any())
 
 
-def record_interrupted(store: ResultsStore, claims: RunClaims, spec: RunSpec, started_at: datetime, signum: int) -> bool:
+def record_interrupted(store: ResultsStore, claims: RunClaims, spec: RunSpec, started_at: datetime, signum: int,
+                       clock: Clock = SYSTEM_CLOCK) -> bool:  # fmt: skip
     """Write the run's ``interrupted`` row once its trainer let go of its claim, unless it ended by itself meanwhile."""
     from sweep.training.worker import failed_outcome, ledger_row  # torch: imported only when a stop happens
 
@@ -129,7 +142,7 @@ def record_interrupted(store: ResultsStore, claims: RunClaims, spec: RunSpec, st
             if _ended_since(store.read_runs(spec.sweep), spec.run_id, started_at):
                 return False
             outcome = failed_outcome(store, spec, f"stopped by {signal.Signals(signum).name}", status="interrupted")
-            now = datetime.now(timezone.utc)
+            now = clock.now()
             store.write_run(spec.sweep, ledger_row(spec, outcome, started_at, now, node=None))
             return True
     except ClaimTimeout as error:
@@ -138,15 +151,13 @@ def record_interrupted(store: ResultsStore, claims: RunClaims, spec: RunSpec, st
 
 
 @contextmanager
-def stopping_on_signals(
-    sweep: str, store: ResultsStore, start_run: Callable[[RunSpec, str, int], Any], disconnect: bool
-) -> Iterator[StartedRuns]:
-    """Run the block (the scheduling loop, starting runs through the ``StartedRuns`` yielded) so that SIGINT and
-    SIGTERM stop it cleanly (module docstring); ``disconnect``: this driver called ``ray.init`` and shuts Ray down.
-    Outside the main thread (a driver in a thread, as some tests run it) signals cannot be handled: no-op."""
-    import ray
-
-    runs = StartedRuns(start_run)
+def stopping_on_signals(sweep: str, store: ResultsStore, backend: RunBackend, disconnect: bool,
+                        clock: Clock = SYSTEM_CLOCK) -> Iterator[StartedRuns]:  # fmt: skip
+    """Run the block (the scheduling loop, running runs through the ``StartedRuns`` yielded, which wraps
+    ``backend``) so that SIGINT and SIGTERM stop it cleanly (module docstring); ``disconnect``: this driver
+    connected the backend (called ``ray.init``) and shuts it down. Outside the main thread (a driver in a thread,
+    as some tests run it) signals cannot be handled: no-op."""
+    runs = StartedRuns(backend, clock)
     if threading.current_thread() is not threading.main_thread():  # Python delivers signals to the main thread only
         yield runs
         return
@@ -160,9 +171,9 @@ def stopping_on_signals(
         signum = _received[0]
         runs.cancel()
         if disconnect:
-            ray.shutdown()
+            backend.shutdown()
         claims = claims_for(store, log)
-        interrupted = [spec for spec, at in runs.not_ended(store, sweep) if record_interrupted(store, claims, spec, at, signum)]
+        interrupted = [spec for spec, at in runs.not_ended(store, sweep) if record_interrupted(store, claims, spec, at, signum, clock)]
         raise SweepStopped(sweep, signum, len(interrupted)) from None
     finally:
         for each, handler in previous.items():

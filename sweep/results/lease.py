@@ -81,7 +81,10 @@ class ObjectLease:
     """A TTL lease on ``key`` under ``store``'s root (an ``s3://`` root), renewed by a thread while held."""
 
     def __init__(self, store: ResultsStore, key: str, ttl_seconds: float, holder: dict | None = None,
-                 on_lost: Callable[[str], None] | None = None, warn: Callable[[str], None] | None = None) -> None:  # fmt: skip
+                 on_lost: Callable[[str], None] | None = None, warn: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic, pause: Callable[[float], bool] | None = None) -> None:  # fmt: skip
+        """``clock`` and ``pause`` (wait up to that many seconds; True: stop renewing) time the renewals; tests
+        pass simulated ones, so hours of renewals take no time."""
         if store.fs.type_name != "s3":
             raise LeaseUnsupported(f"{store.fs.type_name} stores have no conditional writes here")
         import boto3
@@ -102,6 +105,7 @@ class ObjectLease:
         self.lease_id = uuid.uuid4().hex  # tells this holder's object from any other's, same process included
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.clock, self.pause = clock, pause or self._stop.wait
 
     def _body(self) -> bytes:
         now = datetime.now(timezone.utc)
@@ -188,15 +192,16 @@ class ObjectLease:
         self._thread.start()
 
     def _renew_loop(self) -> None:
-        last_renewed = time.monotonic()
-        while not self._stop.wait(self.ttl / 3):
+        """Renew every TTL/3 until stopped; a renewal refused (taken over) or failing for a whole TTL loses it."""
+        last_renewed = self.clock()
+        while not self.pause(self.ttl / 3):
             try:
                 self.etag = self._put(IfMatch=self.etag or "")
-                last_renewed = time.monotonic()
+                last_renewed = self.clock()
             except Exception as error:
                 if _conflict(error) and self._still_ours():
                     continue  # a renewal that failed in transit had landed: carry on from the ETag read back
-                if _conflict(error) or time.monotonic() - last_renewed > self.ttl:
+                if _conflict(error) or self.clock() - last_renewed > self.ttl:
                     self.etag = None
                     cause = "taken over by another holder" if _conflict(error) else f"not renewed for {self.ttl:.0f} s: {type(error).__name__}"
                     self.on_lost(f"lease {self.where} lost ({cause}); another driver may now start")

@@ -112,6 +112,24 @@ def accelerator(device_name: str) -> Accelerator | None:
     return next((row for row in ACCELERATORS if re.search(row.pattern, name)), None)
 
 
+def part_name(row: Accelerator) -> str:
+    """A row's datasheet name without its note: ``GB200 (NVL72)`` is ``GB200``."""
+    return row.part.split(" (")[0]
+
+
+def known_parts() -> list[str]:
+    """Every part of the table by its datasheet name, in table order."""
+    return [part_name(row) for row in ACCELERATORS]
+
+
+def named_accelerator(name: str) -> Accelerator | None:
+    """The row a user names (``resources.gpu_name``): a datasheet name, case and spacing aside (``H100 SXM5``,
+    ``a100 sxm4``), else a device name as ``torch.cuda.get_device_name`` gives it (``accelerator``); None if neither."""
+    wanted = " ".join(name.split()).casefold()
+    by_part = next((row for row in ACCELERATORS if wanted in (row.part.casefold(), part_name(row).casefold())), None)
+    return by_part or accelerator(name)
+
+
 def is_cuda_name(device_name: str | None) -> bool:
     """Whether a recorded device string names a GPU (``sweep.training.train`` records CPUs as ``cpu``)."""
     return bool(device_name) and not parse_device(device_name)[1].startswith("cpu")

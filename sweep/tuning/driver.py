@@ -40,8 +40,9 @@ import ray
 from sweep.config import ConfigError, SweepConfig
 from sweep.execute.cluster import ClusterConfig, connect
 from sweep.execute.lock import results_lock
-from sweep.execute.orchestrate import Capacity, collect_result, demand, finished_within_a_second, submit
-from sweep.execute.placement import CapacityRequest, ClusterAccess, RunDemand, holds, refuse_unplaceable
+from sweep.execute.backend import RayBackend, RunBackend, submit
+from sweep.execute.orchestrate import Capacity, collect_result, demand, finished_within_a_second
+from sweep.execute.placement import CapacityRequest, RunDemand, holds, refuse_unplaceable
 from sweep.execute.progress import log
 from sweep.execute.schedule import Resources
 from sweep.execute.stop import stopping_on_signals
@@ -98,9 +99,10 @@ class TuneLoop:
     """One driver's ask-and-tell loop over every size's study (module docstring)."""
 
     def __init__(self, config: SweepConfig, store: ResultsStore, sizes: list[_Size], vocab_size: int, fingerprint: str,
-                 start, cluster: ClusterAccess = ClusterAccess()) -> None:  # fmt: skip
+                 backend: RunBackend | None) -> None:  # fmt: skip
+        """``backend``: where trials train (``sweep.execute.backend``; set before ``run`` when not known yet)."""
         self.config, self.store, self.sizes, self.vocab, self.fingerprint = config, store, sizes, vocab_size, fingerprint
-        self.start, self.cluster = start, cluster
+        self.backend = backend
         self.in_flight: dict[ray.ObjectRef, _Trial] = {}
         self.waiting: list[_Trial] = []
         """Trials of an earlier driver to train again (resumed from their checkpoints), started first."""
@@ -160,11 +162,12 @@ class TuneLoop:
         return self.outcome
 
     def _loop(self) -> None:
-        capacity = Capacity(self.cluster.nodes)
+        cluster = self.backend.cluster
+        capacity = Capacity(cluster.nodes)
         probes = [size.probe for size in self.sizes]
         if not all(holds(capacity.nodes(), RunDemand.of(spec)) for spec in probes):
-            refuse_unplaceable(probes, capacity.nodes(), self.cluster.autoscaler_or_unknown())
-        wanted = CapacityRequest(self.cluster.request)
+            refuse_unplaceable(probes, capacity.nodes(), cluster.autoscaler_or_unknown())
+        wanted = CapacityRequest(cluster.request)
         turn = 0
         try:
             while self.has_work():
@@ -172,9 +175,9 @@ class TuneLoop:
                 turn = self._start_what_fits(free, turn)
                 wanted.update([t.spec for t in self.in_flight.values()] + [s.probe for s in self.sizes if self.wants_more(s)])
                 self._report_live()
-                for ref in finished_within_a_second(self.in_flight):
+                for ref in finished_within_a_second(self.in_flight, self.backend):
                     trial = self.in_flight.pop(ref)
-                    self._tell(trial, collect_result(ref, trial.spec, self.store))
+                    self._tell(trial, collect_result(ref, trial.spec, self.store, self.backend))
         finally:
             wanted.clear()
 
@@ -208,7 +211,7 @@ class TuneLoop:
         return _Trial(size, trial, spec)
 
     def _submit(self, trial: _Trial) -> None:
-        self.in_flight[self.start(trial.spec, self.store.root, self.config.resources.max_retries)] = trial
+        self.in_flight[self.backend.start(trial.spec, self.store.root, self.config.resources.max_retries)] = trial
         self.outcome.trained += 1
         params = ", ".join(f"{k} {v:.3g}" for k, v in trial.trial.params.items())
         log(f"trial {trial.trial.number} of N={trial.size.n_params:,} started: {params} (run {trial.spec.run_id})")
@@ -307,16 +310,16 @@ def run_tune(config: SweepConfig, results_root: str, cluster: ClusterConfig | No
         studies = open_studies(config, open_storage(config, store), [size.n_params for size in sizes])
         for size, study in zip(sizes, studies):
             size.study = study
-        loop = TuneLoop(config, store, sizes, corpus.vocab_size, corpus.fingerprint, start=submit)
+        loop = TuneLoop(config, store, sizes, corpus.vocab_size, corpus.fingerprint, backend=None)
         loop.resume()
         log(f"tuning {config.study}: {len(sizes)} size(s) x {config.tune.n_trials} trials, {config.tune.sampler} sampler, "
             f"{config.tune.pruner} pruner; trials in {store.shown}")  # fmt: skip
         if loop.has_work():
             connected_here = not ray.is_initialized()
             connect(cluster or ClusterConfig())
-            start_run = functools.partial(submit, tracking=for_workers(config.tracking))
-            with stopping_on_signals(config.study, store, start_run, disconnect=connected_here) as start:
-                loop.start = start
+            backend = RayBackend(functools.partial(submit, tracking=for_workers(config.tracking)))
+            with stopping_on_signals(config.study, store, backend, disconnect=connected_here) as runs:
+                loop.backend = runs
                 outcome = loop.run()
         else:
             outcome = loop.run()

@@ -6,6 +6,7 @@ import pytest
 
 from sweep.cli import main
 from sweep.config import parse_config
+from sweep.execute.backend import RayBackend
 from sweep.execute.orchestrate import SweepOutcome, prepare_plan, run_planned
 from sweep.execute.placement import (
     AutoscalerView, CapacityRequest, ClusterAccess, Placement, PlacementWaits, RunDemand, Unplaceable, placement,
@@ -89,7 +90,7 @@ def test_a_run_waiting_for_nodes_times_out_failed_and_the_sweep_goes_on(tmp_path
 
     first = plan.runs[0]
     CheckpointStore(store).save(first.sweep, first.run_id, 3, {"step": 3})  # from an earlier invocation
-    run_planned(config, store, plan, plan.runs, {"pid": 0}, outcome, start, cluster)
+    run_planned(config, store, plan, plan.runs, {"pid": 0}, outcome, RayBackend(start, cluster))
     assert outcome.statuses == {"failed": 2}
     runs = store.read_runs("tiny")
     assert set(runs["status"]) == {"failed"} and runs["error"].str.contains("placement_timeout_seconds = 2 s").all()
@@ -166,7 +167,7 @@ def test_a_run_passed_twice_is_never_in_flight_twice(ray_session, tmp_path):
 
     cluster = ClusterAccess(nodes=lambda: [Resources(2, 0)], autoscaler=lambda: FIXED, request=lambda bundles: None)
     store, outcome = ResultsStore(str(tmp_path / "results")), SweepOutcome(len(plan.runs), 0)
-    run_planned(config, store, plan, [*plan.runs, *plan.runs], {"pid": 0}, outcome, start, cluster)
+    run_planned(config, store, plan, [*plan.runs, *plan.runs], {"pid": 0}, outcome, RayBackend(start, cluster))
     assert sorted(started) == sorted(s.run_id for s in plan.runs) and outcome.statuses == {"completed": len(plan.runs)}
 
 
@@ -195,7 +196,7 @@ def test_a_run_whose_worker_dies_is_recorded_failed_with_what_its_checkpoints_ho
     monkeypatch.setattr("sweep.execute.orchestrate.Progress", Recorded)
     cluster = ClusterAccess(nodes=lambda: [Resources(2, 0)], autoscaler=lambda: FIXED, request=lambda bundles: None)
     start = lambda spec, root, retries: ray.remote(_dies).options(max_retries=0).remote()  # noqa: E731
-    run_planned(config, store, plan, [dead], {"pid": 0}, outcome, start, cluster, spent={finished.run_id: 7.0})
+    run_planned(config, store, plan, [dead], {"pid": 0}, outcome, RayBackend(start, cluster), spent={finished.run_id: 7.0})
     row = store.read_run(dead.sweep, dead.run_id)
     spent = 4 * dead.batch_tokens * dead.flops_per_token
     assert outcome.statuses == {"failed": 1} and row["status"] == "failed" and "worker lost" in row["error"]

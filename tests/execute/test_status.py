@@ -100,3 +100,20 @@ def test_finished_runs_lacking_metrics_are_listed(tmp_path, capsys):
     assert entry["lacking_metrics"] == {"none": "no readable metrics file", "short": "metrics end at step 5 of 10"}
     assert main(["status", "--results", str(tmp_path)]) == 0
     assert "finished run short lacks its metrics (metrics end at step 5 of 10)" in capsys.readouterr().out
+
+
+def test_status_says_what_each_waiting_readout_waits_on(tmp_path, capsys):
+    """While a driver runs, ``sweep status`` lists the readouts waiting on their trunks, and on what."""
+    from sweep.execute.lock import results_lock
+
+    store = ResultsStore(tmp_path)
+    with results_lock(store, sweep="wsd") as holder:
+        status = {"sweep": "wsd", "planned": [{"run_id": r, "flops": 1e9} for r in ("t1", "r1", "r2")], "in_flight": ["t1"],
+                  "waiting": {"r1": "readout @1626 of trunk f9dc7a23: trunk at step 900", "r2": "readout @3252 of trunk f9dc7a23: trunk at step 900"},
+                  "driver": {k: holder[k] for k in ("pid", "host", "started_at")}}  # fmt: skip
+        store.write_atomic(f"{store.base}/progress/sweep=wsd.json", json.dumps(status).encode())
+        assert main(["status", "--results", str(tmp_path)]) == 0
+        assert sweep_status(store, "wsd")["sweeps"][0]["waiting"] == status["waiting"]
+    out = capsys.readouterr().out
+    assert "  waiting: r1 (readout @1626 of trunk f9dc7a23: trunk at step 900)" in out and "  waiting: r2 (" in out
+    assert sweep_status(store, "wsd")["sweeps"][0]["waiting"] == {}  # no driver: nothing waits

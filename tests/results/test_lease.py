@@ -93,3 +93,39 @@ def test_a_store_that_ignores_conditional_writes_is_named_in_a_warning(store):
     lease.acquire()
     lease.release()
     assert len(warnings) == 1 and "ignores conditional writes" in warnings[0] and "test:test" not in warnings[0]
+
+
+def test_renewals_over_hours_of_a_simulated_clock(store):
+    """The renewal timer on a simulated clock: a PUT every TTL/3 for 6 hours; a store unreachable for less than a
+    TTL loses nothing, one unreachable past a TTL loses the lease at the first renewal after it, once."""
+    from botocore.exceptions import EndpointConnectionError
+
+    now, lost, puts = [0.0], [], []
+    outage = [(2 * 3600, 2 * 3600 + 50), (5 * 3600, 5 * 3600 + 90)]  # 50 s, then 90 s without the store
+
+    def pause(seconds):
+        now[0] += seconds
+        return now[0] > 6 * 3600
+
+    lease = ObjectLease(store, "x.lease", ttl_seconds=60, on_lost=lost.append)
+    lease.acquire()
+    lease._stop.set()  # the real thread stops; the loop runs here, on the simulated clock
+    lease._thread.join()
+    lease.clock, lease.pause = (lambda: now[0]), pause
+    put_object = lease.client.put_object
+
+    def put(**kwargs):
+        if any(start <= now[0] < end for start, end in outage):
+            raise EndpointConnectionError(endpoint_url="http://unreachable")
+        puts.append(now[0])
+        return put_object(**kwargs)
+
+    lease.client.put_object = put
+    lease._renew_loop()
+    assert len(lost) == 1 and "not renewed for 60 s" in lost[0], (now, len(puts), puts[-3:])
+    assert now[0] == 5 * 3600 + 60  # lost at the first failed renewal more than a TTL after the last good one
+    gaps = [b - a for a, b in zip(puts, puts[1:])]
+    assert max(gaps) == 80  # the 50 s outage: three renewals failed, the fourth went through
+    assert sorted(gaps)[len(gaps) // 2] == pytest.approx(20)  # every TTL/3
+    assert len(puts) == pytest.approx(5 * 3600 / 20, abs=5)
+    lease.etag = None  # released as lost: nothing of ours to delete

@@ -39,7 +39,7 @@ def test_every_trial_left_running_is_told_requeued_or_replaced(tmp_path):
 
     for size, reopened in zip(sizes, open_studies(config, open_storage(config, store), [s.n_params for s in sizes])):
         size.study = reopened  # as a new driver opens them
-    loop = TuneLoop(config, store, sizes, 256, "f00d", start=None)
+    loop = TuneLoop(config, store, sizes, 256, "f00d", backend=None)
     loop.resume()
 
     states = {t.number: t.state for t in sizes[0].study.get_trials()}
