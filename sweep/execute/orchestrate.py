@@ -270,7 +270,7 @@ def run_planned(
                     break
                 in_flight[backend.start(spec, store.root, r.max_retries)] = spec
                 free = free - demand(spec)
-                progress.run_started(spec)
+                progress.run_started(spec, branches.checkpoints.newest_step(spec.sweep, spec.run_id))
             wanted.update([*in_flight.values(), *(s for s in queue if s.run_id not in blocked)][:limit])
             for handle in backend.wait(list(in_flight), backend.poll_seconds):
                 spec = in_flight.pop(handle)

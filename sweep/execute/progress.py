@@ -1,8 +1,9 @@
 """Sweep progress: what the driver tells people while it runs, and the status file ``sweep status`` reads.
 
 On a terminal, one live line (runs done of planned, runs in flight, FLOPs done of planned, time left: the
-planned durations still to go, scaled by the measured speed of the runs completed so far, ``speed_vs_plan``); elsewhere (cron, CI, logs), one plain line per run start and finish, with its
-FLOPs and loss. FLOPs done are what runs actually trained, as ``sweep status`` counts them: a diverged or failed
+planned durations still to go, scaled by the measured speed against the plan, ``speed_vs_plan``); elsewhere (cron,
+CI, logs), one plain line per run start and finish, with its FLOPs and loss, and the live line's text every
+``LINE_EVERY_SECONDS``. FLOPs done are what runs actually trained, as ``sweep status`` counts them: a diverged or failed
 run adds the ``flops_spent`` of its worker's summary (the steps up to its divergence, or to its newest
 checkpoint), and runs finished before this invocation count their ledger's ``flops_spent`` (``spent``), not their
 planned FLOPs. The finish line of a run that did not complete says what it spent.
@@ -15,6 +16,7 @@ record, and never the command line, which may carry credentials).
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import sys
@@ -68,6 +70,8 @@ class Progress:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self.planned = {s.run_id: s.training_flops for s in planned}
+        self.tokens = {s.run_id: s.training_steps * s.batch_tokens for s in planned}
+        """Tokens each run trains (a wsd readout: its decay only), for ``live_speed``."""
         self.todo = {s.run_id for s in todo}
         self.durations = durations
         spent = spent or {}
@@ -78,11 +82,20 @@ class Progress:
         self.waiting: dict[str, str] = {}
         """Readouts waiting on their trunks, and on what (``sweep.execute.placement.TrunkWaits``)."""
         self.started = clock.monotonic()
+        self.slots = 0
+        self.share_left: dict[str, float] = {}
+        """Of each run in flight, the share of its steps this invocation trains (less than 1: resumed)."""
+        """The most runs in flight at once so far."""
+        self._live_speed: float | None = None
         self._status_written, self._status_stale, self._line_at = -math.inf, False, self.started
         self._write_status(force=True)
 
-    def run_started(self, spec: RunSpec) -> None:
+    def run_started(self, spec: RunSpec, from_step: int = 0) -> None:
+        """``from_step``: the checkpoint the run resumes from (its time left counts only the steps after it)."""
         self.in_flight[spec.run_id] = self.clock.monotonic()
+        origin = spec.branch_step if spec.parent_run_id is not None else 0
+        self.share_left[spec.run_id] = 1.0 - max(0, from_step - origin) / max(1, spec.steps - origin)
+        self.slots = max(self.slots, len(self.in_flight))
         if not self.live:
             log(f"start {describe(spec)} ({spec.workers} worker{'s' if spec.workers > 1 else ''})", self.stream)
         self._write_status()
@@ -113,26 +126,52 @@ class Progress:
 
     @property
     def speed_vs_plan(self) -> float | None:
-        """Measured over planned run time of the runs this invocation completed (None before the first): the
-        planned durations (``sweep.planning.plan.estimated_seconds``, from assumed FLOP/s) scaled by it are the
-        estimate of what is left, so the ETA learns the machine's real speed as runs finish (and a restarted
-        driver starts from the speed its predecessors measured, ``earlier``)."""
-        return self.measured_seconds / self.planned_seconds if self.planned_seconds > 0 else None
+        """Measured over planned run time (None before anything was measured): the planned durations
+        (``sweep.planning.throughput``, from assumed FLOP/s) scaled by it are the estimate of what is left, so the
+        ETA learns the cluster's real speed. From the runs completed so far (this invocation's and, for a
+        restarted driver, its predecessors', ``earlier``); before the first completes (on GPUs, hours: the longest
+        runs start first), from the tokens/s the runs in flight measure (``live_speed``)."""
+        return self.measured_seconds / self.planned_seconds if self.planned_seconds > 0 else self._live_speed
+
+    def live_speed(self) -> float | None:
+        """What the runs in flight take against their plan, from the tokens/s of their latest live metrics row:
+        their training tokens over that rate, summed, over their planned durations summed (None: none measured)."""
+        if not self.in_flight:
+            return None
+        live = self.store.read_live_metrics(self.sweep)
+        projected = planned = 0.0
+        for run_id, rows in live[live["run_id"].isin(set(self.in_flight))].groupby("run_id"):
+            rates = rows["tokens_per_second"].dropna()
+            rate = float(rates.iloc[-1]) if len(rates) else 0.0
+            if rate > 0 and self.durations.get(run_id, 0.0) > 0 and self.tokens.get(run_id):
+                projected += self.tokens[run_id] / rate
+                planned += self.durations[run_id]
+        return projected / planned if planned > 0 else None
 
     def seconds_left(self) -> float:
-        """Durations of the runs still waiting, plus what remains of those in flight, over the runs in flight; each
-        planned duration scaled by ``speed_vs_plan`` once a run has completed."""
+        """When the last run should end: the runs in flight end as their scaled durations say (planned duration
+        times ``speed_vs_plan`` once measured, less the steps a resumed run had done), then the runs waiting start
+        longest first, each on the first slot free, as the driver starts them (LPT). The slots are the most runs
+        this driver has had in flight at once (the count of this moment dips between one run's end and the next
+        one's start)."""
         now, speed = self.clock.monotonic(), self.speed_vs_plan or 1.0
-        waiting = sum(self.durations[r] * speed for r in self.todo if r not in self.in_flight)
-        running = sum(max(0.0, self.durations[r] * speed - (now - t)) for r, t in self.in_flight.items())
-        return (waiting + running) / max(1, len(self.in_flight))
+        free = sorted(max(0.0, self.durations[r] * speed * self.share_left.get(r, 1.0) - (now - t)) for r, t in self.in_flight.items())
+        free += [0.0] * max(0, max(1, self.slots) - len(free))
+        heapq.heapify(free)
+        for duration in sorted((self.durations[r] * speed for r in self.todo if r not in self.in_flight), reverse=True):
+            heapq.heapreplace(free, free[0] + duration)
+        return max(free)
 
     def refresh(self) -> None:
         """Write a pending status update (and at least every ``STATUS_EVERY_SECONDS``, so ``sweep status`` shows
         a current time left while runs train for hours); redraw the live line (terminal), or print it as a plain
         line every ``LINE_EVERY_SECONDS`` (cron, logs: a sweep of hours-long runs is not silent between them)."""
         now = self.clock.monotonic()
-        if self._status_stale or now - self._status_written >= STATUS_EVERY_SECONDS:
+        if now - self._status_written >= STATUS_EVERY_SECONDS:
+            if self.planned_seconds <= 0:  # nothing completed yet: measure the runs in flight, once a minute
+                self._live_speed = self.live_speed()
+            self._write_status()
+        elif self._status_stale:
             self._write_status()
         if self.live:
             self.stream.write("\r\033[K" + self.line())

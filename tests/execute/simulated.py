@@ -18,7 +18,9 @@ from typing import Callable, Sequence
 from sweep.execute.backend import RunLost
 from sweep.execute.placement import AutoscalerView, ClusterAccess
 from sweep.execute.schedule import Resources
+from sweep.config import ResourcesConfig
 from sweep.planning.plan import RunSpec
+from sweep.planning.throughput import planned_durations
 from sweep.results.storage import ResultsStore
 from sweep.training.checkpoint import CheckpointStore
 from sweep.training.train import RunOutcome
@@ -55,6 +57,8 @@ class SimRun:
     from_step: int
     """The step it resumed from."""
     seconds_per_step: float
+    origin: int = 0
+    """Its first step: 0, or a readout's branch step."""
 
     def time_at(self, step: int) -> float:
         return self.started + (step - self.from_step) * self.seconds_per_step
@@ -93,13 +97,12 @@ class SimCluster:
     """Simulated times at which nodes join."""
     running: dict[int, SimRun] = field(default_factory=dict)
     ended: dict[int, dict | str] = field(default_factory=dict)
-    checkpoints: dict[str, int] = field(default_factory=dict)
-    """Each run's newest simulated checkpoint step (kept across drivers, as the results store keeps them)."""
     _ids: itertools.count = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
         self.store = ResultsStore(self.root)
-        self.branch_points = CheckpointStore(self.store)
+        self.checkpoints = CheckpointStore(self.store)
+        """Rolling checkpoints (written when a run stops: the newest it would have) and branch points, real files."""
         self.written: dict[str, set[int]] = {}
         scaler = AutoscalerView(self.node_type is not None, ((self.node_type, self.max_nodes),) if self.node_type else None, "simulated")
         self.cluster = ClusterAccess(nodes=self.nodes, autoscaler=lambda: scaler, request=self.request)
@@ -124,10 +127,11 @@ class SimCluster:
     def start(self, spec: RunSpec, results_root: str, max_retries: int) -> int:
         handle = next(self._ids)
         origin = spec.branch_step if spec.parent_run_id is not None else 0
-        from_step = max(self.checkpoints.get(spec.run_id, 0), origin)
-        run = SimRun(spec, handle, self.clock.t + self.startup_seconds, from_step, self.seconds_per_step(spec))
+        from_step = max(self.checkpoints.newest_step(spec.sweep, spec.run_id), origin)
+        run = SimRun(spec, handle, self.clock.t + self.startup_seconds, from_step, self.seconds_per_step(spec), origin)
         self.running[handle] = run
         self.started.append(spec.run_id)
+        self.store.write_live_metrics(spec.sweep, spec.run_id, [self._metrics_row(spec, from_step + 1, run)])  # its tokens/s
         return handle
 
     def _events(self) -> list[tuple[float, int, str, int]]:
@@ -175,7 +179,7 @@ class SimCluster:
 
     def _branch_point(self, run: SimRun, step: int) -> None:
         spec = run.spec
-        self.branch_points.save_branch_point(spec.sweep, spec.run_id, step, {"step": step})
+        self.checkpoints.save_branch_point(spec.sweep, spec.run_id, step, {"step": step})
         self.written.setdefault(spec.run_id, set()).add(step)
         self.store.write_live_metrics(spec.sweep, spec.run_id, [self._metrics_row(spec, step, run)])
 
@@ -183,20 +187,20 @@ class SimCluster:
         tokens = step * spec.batch_tokens
         loss = chinchilla_loss(spec.n_params_nonembedding, max(tokens, 1))
         return {"step": step, "tokens": tokens, "flops": float(tokens * spec.flops_per_token), "train_loss": loss,
-                "eval_loss": loss, "lr": spec.lr, "grad_norm": 1.0, "tokens_per_second": spec.batch_tokens / run.seconds_per_step,
+                "eval_loss": loss, "lr": spec.lr, "grad_norm": 1.0, "tokens_per_second": spec.batch_tokens / run.seconds_per_step if run.seconds_per_step > 0 else None,
                 "wall_seconds": self.clock.t - run.started}  # fmt: skip
 
     def _stop(self, run: SimRun, step: int) -> None:
         """The run stops at ``step``: its newest checkpoint stays, as training would leave it."""
         done = step - step % self.checkpoint_every_steps
-        if done > self.checkpoints.get(run.spec.run_id, 0):
-            self.checkpoints[run.spec.run_id] = done
+        if done > self.checkpoints.newest_step(run.spec.sweep, run.spec.run_id):
+            self.checkpoints.save(run.spec.sweep, run.spec.run_id, done, {"step": done})
         del self.running[run.handle]
 
     def _finish(self, run: SimRun) -> None:
         spec = run.spec
         loss = chinchilla_loss(spec.n_params_nonembedding, spec.tokens)
-        wall = self.clock.t - (run.started - self.startup_seconds)
+        wall = self.startup_seconds + (spec.steps - run.origin) * run.seconds_per_step  # all its steps, as a resumed run counts them
         outcome = RunOutcome(status="completed", final_train_loss=loss, final_eval_loss=loss, device="sim", wall_seconds=wall,
                              steps_done=spec.steps, resumed_from_step=run.from_step)  # fmt: skip
         started_at = self.clock.origin + timedelta(seconds=run.started - self.startup_seconds)
@@ -204,7 +208,7 @@ class SimCluster:
         self.store.write_run(spec.sweep, ledger_row(spec, outcome, started_at, self.clock.now(), node="sim"))
         self.store.clear_live_metrics(spec.sweep, spec.run_id)
         del self.running[run.handle]
-        self.checkpoints.pop(spec.run_id, None)
+        self.checkpoints.clear(spec.sweep, spec.run_id)
         self.ended[run.handle] = {"run_id": spec.run_id, "status": "completed", "final_eval_loss": loss,
                                   "wall_seconds": wall, "error": None, "flops_spent": spec.training_flops}  # fmt: skip
 
@@ -229,11 +233,18 @@ class SimCluster:
         return sum(run.spec.workers * run.spec.gpus for run in self.running.values())
 
 
-def hours_per_step(hours_for_largest: float, largest_flops: float) -> Callable[[RunSpec], float]:
-    """Seconds per step so that the plan's largest run (``largest_flops`` training FLOPs) takes ``hours_for_largest``
-    hours and others take time in proportion to their FLOPs per step."""
-    rate = largest_flops / (hours_for_largest * 3600)
-    return lambda spec: spec.batch_tokens * spec.flops_per_token / (rate * spec.workers)
+def paced_as_planned(resources: ResourcesConfig, runs: list[RunSpec], hours_for_longest: float) -> Callable[[RunSpec], float]:
+    """Seconds per step of each run: its planned duration (``sweep.planning.throughput.planned_durations``) scaled
+    so that the longest run takes ``hours_for_longest`` hours, as on a cluster some constant factor slower or faster
+    than the plan assumed (which the driver's time left must learn)."""
+    durations = planned_durations(resources, runs)
+    scale = hours_for_longest * 3600 / max(durations.values())
+
+    def seconds_per_step(spec: RunSpec) -> float:  # runs planned later (sizes: auto) are timed when they start
+        planned = durations.get(spec.run_id) or planned_durations(resources, [spec])[spec.run_id]
+        return scale * planned / max(1, spec.training_steps)
+
+    return seconds_per_step
 
 
 class DriverKilled(BaseException):

@@ -26,6 +26,7 @@ def test_status_shows_the_latest_row_of_each_run_in_flight_and_the_eta(tmp_path,
         class Spec:
             def __init__(self, run_id, flops):
                 self.run_id, self.flops, self.training_flops = run_id, flops, flops
+                self.training_steps, self.batch_tokens = 10, 1000
 
         planned = [Spec("r1", 2.4e7), Spec("r3", 1e9), Spec("r4", 1e9)]
         progress = Progress(store, "s", planned, planned, {"r1": 10.0, "r3": 10.0, "r4": 10.0}, holder, stream=io.StringIO())
@@ -46,6 +47,7 @@ def test_the_eta_learns_the_measured_speed(tmp_path):
         def __init__(self, run_id):
             self.run_id, self.flops, self.training_flops, self.workers = run_id, 1e9, 1e9, 1
             self.flops_budget, self.n_params_nonembedding, self.n_layer, self.d_model, self.tokens, self.seed = 1e9, 1000, 1, 16, 100, 0
+            self.training_steps, self.batch_tokens = 10, 10
 
     store = ResultsStore(tmp_path)
     planned = [Spec(r) for r in ("a", "b", "c", "d")]
