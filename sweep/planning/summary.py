@@ -46,10 +46,10 @@ def plan_text(config: SweepConfig, plan: Plan, speeds: dict[str, Throughput], al
         lines.append("N: non-embedding parameters; D: training tokens; C: FLOPs; est: estimated run time")
         lines.append("batch: tokens per optimizer step (all workers); micro: sequences x seq_len per forward/backward "
                      "pass on one worker; mem: estimated peak memory per worker")  # fmt: skip
-        if any(not s.micro_batch_tokens for s in runs):
-            lines.append("micro auto: picked from the device's free memory when the run starts; mem: one pass of the worker's whole share")
     else:
         lines.append(f"{len(runs):,} runs summarised (more than {MAX_TABLE_RUNS}): every run with sweep plan --runs, or --json")
+    if any(not s.micro_batch_tokens for s in runs):
+        lines.append("micro auto: picked from the device's free memory when the run starts; mem: one pass of the worker's whole share")
     warning = gpu_memory_warning(runs, r.gpu_memory_gb)
     lines += [f"warning: {warning}"] if warning else []
     lines += grouped("left out", plan.skipped)
