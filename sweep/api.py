@@ -28,6 +28,7 @@ import pandas as pd
 
 from sweep.config import ConfigError, load_config
 from sweep.fitting.inputs import FitInputs, exclude_stale, fit_inputs_from_file, fit_inputs_from_frame, fit_inputs_from_results
+from sweep.fitting.isoflop import MinimumRule
 from sweep.fitting.summary import fit_summary
 from sweep.results.storage import TRUNK_SCHEDULES, ResultsStore
 
@@ -138,6 +139,8 @@ class Fit:
     inputs: FitInputs
     n_boot: int
     seed: int
+    minimum: MinimumRule = MinimumRule()
+    """How Approach 2 read each budget's minimum (``sweep.fitting.isoflop.MinimumRule``)."""
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -163,14 +166,16 @@ class Fit:
     def _summary_at(self, flops: list[float]) -> dict:
         key = tuple(flops)
         if key not in self._cache:
-            self._cache[key] = fit_summary(self.inputs, n_boot=self.n_boot, seed=self.seed, predict_flops=list(flops))
+            self._cache[key] = fit_summary(self.inputs, n_boot=self.n_boot, seed=self.seed, predict_flops=list(flops),
+                                           minimum=self.minimum)  # fmt: skip
         return self._cache[key]
 
 
 def fit(source: str | Path | pd.DataFrame | None = None, *, sweep: str | None = None, config: str | Path | None = None,
         include_stale: bool = False, params: str = "nonembedding", flops_convention: str = "6ND", n_boot: int = 1000,
-        seed: int = 0) -> Fit:  # fmt: skip
-    """Fit Approaches 1-3 (``source``: a results root, a table path or a DataFrame; see ``fit_inputs``).
+        seed: int = 0, minimum: MinimumRule = MinimumRule()) -> Fit:  # fmt: skip
+    """Fit Approaches 1-3 (``source``: a results root, a table path or a DataFrame; see ``fit_inputs``); ``minimum``:
+    how Approach 2 reads each budget's minimum (default an Akima spline; ``MinimumRule("parabola", 7)``).
 
     >>> f = fit("results", n_boot=200)  # doctest: +SKIP
     >>> f.table()  # doctest: +SKIP
@@ -178,7 +183,7 @@ def fit(source: str | Path | pd.DataFrame | None = None, *, sweep: str | None = 
     inputs = fit_inputs(source, sweep=sweep, config=config, include_stale=include_stale, params=params, flops_convention=flops_convention)
     if inputs.runs.empty:
         raise ConfigError("no completed runs to fit")
-    return Fit(fit_summary(inputs, n_boot=n_boot, seed=seed), inputs, n_boot, seed)
+    return Fit(fit_summary(inputs, n_boot=n_boot, seed=seed, minimum=minimum), inputs, n_boot, seed, minimum)
 
 
 def predict(fitted: Fit, flops: float | list[float]) -> pd.DataFrame:
@@ -219,7 +224,7 @@ def plot_isoflop(fitted: Fit) -> Figure:
     from sweep.report.plots import draw_isoflop
 
     fig, ax = _figure(7, 4.5)
-    draw_isoflop(ax, fitted.inputs.runs, fit_approach2(fitted.inputs.runs))
+    draw_isoflop(ax, fitted.inputs.runs, fit_approach2(fitted.inputs.runs, fitted.minimum))
     return fig
 
 

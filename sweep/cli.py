@@ -194,11 +194,25 @@ def _with_interval(value: float | None, interval: list[float] | None, spec: str 
     return f"{value:{spec}}" + (f" [{interval[0]:{spec}}, {interval[1]:{spec}}]" if interval else "")
 
 
+def _estimate(part: dict | None, key: str, value: float | None, spec: str = ".4g", why: bool = True) -> str:
+    """An approach's estimate (``key``: ``a``, ``n_opt@C``, ...) with its interval, or with why it shows none: an
+    interval not bounded by the data (``unbounded``, fitting/bounded.py) or a line with none (``no_interval``);
+    ``why=False`` for a table's narrow cell, the warnings below it saying why."""
+    part = part or {}
+    unbounded, interval = (part.get("unbounded") or {}).get(key), (part.get("ci") or {}).get(key)
+    if value is not None and unbounded:
+        return f"{value:{spec}} (interval unbounded{': ' + unbounded if why else ''})"
+    if value is not None and interval is None and part.get("no_interval"):
+        return f"{value:{spec}} (no interval{': ' + part['no_interval'] if why else ''})"
+    return _with_interval(value, interval, spec)
+
+
 def _print_summary(summary: dict, params: str) -> None:
     from sweep.fitting.compute import describe_convention
 
     a1, a2, a3 = summary["approach1"], summary["approach2"], summary["approach3"]
-    print(f"{summary['n_runs']} runs fitted; N = {params}; 95% intervals from {summary['bootstrap']['samples']} bootstrap resamples")
+    print(f"{summary['n_runs']} runs fitted; N = {params}; 95% intervals from {summary['bootstrap']['samples']} bootstrap resamples "
+          "(Approach 1: Student-t)")
     print(f"FLOP convention: {describe_convention(summary['flops_convention'])}")
     for row in summary["excluded"]:
         print(f"not fitted: run {row['run_id']} ({row['status']})")
@@ -208,22 +222,23 @@ def _print_summary(summary: dict, params: str) -> None:
               f"loss sd median {spread['loss_sd_median']:.4f} ({spread['relative_sd_median']:.2%}), max {spread['loss_sd_max']:.4f}")
     if a1.get("method") == "crossings":
         print(f"\nApproach 1 (envelope of the sizes' loss-against-FLOPs curves: {len(a1['envelope'])} points where one size "
-              "overtakes another; bootstrap intervals)")
+              "overtakes another; Student-t intervals of its lines)")
     else:
-        print(f"\nApproach 1 (envelope of final losses: {len(a1['envelope'])} runs; the argmin of the same iso-FLOP data "
-              "Approach 2 fits, not an independent check; t-intervals of its lines)")
+        print(f"\nApproach 1 (envelope of final losses: {len(a1['envelope'])} runs, edge minima left out; the argmin of the "
+              "same iso-FLOP data Approach 2 fits, not an independent check; Student-t intervals of its lines)")
     if a1.get("note"):
         print(f"note: {a1['note']}")
     if a1["a"] is None:
         print(f"no frontier fitted: {summary['not_fitted']['approach1']}")
     else:
-        ci = a1.get("ci", {})
-        print(f"a = {_with_interval(a1['a'], ci.get('a'), '.3f')}, b = {_with_interval(a1['b'], ci.get('b'), '.3f')}")
-    print("\nApproach 2 (iso-FLOP parabolas)")
+        print(f"a = {_estimate(a1, 'a', a1['a'], '.3f')}, b = {_estimate(a1, 'b', a1['b'], '.3f')}")
+    minimum = a2.get("minimum") or {}
+    print(f"\nApproach 2 (iso-FLOP minima: {minimum.get('description', 'parabola in log N')}; percentile bootstrap intervals)")
     print(f"{'budget C':>10}{'runs':>6}{'N_opt':>11}{'D_opt':>11}{'loss_opt':>10}  note")
     for fit in a2["budgets"]:
         if fit["interior"]:
-            print(f"{fit['flops']:>10.3g}{fit['n_runs']:>6}{fit['n_opt']:>11.4g}{fit['d_opt']:>11.4g}{fit['loss_opt']:>10.4f}")
+            kept = f"  {fit['edge']} size: kept (--include-edges)" if fit.get("edge") else ""
+            print(f"{fit['flops']:>10.3g}{fit['n_runs']:>6}{fit['n_opt']:>11.4g}{fit['d_opt']:>11.4g}{fit['loss_opt']:>10.4f}{kept}")
         else:
             print(f"{fit['flops']:>10.3g}{fit['n_runs']:>6}{'-':>11}{'-':>11}{'-':>10}  excluded: {fit['note']}")
     ci = a2.get("ci", {})
@@ -259,8 +274,8 @@ def _print_summary(summary: dict, params: str) -> None:
             if name not in entry:
                 continue
             ci = summary[name].get("ci", {})
-            parts = [f"N_opt {_with_interval(entry[name]['n_opt'], ci.get(f'n_opt@{c:.3g}'), '.3g')}",
-                     f"D_opt {_with_interval(entry[name]['d_opt'], ci.get(f'd_opt@{c:.3g}'), '.3g')}"]  # fmt: skip
+            parts = [f"N_opt {_estimate(summary[name], f'n_opt@{c:.3g}', entry[name]['n_opt'], '.3g')}",
+                     f"D_opt {_estimate(summary[name], f'd_opt@{c:.3g}', entry[name]['d_opt'], '.3g')}"]  # fmt: skip
             if "loss" in entry[name]:
                 parts.append(f"loss {_with_interval(entry[name]['loss'], ci.get(f'loss@{c:.3g}'), '.4f')}")
             print(f"  {name}: " + ", ".join(parts))
@@ -496,14 +511,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--flops: the budget must be a positive number of FLOPs, got {args.flops!r}")
     c = args.flops
     around = [c * m for m in SPEND_MULTIPLES if m != 1.0] if pricing else []
-    summary = fit_summary(_fit_inputs(args), n_boot=args.bootstrap, seed=args.seed, predict_flops=[c, *around])
+    summary = fit_summary(_fit_inputs(args), n_boot=args.bootstrap, seed=args.seed, predict_flops=[c, *around],
+                          minimum=_minimum_rule(args))  # fmt: skip
     prediction = summary["predictions"][0]
     roi = sorted(roi_rows(summary, pricing), key=lambda row: row["flops"]) if pricing else None
     extra = {key: summary[key] for key in ("n_runs", "flops_convention", "not_fitted", "warnings")}
     if _json_output(args, prediction | extra | ({"roi": roi, "pricing": _pricing_dict(pricing)} if pricing else {})):
         return 0
     print(f"Budget C = {c:.4g} FLOPs ({_fitted_what(args)}: {summary['n_runs']} runs fitted; 95% intervals from "
-          f"{args.bootstrap} bootstrap resamples)")
+          f"{args.bootstrap} bootstrap resamples; Approach 1: Student-t)")
     print(f"FLOP convention: {describe_convention(summary['flops_convention'])}")
     print(f"{'approach':<12}{'N_opt':>34}{'D_opt':>34}{'tokens/param':>14}{'loss':>30}")
     for name, label in (("approach1", "1 envelope"), ("approach2", "2 iso-FLOP"), ("approach3", "3 L(N,D)")):
@@ -513,8 +529,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ci, p = summary[name].get("ci", {}), prediction[name]
         loss = _with_interval(p.get("loss"), ci.get(f"loss@{c:.3g}"), ".4f") if "loss" in p else "-"
         print(
-            f"{label:<12}{_with_interval(p['n_opt'], ci.get(f'n_opt@{c:.3g}'), '.3g'):>34}"
-            f"{_with_interval(p['d_opt'], ci.get(f'd_opt@{c:.3g}'), '.3g'):>34}{p['d_opt'] / p['n_opt']:>14.1f}{loss:>30}"
+            f"{label:<12}{_estimate(summary[name], f'n_opt@{c:.3g}', p['n_opt'], '.3g', why=False):>34}"
+            f"{_estimate(summary[name], f'd_opt@{c:.3g}', p['d_opt'], '.3g', why=False):>34}{p['d_opt'] / p['n_opt']:>14.1f}{loss:>30}"
         )
     if pricing:
         _print_roi(roi, pricing, summary)
@@ -560,18 +576,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from sweep.fitting.summary import fit_summary
     from sweep.report.plots import plot_approach2
 
-    inputs = _fit_inputs(args)
-    summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=args.predict_flops)
+    inputs, rule = _fit_inputs(args), _minimum_rule(args)
+    summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=args.predict_flops, minimum=rule)
     if _json_output(args, summary):
         plot = _fit_plot_path(args)
         if plot:
-            plot_approach2(inputs.runs, fit_approach2(inputs.runs), plot)
+            plot_approach2(inputs.runs, fit_approach2(inputs.runs, rule), plot)
         return 0
     print(f"Fitting {_fitted_what(args)}")
     _print_summary(summary, "the table's n_params" if args.input else f"{args.params} parameters")
     plot = _fit_plot_path(args)
     if plot:
-        print(f"plot: {plot_approach2(inputs.runs, fit_approach2(inputs.runs), plot).resolve()}")
+        print(f"plot: {plot_approach2(inputs.runs, fit_approach2(inputs.runs, rule), plot).resolve()}")
     else:
         print("plot: not written (with --input, give --out DIR or --json PATH.json to place it)")
     return 0
@@ -663,6 +679,23 @@ def _add_fit_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drop-highest-loss", type=int, default=0, help="leave out this many highest-loss runs (Epoch used 5)")
     parser.add_argument("--config", help="the sweep file: fit its sweep (and results root), only the runs its current plan holds")
     parser.add_argument("--include-stale", action="store_true", help="with --config: also fit runs no longer in its plan")
+    parser.add_argument("--minimum", choices=("akima", "parabola"), default="akima",
+                        help="how Approach 2 reads each budget's minimum: an Akima spline of loss in log N (default), or a "
+                             "parabola through the --window sizes nearest the best (docs/fit-accuracy.md measures both)")
+    parser.add_argument("--window", type=int, default=7, help="with --minimum parabola: sizes fitted, centred on the best "
+                        "(0: every size; default 7)")
+    parser.add_argument("--include-edges", action="store_true", help="fit Approaches 1 and 2 through budgets whose "
+                        "lowest loss is at an end of their ladder too (flagged; left out by default)")
+
+
+def _minimum_rule(args: argparse.Namespace):
+    """Approach 2's ``MinimumRule`` from ``--minimum``, ``--window`` and ``--include-edges``."""
+    from sweep.fitting.isoflop import MinimumRule
+
+    try:
+        return MinimumRule(args.minimum, args.window or None, args.include_edges)
+    except ValueError as error:
+        raise ConfigError(f"--window: {error}") from None
 
 
 def _version() -> str:

@@ -215,3 +215,23 @@ def test_with_the_sweep_file_stale_runs_are_left_out_of_fits_and_counted_apart(t
     out = capsys.readouterr().out
     assert "15 stale (not in the current plan)" in out and "2 of 4 planned still to run" in out
     assert main(["fit", *args, "--sweep", "other"]) == 2
+
+
+def test_fit_reads_minima_as_asked_and_records_how(tmp_path, capsys):
+    """``--minimum parabola --window 7`` on a public iso-FLOP table: recorded in the JSON; a window a parabola
+    cannot use exits 2 naming the flag."""
+    import json
+
+    import pandas as pd
+
+    table = pd.read_csv(Path(__file__).parent / "data" / "public" / "porian2024_isoflop.csv")
+    path = tmp_path / "owt2.csv"
+    table[table["config"] == "owt2/base/short/kaplan/standard/val"].drop(columns="config").to_csv(path, index=False)
+    assert main(["fit", "--input", str(path), "--bootstrap", "0", "--minimum", "parabola", "--window", "7", "--json"]) == 0
+    minimum = json.loads(capsys.readouterr().out)["approach2"]["minimum"]
+    assert minimum == {"method": "parabola", "window": 7, "include_edges": False,
+                       "description": "parabola in log N through the 7 sizes nearest each budget's best"}
+    assert main(["fit", "--input", str(path), "--bootstrap", "0"]) == 0
+    assert "Approach 2 (iso-FLOP minima: Akima spline of mean loss in log N" in capsys.readouterr().out
+    assert main(["fit", "--input", str(path), "--minimum", "parabola", "--window", "2"]) == 2
+    assert "--window: a parabola needs a window of 3 or more sizes" in capsys.readouterr().err

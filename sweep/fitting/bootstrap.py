@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sweep.fitting.isoflop import budget_arrays, fit_budget, frontier
+from sweep.fitting.isoflop import MinimumRule, budget_arrays, fit_budget, frontier
 from sweep.fitting.parametric import ParametricFit, fit_parametric, theta_of
 
 
@@ -80,8 +80,9 @@ def bootstrap_parametric(runs: pd.DataFrame, base: ParametricFit, n_boot: int = 
     return BootstrapSamples(pd.DataFrame(rows), failed)
 
 
-def bootstrap_isoflop(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, predict_flops: list[float] = ()) -> BootstrapSamples:
-    """Approach 2 refits on ``n_boot`` resamples of ``runs``, resampled within each budget."""
+def bootstrap_isoflop(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, predict_flops: list[float] = (),
+                      rule: MinimumRule = MinimumRule()) -> BootstrapSamples:  # fmt: skip
+    """Approach 2 refits on ``n_boot`` resamples of ``runs``, resampled within each budget, minima read by ``rule``."""
     rng = np.random.default_rng(seed)
     groups = budget_arrays(runs)
     rows, failed = [], 0
@@ -89,7 +90,7 @@ def bootstrap_isoflop(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, pre
         fits = []
         for budget, n, d, loss in groups:
             pick = rng.integers(0, len(n), len(n))
-            fits.append(fit_budget(budget, n[pick], d[pick], loss[pick]))
+            fits.append(fit_budget(budget, n[pick], d[pick], loss[pick], rule))
         result = frontier(tuple(fits))
         if result.n_opt is None:
             failed += 1

@@ -22,6 +22,15 @@ to read the envelope, picked by what the table holds (``Approach1Result.method``
   group's best (the envelope is monotone), and the lines fitted through those runs. This is the argmin of the
   data Approach 2 fits, coarse on small grids.
 
+The ladder's edge: a budget whose best run is its smallest or largest size has its optimum there or beyond, where no
+run says how far; its run is an edge minimum, listed in ``Approach1Result.edges`` and left out of the lines
+(``include_edges=True`` keeps it). Kept in, such runs flatten the line: on Chinchilla's law with the largest
+budget's optimum 0.6 decades past the largest size (9 budgets, 9 sizes, 4 of the best runs at the largest), a =
+0.325 with them against the true 0.452, 0.450 without (``tests/fitting/test_approach1_honest.py``).
+For ``crossings``, a smallest (largest) size that is still the lowest curve at the smallest (largest) budgets is
+said in ``edges`` too: the switch points stay valid, but the frontier runs past the ladder there. With fewer than 2
+points off the edge no line is fitted, and ``Approach1Result.not_fitted`` says why.
+
 Intervals (``envelope_intervals``) are the Student-t intervals of the least-squares lines through the points
 (n - 2 degrees of freedom, from their scatter about the lines; ``sweep.fitting.isoflop.power_law_intervals``), for
 both methods; they need three points. Not a bootstrap: for ``budget minima`` a bootstrap of a minimum is
@@ -64,6 +73,11 @@ class Approach1Result(Frontier):
     """``crossings`` or ``budget minima`` (module docstring)."""
     note: str | None = None
     """Why the sizes' curves were not read at their crossings, where the table has such curves."""
+    edges: tuple[str, ...] = ()
+    """Where the envelope meets the ladder's edge, one line each (module docstring): ``budget minima``: each edge
+    minimum, left out of the lines unless ``include_edges``; ``crossings``: the frontier running past the ladder."""
+    not_fitted: str | None = None
+    """Why no lines were fitted, where the table has 2 or more budgets but fewer than 2 points off the ladder's edge."""
 
 
 def lower_envelope(runs: pd.DataFrame) -> pd.DataFrame:
@@ -91,17 +105,23 @@ def size_curves(runs: pd.DataFrame) -> list[tuple[float, np.ndarray, np.ndarray,
     return curves
 
 
+def lowest_curve(curves: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Along a fine grid x of log10 C: which curves cover each x, their log10 losses there, and the index of the
+    lowest covering curve (``size_curves``' order, smallest size first)."""
+    lo, hi = min(c[1][0] for c in curves), max(c[1][-1] for c in curves)
+    x = np.linspace(lo, hi, max(2, int(np.ceil((hi - lo) * GRID_POINTS_PER_DECADE)) + 1))
+    covered = np.array([(x >= c[1][0]) & (x <= c[1][-1]) for c in curves])
+    losses = np.array([np.interp(x, c[1], c[2]) for c in curves])
+    return x, covered, losses, np.where(covered, losses, np.inf).argmin(axis=0)
+
+
 def switch_points(runs: pd.DataFrame) -> pd.DataFrame:
     """Where the lowest size curve passes from one size to another (``crossings``, module docstring)."""
     curves = size_curves(runs)
     columns = ["flops", "n_params", "tokens", "loss", "from_n_params", "to_n_params"]
     if len(curves) < CURVE_SIZES:
         return pd.DataFrame(columns=columns)
-    lo, hi = min(c[1][0] for c in curves), max(c[1][-1] for c in curves)
-    x = np.linspace(lo, hi, max(2, int(np.ceil((hi - lo) * GRID_POINTS_PER_DECADE)) + 1))
-    covered = np.array([(x >= c[1][0]) & (x <= c[1][-1]) for c in curves])
-    losses = np.array([np.interp(x, c[1], c[2]) for c in curves])
-    lowest = np.where(covered, losses, np.inf).argmin(axis=0)
+    x, covered, losses, lowest = lowest_curve(curves)
     rows = []
     for j in np.flatnonzero(lowest[1:] != lowest[:-1]):
         p, q = lowest[j], lowest[j + 1]
@@ -130,22 +150,82 @@ def fit_crossings(runs: pd.DataFrame) -> Approach1Result | None:
     return _through(points, "crossings") if len(points) >= 2 else None
 
 
-def fit_approach1(runs: pd.DataFrame) -> Approach1Result:
+def frontier_edges(runs: pd.DataFrame) -> tuple[str, ...]:
+    """``crossings``: a line where the smallest size is still the lowest curve at the smallest budgets, or the
+    largest at the largest: the frontier runs past that end of the ladder (module docstring)."""
+    curves = size_curves(runs)
+    if len(curves) < CURVE_SIZES:
+        return ()
+    x, _, _, lowest = lowest_curve(curves)
+    lines = []
+    for end, size, neighbour, side in ((-1, len(curves) - 1, len(curves) - 2, "largest"), (0, 0, 1, "smallest")):
+        if lowest[end] != size:
+            continue
+        others = np.flatnonzero(lowest != size)
+        c = 10.0 ** x[(others[-1] + 1) if end else (others[0] - 1)] if len(others) else 10.0 ** x[-1 - end]
+        mid = np.sqrt(curves[size][0] * curves[neighbour][0])
+        span = (f"from C = {c:.3g} to the largest budget ({10.0 ** x[-1]:.3g})" if end
+                else f"from the smallest budget ({10.0 ** x[0]:.3g}) to C = {c:.3g}")  # fmt: skip
+        lines.append(f"the {side} size (N = {curves[size][0]:.3g}) is still the lowest curve {span}: the "
+                     f"compute-optimal size there is {'above' if end else 'below'} {mid:.3g} and may lie past the "
+                     f"ladder's {side} size, where no switch point can be read (the switch points stay valid; a "
+                     f"{'larger' if end else 'smaller'} size would show where the frontier goes)")  # fmt: skip
+    return tuple(lines)
+
+
+def edge_sides(envelope: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """Per envelope run: ``smallest``, ``largest`` or ``only`` where it is that size of its budget's runs (an edge
+    minimum), else ``""``."""
+    sides = []
+    for row in envelope.itertuples():
+        sizes = runs.loc[runs["budget"] == row.budget, "n_params"]
+        low, high = row.n_params <= sizes.min(), row.n_params >= sizes.max()
+        sides.append("only" if low and high else "smallest" if low else "largest" if high else "")
+    return sides
+
+
+def _edge_line(row, side: str, kept: bool) -> str:
+    what = "its only size" if side == "only" else f"its {side} size"
+    return (f"budget {row.budget:.3g}: its best run (N = {row.n_params:.3g}) is {what}, so its optimum may lie beyond "
+            f"the sizes run: an edge minimum, {'kept in (include_edges)' if kept else 'left out of'} the lines")
+
+
+def _why_not(switches: pd.DataFrame | None, kept: int, sides: list[str]) -> str:
+    """Why ``budget minima`` fitted no line: the points off the ladder's edge and where the others sit."""
+    found = f"{len(switches)} switch point{'s' * (len(switches) != 1)} and " if switches is not None else ""
+    minima = f"{kept} budget minim{'um' if kept == 1 else 'a'}"
+    text = f"Approach 1 has {found}{minima} off the ladder's edge; a line needs 2"
+    edge = [side for side in sides if side]
+    if edge:
+        text += f": {len(edge)} of the {len(sides)} envelope runs are their budget's smallest or largest size"
+        if set(edge) == {"largest"}:
+            text += " (every one the largest: the compute-optimal size lies past the ladder's end; add larger sizes)"
+        elif set(edge) == {"smallest"}:
+            text += " (every one the smallest: the compute-optimal size lies below the ladder; add smaller sizes)"
+    return text
+
+
+def fit_approach1(runs: pd.DataFrame, include_edges: bool = False) -> Approach1Result:
     """The envelope (``crossings`` where the sizes' curves give 2 or more switch points, else ``budget minima``)
-    and its N_opt, D_opt power laws (None with fewer than two envelope points)."""
+    and its N_opt, D_opt power laws; edge minima left out unless ``include_edges`` (module docstring); no laws
+    with fewer than two points, ``not_fitted`` saying why where the table has 2 or more budgets."""
     crossings = fit_crossings(runs)
     if crossings is not None:
-        return crossings
-    note = None
+        return replace(crossings, edges=frontier_edges(runs))
+    note, switches = None, None
     if len(size_curves(runs)) >= CURVE_SIZES:
-        points = switch_points(runs)
-        where = "; ".join(f"N {p.from_n_params:,.0f} to {p.to_n_params:,.0f} at C = {p.flops:.3g}" for p in points.itertuples())
-        note = (f"the sizes' curves give {len(points)} switch point(s) ({where or 'the same size is best throughout'}), "
+        switches = switch_points(runs)
+        where = "; ".join(f"N {p.from_n_params:,.0f} to {p.to_n_params:,.0f} at C = {p.flops:.3g}" for p in switches.itertuples())
+        note = (f"the sizes' curves give {len(switches)} switch point(s) ({where or 'the same size is best throughout'}), "
                 "2 are needed: read at each budget's best run instead (a denser ladder near the optimum gives more)")
     envelope = lower_envelope(runs)
-    if len(envelope) < 2:
-        return Approach1Result(n_opt=None, d_opt=None, envelope=envelope, note=note)
-    return replace(_through(envelope, "budget minima"), note=note)
+    sides = edge_sides(envelope, runs)
+    edges = tuple(_edge_line(row, side, include_edges) for row, side in zip(envelope.itertuples(), sides) if side)
+    kept = envelope if include_edges else envelope[[not side for side in sides]].reset_index(drop=True)
+    if len(kept) < 2:
+        why = _why_not(switches, len(kept), sides) if runs["budget"].nunique() >= 2 else None
+        return Approach1Result(n_opt=None, d_opt=None, envelope=kept, note=note, edges=edges, not_fitted=why)
+    return replace(_through(kept, "budget minima"), note=note, edges=edges)
 
 
 def grid_resolution(envelope: pd.DataFrame, runs: pd.DataFrame, column: str) -> float:
@@ -158,6 +238,13 @@ def grid_resolution(envelope: pd.DataFrame, runs: pd.DataFrame, column: str) -> 
         gaps = [values[j + 1] - values[j] for j in (i - 1, i) if 0 <= j < len(values) - 1]
         variances.append((np.mean(gaps) / 2.0) ** 2 / 3.0 if gaps else 0.0)
     return float(np.mean(variances)) if variances else 0.0
+
+
+def why_no_interval(result: Approach1Result) -> str | None:
+    """Why a fitted result's lines have no interval (``envelope_intervals`` needs 3 points), else None."""
+    if result.n_opt is None or len(result.envelope) >= 3:
+        return None
+    return f"{len(result.envelope)} points fix each line exactly, no scatter to measure (Student-t intervals need 3)"
 
 
 def envelope_intervals(result: Approach1Result, predict_flops: list[float], level: float = 0.95,

@@ -1,4 +1,4 @@
-"""The fit summary: every approach's numbers with 95% bootstrap intervals, as one JSON-ready dict.
+"""The fit summary: every approach's numbers with 95% intervals (``INTERVAL_METHODS``), as one JSON-ready dict.
 
 Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
 
@@ -10,12 +10,16 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
       "approach1": {                                    # envelope of final losses (see fitting/envelope.py)
         "a": float | null, "b": float | null, "method": "crossings" | "budget minima", "note": str | null,
         "envelope": [{"flops", "n_params", "tokens", "loss", "from_n_params", "to_n_params"}]   # crossings: switch points
-                  | [{"budget", "flops", "n_params", "tokens", "loss"}],                      # budget minima: runs
-        "ci": {"a", "b", "n_opt@C", "d_opt@C": [lo, hi]}, "failed_resamples": 0, "interval_method": str
+                  | [{"budget", "flops", "n_params", "tokens", "loss"}],   # budget minima: runs off the ladder's edge
+        "ci": {"a", "b", "n_opt@C", "d_opt@C": [lo, hi]}, "failed_resamples": 0, "interval_method": str,
+        "no_interval": str | null,          # fitted through 2 points: why there is no interval
+        "unbounded": {"n_opt@C" | "d_opt@C": str}   # only where an interval is not bounded by the data (fitting/bounded.py)
       },
       "approach2": {
         "a": float | null, "b": float | null,          # N_opt ∝ C^a, D_opt ∝ C^b (null: < 2 usable budgets)
-        "budgets": [{"flops", "n_runs", "interior", "n_opt", "d_opt", "loss_opt", "note"}],
+        "minimum": {"method": "akima" | "parabola", "window": int | null, "include_edges": bool, "description"},
+        "budgets": [{"flops", "n_runs", "interior", "n_opt", "d_opt", "loss_opt", "note",
+                     "edge": "smallest" | "largest" | null, "sizes_fitted"}],
         "ci": {"a": [lo, hi], "b": [lo, hi], "n_opt@C": [...], "d_opt@C": [...]},
         "failed_resamples": int, "interval_method": str,
         "pseudo_budgets": {"count", "min_runs", "max_runs", "tolerance"}   # only for a table without budgets
@@ -33,7 +37,8 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
       },
       "replicates": {"points", "runs", "loss_sd_median", "loss_sd_max", "relative_sd_median"} | null,  # seeds' spread
       "not_fitted": {"approach1" | "approach2" | "approach3" | "extrapolation": str},   # what it needs
-      "warnings": [str]     # a prediction far beyond the data, pseudo-budgets, an interval lopsided about its estimate
+      "warnings": [str]     # a prediction far beyond the data, pseudo-budgets, an interval lopsided about its estimate,
+                            # Approach 1's edge minima, an interval unbounded by the data (also in approach2: "unbounded")
     }
 
 ``@C`` keys hold predictions at each requested budget C (``--predict-flops``; default: the largest budget).
@@ -48,10 +53,11 @@ import math
 import numpy as np
 
 from sweep.fitting.bootstrap import BootstrapSamples, bootstrap_isoflop, bootstrap_parametric
+from sweep.fitting.bounded import unbounded_intervals, unbounded_warnings
 from sweep.fitting.compute import FlopsPerToken
-from sweep.fitting.envelope import envelope_intervals, fit_approach1
+from sweep.fitting.envelope import Approach1Result, envelope_intervals, fit_approach1, why_no_interval
 from sweep.fitting.inputs import FitInputs
-from sweep.fitting.isoflop import fit_approach2
+from sweep.fitting.isoflop import MinimumRule, fit_approach2
 from sweep.fitting.parametric import fit_parametric
 
 INTERVAL_METHODS = {
@@ -77,8 +83,8 @@ EXTRAPOLATION_FACTOR = 10.0
 """Predictions beyond this multiple of the largest fitted budget are flagged (module docstring)."""
 NEEDS = {
     "approach1": "Approach 1 needs runs at 2 or more budgets",
-    "approach2": "Approach 2 needs 2 or more budgets whose iso-FLOP parabola has an interior minimum (3 or more "
-                 "model sizes each, the best one not at either end)",
+    "approach2": "Approach 2 needs 2 or more budgets with a usable minimum (3 or more model sizes each, the best one "
+                 "not at either end of its ladder)",
     "approach3": "Approach 3 needs 5 or more distinct (N, D) points (replicates count once) spanning 2 or more model "
                  "sizes and 2 or more token counts, and a fit with positive E, A and B",
 }
@@ -98,10 +104,13 @@ def _uncertainty(samples: BootstrapSamples | None) -> dict:
     return {"ci": samples.intervals() if len(samples.samples) else {}, "failed_resamples": samples.failed}
 
 
-def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_flops: list[float] | None = None) -> dict:
+def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_flops: list[float] | None = None,
+                minimum: MinimumRule = MinimumRule()) -> dict:  # fmt: skip
+    """Every approach fitted to ``inputs`` (module docstring); ``minimum``: how Approach 2 reads each budget's
+    minimum (``sweep.fitting.isoflop.MinimumRule``)."""
     runs, compute = inputs.runs, inputs.compute()
     predict_flops = list(predict_flops or [float(runs["budget"].max())])
-    approach2 = fit_approach2(runs)
+    approach2 = fit_approach2(runs, minimum)
     summary = {
         "n_runs": len(runs),
         "flops_convention": compute.as_dict(),
@@ -110,16 +119,17 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         "approach2": {
             "a": approach2.a,
             "b": approach2.b,
+            "minimum": minimum.as_dict(),
             "budgets": [
                 {"flops": f.budget, "n_runs": f.n_runs, "interior": f.interior, "n_opt": f.n_opt, "d_opt": f.d_opt,
-                 "loss_opt": f.loss_opt, "note": f.note}
+                 "loss_opt": f.loss_opt, "note": f.note, "edge": f.edge, "sizes_fitted": f.sizes_fitted}
                 for f in approach2.budgets
             ],  # fmt: skip
         },
         "approach3": None,
         "predictions": [{"flops": c} for c in predict_flops],
     }
-    approach1 = fit_approach1(runs)
+    approach1 = fit_approach1(runs, include_edges=minimum.include_edges)
     crossings = approach1.method == "crossings"
     summary["approach1"] = {"a": approach1.a, "b": approach1.b, "method": approach1.method, "note": approach1.note,
                             "envelope": approach1.envelope.to_dict("records"),
@@ -131,9 +141,10 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         if result.n_opt is None:
             continue
         if name == "approach1":
-            summary[name] |= {"ci": envelope_intervals(approach1, predict_flops, runs=runs) if n_boot else {}, "failed_resamples": 0}
+            summary[name] |= {"ci": envelope_intervals(approach1, predict_flops, runs=runs) if n_boot else {}, "failed_resamples": 0,
+                              "no_interval": why_no_interval(approach1) if n_boot else None}  # fmt: skip
         else:
-            summary[name] |= _uncertainty(bootstrap_isoflop(runs, n_boot, seed, predict_flops) if n_boot else None)
+            summary[name] |= _uncertainty(bootstrap_isoflop(runs, n_boot, seed, predict_flops, minimum) if n_boot else None)
         for entry in summary["predictions"]:
             entry[name] = {"n_opt": float(result.n_opt(entry["flops"])), "d_opt": float(result.d_opt(entry["flops"]))}
     fit = _try_parametric(runs, compute)
@@ -147,12 +158,14 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
             n_opt, d_opt = fit.optimal_allocation(entry["flops"])
             loss, doubled = fit.optimal_loss(entry["flops"]), fit.optimal_loss(2.0 * entry["flops"])
             entry["approach3"] = {"n_opt": float(n_opt), "d_opt": float(d_opt), "loss": float(loss), "gain": float(loss - doubled)}
-    summary["extrapolation"] = None if inputs.pseudo_budgets else extrapolation_check(runs, compute)
+    summary["extrapolation"] = None if inputs.pseudo_budgets else extrapolation_check(runs, compute, minimum)
     why_not = None
     if summary["extrapolation"] is None:
         why_not = PSEUDO_CHECK if inputs.pseudo_budgets else _why_no_check(runs)
     summary["replicates"] = replicate_spread(runs)
     summary["not_fitted"] = {name: NEEDS[name] for name in NEEDS if not _fitted(summary[name])}
+    if approach1.not_fitted and "approach1" in summary["not_fitted"]:
+        summary["not_fitted"]["approach1"] = approach1.not_fitted
     if why_not:
         summary["not_fitted"]["extrapolation"] = why_not
     largest = float(runs["budget"].max()) if len(runs) else 0.0
@@ -166,8 +179,34 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         for c in predict_flops
         if largest > 0 and c > EXTRAPOLATION_FACTOR * largest
     ]
-    summary["warnings"] += interval_notes(summary)
+    summary["warnings"] += _approach1_warnings(approach1, summary["approach1"])
+    unbounded = unbounded_intervals(summary, runs)
+    for name, keys in unbounded.items():
+        summary[name]["unbounded"] = keys
+    summary["warnings"] += unbounded_warnings(summary, unbounded, runs)
+    summary["warnings"] += edge_warnings(approach2.budgets, minimum) + interval_notes(summary)
     return _deep_clean(summary)
+
+
+def _approach1_warnings(result: Approach1Result, part: dict) -> list[str]:
+    """Approach 1's edge minima or frontier past the ladder (``Approach1Result.edges``), and why a fitted line has
+    no interval."""
+    notes = [f"Approach 1: {line}" for line in result.edges]
+    if part.get("no_interval"):
+        notes.append(f"Approach 1: a, b and its predictions have no interval: {part['no_interval']}; read them as "
+                     "a point estimate with unmeasured uncertainty (more budgets or sizes near the optimum give more points)")
+    return notes
+
+
+def edge_warnings(budgets, minimum: MinimumRule) -> list[str]:
+    """One line per Approach 2 budget whose best size is an end of its ladder (``IsoFlopFit.edge``)."""
+    edges = [f for f in budgets if f.edge]
+    if not edges:
+        return []
+    kept = "kept in the exponent fit (include_edges)" if minimum.include_edges else "left out of the exponent fit"
+    where = ", ".join(f"{f.budget:.3g} ({f.edge})" for f in edges)
+    return [f"approach2: {len(edges)} budget(s) have their lowest loss at an end of their ladder: {where}; their minimum "
+            f"lies at or beyond the sizes trained, {kept}; add sizes past that end to measure it"]
 
 
 def _pseudo_warning(pseudo: dict | None) -> list[str]:
@@ -240,7 +279,7 @@ def _fitted(result: dict | None) -> bool:
     return result is not None and result.get("a") is not None
 
 
-def extrapolation_check(runs, compute: FlopsPerToken = FlopsPerToken()) -> dict | None:
+def extrapolation_check(runs, compute: FlopsPerToken = FlopsPerToken(), minimum: MinimumRule = MinimumRule()) -> dict | None:
     """Refit without the largest budget and compare what each approach predicts there with what was observed:
     the budget's best loss (its parabola's minimum when interior, else its lowest run) and its N_opt."""
     budgets = sorted(runs["budget"].unique())
@@ -248,10 +287,10 @@ def extrapolation_check(runs, compute: FlopsPerToken = FlopsPerToken()) -> dict 
         return None
     held_out, rest = runs[runs["budget"] == budgets[-1]], runs[runs["budget"] != budgets[-1]]
     flops = float(budgets[-1])
-    observed = fit_approach2(held_out).budgets[0]
+    observed = fit_approach2(held_out, minimum).budgets[0]
     best_loss = observed.loss_opt if observed.interior else float(held_out["loss"].min())
     check = {"held_out_flops": flops, "observed_best_loss": best_loss, "observed_n_opt": observed.n_opt, "approach2": None, "approach3": None}
-    approach2 = fit_approach2(rest)
+    approach2 = fit_approach2(rest, minimum)
     if approach2.n_opt is not None:
         check["approach2"] = {"n_opt": float(approach2.n_opt(flops))}
     fit = _try_parametric(rest, compute)

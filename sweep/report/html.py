@@ -164,6 +164,7 @@ def predictions_table(summary: dict, budgets: list[float]) -> str:
                 rows.append([f"{c:.3g}", name.replace("approach", "Approach "), "-", "-", summary["not_fitted"].get(name, "not fitted")])
                 continue
             ci, p = (summary[name] or {}).get("ci", {}), entry[name]
+            ci = {k: v for k, v in ci.items() if k not in (summary[name] or {}).get("unbounded", {})}  # fitting/bounded.py
             loss = _value(p.get("loss"), ci.get(f"loss@{c:.3g}")) if "loss" in p else "- (Approaches 1-2 predict no loss)"
             rows.append([f"{c:.3g}", name.replace("approach", "Approach "), _value(p["n_opt"], ci.get(f"n_opt@{c:.3g}")),
                          _value(p["d_opt"], ci.get(f"d_opt@{c:.3g}")), loss])  # fmt: skip

@@ -13,16 +13,18 @@ from sweep.fitting.isoflop import Approach2Result
 
 
 def draw_isoflop(ax, runs: pd.DataFrame, result: Approach2Result) -> None:
-    """Loss against N per budget, each budget's parabola (dotted where it has no interior minimum) and minimum."""
+    """Loss against N per budget, each budget's fitted curve (its Akima spline or parabola; dotted where it has no
+    usable minimum) and minimum."""
     import matplotlib.pyplot as plt
 
     colours = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len(result.budgets))))
     for colour, fit in zip(colours, result.budgets):
         group = runs[runs["budget"] == fit.budget]
         ax.scatter(group["n_params"], group["loss"], color=colour, s=16, label=f"C = {fit.budget:.2g}")
-        if np.isfinite(fit.coefficients[0]):
-            x = np.linspace(np.log10(group["n_params"].min()), np.log10(group["n_params"].max()), 100)
-            ax.plot(10**x, np.polyval(fit.coefficients, x), color=colour, lw=1, ls="-" if fit.interior else ":")
+        x = np.linspace(np.log10(group["n_params"].min()), np.log10(group["n_params"].max()), 100)
+        curve = fit.curve(x)
+        if curve is not None:
+            ax.plot(10**x, curve, color=colour, lw=1, ls="-" if fit.interior else ":")
         if fit.interior:
             ax.scatter([fit.n_opt], [fit.loss_opt], color=colour, marker="*", s=120, edgecolor="black", zorder=3)
     ax.set(xscale="log", xlabel="parameters N", ylabel="final loss", title=f"Iso-FLOP curves (Approach 2), {len(result.budgets)} budgets")
@@ -35,14 +37,16 @@ APPROACH_COLOURS = {"approach1": "tab:green", "approach2": "tab:blue", "approach
 
 def draw_frontier(ax, summary: dict, grid: list[float], quantity: str) -> None:
     """N_opt (``quantity="n_opt"``) or D_opt against C for each approach of a fit summary predicted at ``grid``,
-    with its 95% band, and Approach 2's per-budget minima."""
+    with its 95% band (none where an interval is not bounded by the data: fitting/bounded.py), and Approach 2's
+    per-budget minima."""
     for name, colour in APPROACH_COLOURS.items():
         entries = [p[name] for p in summary["predictions"] if name in p]
         if len(entries) != len(grid):
             continue
         ax.plot(grid, [e[quantity] for e in entries], color=colour, label=name.replace("approach", "Approach "))
         ci = (summary[name] or {}).get("ci", {})
-        bands = [ci.get(f"{quantity}@{c:.3g}") for c in grid]
+        unbounded = (summary[name] or {}).get("unbounded") or {}
+        bands = [None if f"{quantity}@{c:.3g}" in unbounded else ci.get(f"{quantity}@{c:.3g}") for c in grid]
         if all(bands):
             ax.fill_between(grid, [b[0] for b in bands], [b[1] for b in bands], color=colour, alpha=0.15)
     points = [(f["flops"], f[quantity]) for f in summary["approach2"]["budgets"] if f["interior"]]
