@@ -2,7 +2,8 @@
 on public iso-FLOP tables with published exponents, and on synthetic sweeps drawn from a known law.
 
 Public: Porian et al. 2024's 15 tables (MIT; ``tests/data/public/``): ours against the published a and whether our
-95% bootstrap interval holds it.
+95% bootstrap interval holds it; and Approach 3 fitted without each table's largest budget, asked for the loss of
+each held-out run (``sweep.fitting.point``): its relative error and whether the new-run interval holds it.
 
 Each design draws iso-FLOP sweeps from a Chinchilla law (Epoch AI's refit: E 1.82, A 482, B 2085, alpha 0.348,
 beta 0.366, a = beta / (alpha + beta) = 0.513; or Hoffmann et al.'s own), D = C / 6N, with multiplicative Gaussian loss noise; each budget's
@@ -120,6 +121,35 @@ def public_tables(n_boot: int, seed: int) -> None:
     print("(* the published value lies outside our interval)")
 
 
+def held_out_runs(n_boot: int, seed: int) -> None:
+    """Approach 3 fitted without each public table's largest budget, then asked for the loss of every run of it
+    (``sweep.fitting.point.loss_at``): relative error of the law's mean, and the share of held-out runs inside the
+    95% new-run interval."""
+    from sweep.fitting.inputs import FitInputs
+    from sweep.fitting.point import loss_at
+
+    runs = pd.read_csv(PUBLIC / "porian2024_isoflop.csv")
+    excluded = pd.DataFrame(columns=["run_id", "status", "error"])
+    print(f"held out: each public table's largest budget, predicted by Approach 3 fitted to the rest; {n_boot} resamples")
+    print(f"{'table':<42}{'runs':>6}{'mean |rel err|':>16}{'inside 95%':>12}")
+    errors, inside, total = [], 0, 0
+    for config, group in runs.groupby("config"):
+        top = group["budget"].max()
+        rest, held = FitInputs(group[group["budget"] < top].drop(columns="config"), excluded), group[group["budget"] == top]
+        rel, hits = [], 0
+        for row in held.itertuples():
+            result = loss_at(rest, row.n_params, row.tokens, n_boot=n_boot, seed=seed)
+            if result["loss"] is None:
+                continue
+            rel.append(abs(result["loss"] / row.loss - 1))
+            lo, hi = result["prediction_interval"]
+            hits += lo <= row.loss <= hi
+        errors += rel
+        inside, total = inside + hits, total + len(rel)
+        print(f"{config:<42}{len(rel):>6}{np.mean(rel):>16.2%}{hits / max(1, len(rel)):>12.0%}")
+    print(f"  all: mean |relative error| {np.mean(errors):.2%}, held-out runs inside their 95% interval {inside}/{total}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=60)
@@ -130,6 +160,7 @@ def main() -> None:
     began = time.perf_counter()
     if not args.only:
         public_tables(args.boot, args.seed)
+        held_out_runs(min(args.boot, 100), args.seed)
     print(f"synthetic laws: Epoch's refit (a = {a_true(EPOCH):.4f}), Hoffmann's (a = {a_true(HOFFMANN):.4f}); "
           f"{args.draws} draws per cell, {args.boot} resamples")
     print(f"{'design':<18}{'rule':<22}{'fitted':>7}{'bias':>9}{'rmse':>8}{'cover':>7}{'left out':>10}")

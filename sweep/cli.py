@@ -493,19 +493,21 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """What N and D for a budget, and what loss, by each approach with 95% intervals; with a price, what the spend
-    buys (loss against dollars, the loss a doubling gains).
+    buys (loss against dollars, the loss a doubling gains); or the loss of any model and token count.
 
     Example: ``sweep predict --flops 1e21`` or ``sweep predict --gpu-hours 5000 --peak-flops 989e12 --mfu 0.4
-    --price-per-gpu-hour 2.5``.
+    --price-per-gpu-hour 2.5`` or ``sweep predict --n-params 1e9 --tokens 2e10 --json``.
     """
     from sweep.fitting.compute import describe_convention
     from sweep.fitting.roi import SPEND_MULTIPLES, roi_rows
     from sweep.fitting.summary import fit_summary
 
+    if args.n_params is not None or args.tokens is not None:
+        return _predict_point(args)
     pricing = _pricing(args)
     if args.flops is None:
         if None in (args.gpu_hours, args.peak_flops):
-            raise ConfigError("give --flops, or --gpu-hours with --peak-flops (and --mfu)")
+            raise ConfigError("give --flops, or --gpu-hours with --peak-flops (and --mfu), or --n-params with --tokens")
         args.flops = args.gpu_hours * 3600.0 * args.peak_flops * args.mfu
     if not (0 < args.flops < float("inf")):
         raise ConfigError(f"--flops: the budget must be a positive number of FLOPs, got {args.flops!r}")
@@ -568,6 +570,32 @@ def _print_roi(rows: list[dict], pricing, summary: dict) -> None:
     for row in rows:
         print(f"{row['flops']:>12.3g}{row['gpu_hours']:>12.4g}{row['dollars']:>12,.0f}"
               f"{_with_interval(row['loss'], row['loss_ci'], '.4f'):>28}{_with_interval(row['gain'], row['gain_ci'], '.4f'):>30}")
+
+
+def _predict_point(args: argparse.Namespace) -> int:
+    """``sweep predict --n-params N --tokens D``: Approach 3's loss there, its interval and a new run's."""
+    from sweep.fitting.point import loss_at
+
+    for flag, value in (("--n-params", args.n_params), ("--tokens", args.tokens)):
+        if value is None or not (0 < value < float("inf")):
+            raise ConfigError(f"{flag}: give a positive number with --n-params and --tokens together, got {value!r}")
+    result = loss_at(_fit_inputs(args), args.n_params, args.tokens, n_boot=args.bootstrap, seed=args.seed)
+    if _json_output(args, result):
+        return 0
+    print(f"N = {args.n_params:.4g} parameters, D = {args.tokens:.4g} tokens (C = {result['flops']:.4g} FLOPs; "
+          f"{_fitted_what(args)}: {result['n_runs']} runs fitted)")
+    if result["loss"] is None:
+        print(f"loss: not fitted: {result['not_fitted']}")
+        return 0
+    ci, run = result["ci"], result["prediction_interval"]
+    print(f"loss (Approach 3, the law's mean): {_with_interval(result['loss'], ci, '.4f')}"
+          + ("" if ci else " (no interval: --bootstrap 0)"))
+    if run:
+        print(f"a new run's loss: [{run[0]:.4f}, {run[1]:.4f}] (95%, with the runs' scatter about the law, "
+              f"{result['residual_scatter']:.2%} in log loss)")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
+    return 0
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -829,6 +857,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--gpu-hours", type=float, help="or: GPU-hours to spend (with --peak-flops, --mfu)")
     predict.add_argument("--peak-flops", type=float, help="peak FLOP/s of one GPU (e.g. 989e12 for an H100, dense bf16)")
     predict.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation to assume (default 0.4)")
+    predict.add_argument("--n-params", type=float, help="or: the loss of a model of this many parameters (with --tokens)")
+    predict.add_argument("--tokens", type=float, help="trained on this many tokens (with --n-params; compute-optimal or not)")
     predict.add_argument("--price-per-gpu-hour", type=float,
                          help="with --peak-flops: show loss against spend and the loss a doubling of spend gains")
     _add_fit_inputs(predict)

@@ -63,8 +63,11 @@ def _parametric_predictions(row: dict, fit: ParametricFit, predict_flops: list[f
 
 
 def bootstrap_parametric(runs: pd.DataFrame, base: ParametricFit, n_boot: int = 1000, seed: int = 0,
-                         predict_flops: list[float] = ()) -> BootstrapSamples:  # fmt: skip
-    """Approach 3 refits on ``n_boot`` resamples of ``runs`` (columns n_params, tokens, loss)."""
+                         predict_flops: list[float] = (), points: list[tuple[float, float]] = ()) -> BootstrapSamples:  # fmt: skip
+    """Approach 3 refits on ``n_boot`` resamples of ``runs`` (columns n_params, tokens, loss); ``points``: (N, D)
+    pairs whose loss each refit predicts too (``sweep.fitting.point``)."""
+    from sweep.fitting.point import point_column
+
     rng = np.random.default_rng(seed)
     n, d, loss = (runs[c].to_numpy(dtype=float) for c in ("n_params", "tokens", "loss"))
     start, rows, failed = theta_of(base), [], 0
@@ -76,6 +79,7 @@ def bootstrap_parametric(runs: pd.DataFrame, base: ParametricFit, n_boot: int = 
             failed += 1
             continue
         row = {"E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b}
+        row |= {point_column(n_at, d_at): float(fit.loss(n_at, d_at)) for n_at, d_at in points}
         rows.append(_parametric_predictions(row, fit, list(predict_flops)))
     return BootstrapSamples(pd.DataFrame(rows), failed)
 

@@ -147,7 +147,7 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
             summary[name] |= _uncertainty(bootstrap_isoflop(runs, n_boot, seed, predict_flops, minimum) if n_boot else None)
         for entry in summary["predictions"]:
             entry[name] = {"n_opt": float(result.n_opt(entry["flops"])), "d_opt": float(result.d_opt(entry["flops"]))}
-    fit = _try_parametric(runs, compute)
+    fit = parametric_or_none(runs, compute)
     if fit is not None:
         summary["approach3"] = {
             "E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta, "a": fit.a, "b": fit.b,
@@ -293,14 +293,14 @@ def extrapolation_check(runs, compute: FlopsPerToken = FlopsPerToken(), minimum:
     approach2 = fit_approach2(rest, minimum)
     if approach2.n_opt is not None:
         check["approach2"] = {"n_opt": float(approach2.n_opt(flops))}
-    fit = _try_parametric(rest, compute)
+    fit = parametric_or_none(rest, compute)
     if fit is not None:
         loss = float(fit.optimal_loss(flops))
         check["approach3"] = {"n_opt": float(fit.optimal_allocation(flops)[0]), "loss": loss, "loss_error": loss - best_loss}
     return check
 
 
-def _try_parametric(runs, compute: FlopsPerToken):
+def parametric_or_none(runs, compute: FlopsPerToken):
     """Approach 3's fit, or None when the runs cannot identify L(N, D)'s five parameters: fewer than 5 distinct
     (N, D) points, one size or one token count, or no start with positive E, A, B (degenerate data never stops the
     other approaches). Replicates (several seeds at one point) are fitted as they are: each is one residual."""
