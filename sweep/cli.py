@@ -654,7 +654,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     title = f"Scaling-law report: {args.sweep or args.input or redact_uri(_results_root(args))}"
     source = args.input or redact_uri(_results_root(args))
     path = write_report(inputs, args.out, metrics=metrics, title=title, n_boot=args.bootstrap, seed=args.seed, ledger=ledger,
-                        pricing=_pricing(args), provenance=provenance(args.config, ledger, source))  # fmt: skip
+                        pricing=_pricing(args), provenance=provenance(args.config, ledger, source),
+                        minimum=_minimum_rule(args))  # fmt: skip
     print(f"report: {path.resolve()}")
     return 0
 
@@ -679,6 +680,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.json, args.bootstrap, args.seed, args.predict_flops, args.drop_highest_loss = None, 1000, 0, None, 0
         args.include_stale, args.out, args.flops_convention = False, None, "6ND"
         args.price_per_gpu_hour, args.peak_flops, args.mfu = None, None, None
+        args.minimum, args.window, args.include_edges = "akima", 7, False  # sweep fit's defaults
         status = cmd_fit(args)
         root = Path(_results_root(args)).resolve()
         args.out = root / "report"

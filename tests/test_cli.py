@@ -235,3 +235,20 @@ def test_fit_reads_minima_as_asked_and_records_how(tmp_path, capsys):
     assert "Approach 2 (iso-FLOP minima: Akima spline of mean loss in log N" in capsys.readouterr().out
     assert main(["fit", "--input", str(path), "--minimum", "parabola", "--window", "2"]) == 2
     assert "--window: a parabola needs a window of 3 or more sizes" in capsys.readouterr().err
+
+
+def test_demo_gives_its_fit_and_report_every_option_they_read(tmp_path, monkeypatch):
+    """``sweep demo`` calls ``cmd_fit`` and ``cmd_report`` with a namespace it fills by hand: it must hold every
+    option their parsers define, however those grow (``--minimum`` once went missing: a traceback after the sweep)."""
+    import argparse
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    wanted = {name: {a.dest for a in commands.choices[name]._actions if a.dest != "help"} for name in ("fit", "report")}
+    seen = {}
+    monkeypatch.setattr("sweep.cli.cmd_run", lambda args: 0)
+    monkeypatch.setattr("sweep.cli.cmd_fit", lambda args: seen.setdefault("fit", set(vars(args))) and 0)
+    monkeypatch.setattr("sweep.cli.cmd_report", lambda args: seen.setdefault("report", set(vars(args))) and 0)
+    assert main(["demo", "--results", str(tmp_path)]) == 0
+    assert wanted["fit"] <= seen["fit"], wanted["fit"] - seen["fit"]
+    assert wanted["report"] <= seen["report"], wanted["report"] - seen["report"]

@@ -29,7 +29,7 @@ import pandas as pd
 from sweep.fitting.compute import describe_convention
 from sweep.fitting.envelope import fit_approach1
 from sweep.fitting.inputs import FitInputs
-from sweep.fitting.isoflop import fit_approach2
+from sweep.fitting.isoflop import MinimumRule, fit_approach2
 from sweep.fitting.parametric import ParametricFit
 from sweep.fitting.roi import Pricing, roi_rows
 from sweep.fitting.summary import fit_summary
@@ -54,9 +54,9 @@ def _png(plt, fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def isoflop_figure(runs: pd.DataFrame) -> str:
+def isoflop_figure(runs: pd.DataFrame, minimum: MinimumRule = MinimumRule()) -> str:
     plt, fig, ax = _figure()
-    draw_isoflop(ax, runs, fit_approach2(runs))
+    draw_isoflop(ax, runs, fit_approach2(runs, minimum))
     return _png(plt, fig)
 
 
@@ -252,15 +252,16 @@ def throughput_table(ledger: pd.DataFrame) -> str:
 
 def write_report(inputs: FitInputs, out_dir: str | Path, metrics: pd.DataFrame | None = None, title: str = "Scaling-law report",
                  n_boot: int = 1000, seed: int = 0, ledger: pd.DataFrame | None = None, pricing: Pricing | None = None,
-                 provenance: dict | None = None) -> Path:  # fmt: skip
+                 provenance: dict | None = None, minimum: MinimumRule = MinimumRule()) -> Path:  # fmt: skip
     """Fit, draw and write ``OUT/report.html``; returns its path. ``ledger`` (the results' runs) adds the run and
-    throughput tables, ``pricing`` the ROI view, ``provenance`` (``sweep.report.provenance``) its section."""
+    throughput tables, ``pricing`` the ROI view, ``provenance`` (``sweep.report.provenance``) its section;
+    ``minimum``: how Approach 2 reads each budget's minimum."""
     runs = inputs.runs
     largest = float(runs["budget"].max())
     shown = [largest, 10.0 * largest]
     grid = sorted(set(np.logspace(np.log10(runs["budget"].min()), np.log10(largest) + 1.0, 12).tolist()) | set(shown))
-    summary = fit_summary(inputs, n_boot=n_boot, seed=seed, predict_flops=grid)
-    figures = [("Iso-FLOP curves", isoflop_figure(runs)), ("Compute-optimal parameters", frontier_figure(summary, grid, "n_opt")),
+    summary = fit_summary(inputs, n_boot=n_boot, seed=seed, predict_flops=grid, minimum=minimum)
+    figures = [("Iso-FLOP curves", isoflop_figure(runs, minimum)), ("Compute-optimal parameters", frontier_figure(summary, grid, "n_opt")),
                ("Compute-optimal tokens", frontier_figure(summary, grid, "d_opt"))]  # fmt: skip
     if summary["approach3"]:
         a3 = summary["approach3"]
