@@ -518,6 +518,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     prediction = summary["predictions"][0]
     roi = sorted(roi_rows(summary, pricing), key=lambda row: row["flops"]) if pricing else None
     extra = {key: summary[key] for key in ("n_runs", "flops_convention", "not_fitted", "warnings")}
+    if args.inference_tokens is not None:
+        extra["inference"] = _inference(args, pricing)
     if _json_output(args, prediction | extra | ({"roi": roi, "pricing": _pricing_dict(pricing)} if pricing else {})):
         return 0
     print(f"Budget C = {c:.4g} FLOPs ({_fitted_what(args)}: {summary['n_runs']} runs fitted; 95% intervals from "
@@ -536,9 +538,46 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     if pricing:
         _print_roi(roi, pricing, summary)
+    if args.inference_tokens is not None:
+        _print_inference(extra["inference"], pricing)
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
     return 0
+
+
+def _inference(args: argparse.Namespace, pricing) -> dict:
+    """``--inference-tokens``: the compute-optimal model of ``--flops`` against the model that reaches its loss with
+    the fewest training plus inference FLOPs (``sweep.fitting.inference``), by Approach 3's law; dollars with a price."""
+    from sweep.fitting.inference import inference_plan
+    from sweep.fitting.summary import NEEDS, parametric_or_none
+
+    if not (0 <= args.inference_tokens < float("inf")):
+        raise ConfigError(f"--inference-tokens: give the tokens the model will serve (0 or more), got {args.inference_tokens!r}")
+    inputs = _fit_inputs(args)
+    fit = parametric_or_none(inputs.runs, inputs.compute())
+    if fit is None:
+        return {"not_fitted": NEEDS["approach3"]}
+    plan = inference_plan(fit, args.flops, args.inference_tokens)
+    if pricing:
+        for key in ("compute_optimal", "inference_optimal"):
+            plan[key]["total_dollars"] = pricing.dollars(plan[key]["total_flops"])
+    return plan | {"interval": "none yet: point estimates of Approach 3's fitted law"}
+
+
+def _print_inference(plan: dict, pricing) -> None:
+    if "not_fitted" in plan:
+        print(f"\nWith inference: not fitted: {plan['not_fitted']}")
+        return
+    print(f"\nWith {plan['inference_tokens']:.3g} tokens of inference (Sardana & Frankle 2023; Approach 3's law, point "
+          f"estimates without intervals yet), reaching loss {plan['target_loss']:.4f}:")
+    print(f"{'':<18}{'N':>11}{'D':>11}{'tokens/param':>14}{'training':>11}{'inference':>11}{'total FLOPs':>13}"
+          + (f"{'total cost':>12}" if pricing else ""))
+    for key, label in (("compute_optimal", "compute-optimal"), ("inference_optimal", "inference-optimal")):
+        row = plan[key]
+        cost = f"{row['total_dollars']:>12,.0f}" if pricing else ""
+        print(f"{label:<18}{row['n_params']:>11.3g}{row['tokens']:>11.3g}{row['tokens_per_param']:>14.1f}"
+              f"{row['training_flops']:>11.3g}{row['inference_flops']:>11.3g}{row['total_flops']:>13.3g}{cost}")
+    print(f"the inference-optimal model saves {plan['total_saved']:.1%} of the total FLOPs")
 
 
 def _pricing(args: argparse.Namespace):
@@ -859,6 +898,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--gpu-hours", type=float, help="or: GPU-hours to spend (with --peak-flops, --mfu)")
     predict.add_argument("--peak-flops", type=float, help="peak FLOP/s of one GPU (e.g. 989e12 for an H100, dense bf16)")
     predict.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation to assume (default 0.4)")
+    predict.add_argument("--inference-tokens", type=float, help="with --flops: the tokens the model will serve; adds the "
+                         "model that reaches the same loss with the fewest training plus inference FLOPs (Sardana & Frankle)")
     predict.add_argument("--n-params", type=float, help="or: the loss of a model of this many parameters (with --tokens)")
     predict.add_argument("--tokens", type=float, help="trained on this many tokens (with --n-params; compute-optimal or not)")
     predict.add_argument("--price-per-gpu-hour", type=float,
