@@ -172,13 +172,7 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
     summary["warnings"] = list(inputs.warnings) + _pseudo_warning(inputs.pseudo_budgets) + [
         f"FLOPs per token f(N) misses a run's own by up to {compute.max_relative_error:.1%}: the runs were not sized "
         "by one convention of model size, so budgets split into N and D approximately"
-    ] * (compute.max_relative_error > COMPUTE_TOLERANCE) + [
-        f"C = {c:.3g} FLOPs is {c / largest:.3g}x the largest fitted budget ({largest:.3g}): beyond "
-        f"{EXTRAPOLATION_FACTOR:g}x the laws are extrapolated far past the data; read the predictions and their "
-        "intervals as rough"
-        for c in predict_flops
-        if largest > 0 and c > EXTRAPOLATION_FACTOR * largest
-    ]
+    ] * (compute.max_relative_error > COMPUTE_TOLERANCE) + far_budget_warnings(predict_flops, largest)
     summary["warnings"] += _approach1_warnings(approach1, summary["approach1"])
     unbounded = unbounded_intervals(summary, runs)
     for name, keys in unbounded.items():
@@ -196,6 +190,18 @@ def _approach1_warnings(result: Approach1Result, part: dict) -> list[str]:
         notes.append(f"Approach 1: a, b and its predictions have no interval: {part['no_interval']}; read them as "
                      "a point estimate with unmeasured uncertainty (more budgets or sizes near the optimum give more points)")
     return notes
+
+
+def far_budget_warnings(predict_flops: list[float], largest: float) -> list[str]:
+    """One line for the predicted budgets beyond ``EXTRAPOLATION_FACTOR`` times the largest fitted one (the first
+    named, the others counted up to the farthest: a price's spend grid would otherwise repeat it five times)."""
+    far = sorted(c for c in set(predict_flops) if largest > 0 and c > EXTRAPOLATION_FACTOR * largest)
+    if not far:
+        return []
+    more = f", and {len(far) - 1} more budget(s) up to {far[-1]:.3g} ({far[-1] / largest:.3g}x)" if len(far) > 1 else ""
+    return [f"C = {far[0]:.3g} FLOPs is {far[0] / largest:.3g}x the largest fitted budget ({largest:.3g}){more}: beyond "
+            f"{EXTRAPOLATION_FACTOR:g}x the laws are extrapolated far past the data; read the predictions and their "
+            "intervals as rough"]
 
 
 def edge_warnings(budgets, minimum: MinimumRule) -> list[str]:

@@ -47,7 +47,8 @@ def test_a_far_prediction_is_flagged():
     inputs = runs()
     near = fit_summary(inputs, n_boot=0, predict_flops=[1e10 * EXTRAPOLATION_FACTOR])
     far = fit_summary(inputs, n_boot=0, predict_flops=[1e10 * EXTRAPOLATION_FACTOR * 1.01, 1e21])
-    assert near["warnings"] == [] and len(far["warnings"]) == 2 and "1e+11x the largest fitted budget" in far["warnings"][1]
+    assert near["warnings"] == [] and len(far["warnings"]) == 1  # two far budgets, one line naming both
+    assert "10.1x the largest fitted budget" in far["warnings"][0] and "1 more budget(s) up to 1e+21 (1e+11x)" in far["warnings"][0]
 
 
 def test_the_cli_prints_what_is_missing_and_the_warning(tmp_path, capsys):
@@ -56,3 +57,13 @@ def test_the_cli_prints_what_is_missing_and_the_warning(tmp_path, capsys):
     assert main(["predict", "--input", str(path), "--flops", "1e15", "--bootstrap", "0"]) == 0
     out = capsys.readouterr().out
     assert NEEDS["approach2"] in out and "warning: C = 1e+15 FLOPs is 1e+06x the largest fitted budget" in out
+
+
+def test_far_budgets_are_warned_of_in_one_line():
+    from sweep.fitting.summary import far_budget_warnings
+
+    assert far_budget_warnings([1e10, 5e10], 1e10) == []
+    (one,) = far_budget_warnings([1e12], 1e10)
+    assert one.startswith("C = 1e+12 FLOPs is 100x the largest fitted budget (1e+10): beyond 10x")
+    (line,) = far_budget_warnings([2.5e11, 1e12, 5e11, 1e12, 4e12], 1e10)
+    assert line.startswith("C = 2.5e+11 FLOPs is 25x the largest fitted budget (1e+10), and 3 more budget(s) up to 4e+12 (400x)")
