@@ -513,13 +513,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--flops: the budget must be a positive number of FLOPs, got {args.flops!r}")
     c = args.flops
     around = [c * m for m in SPEND_MULTIPLES if m != 1.0] if pricing else []
-    summary = fit_summary(_fit_inputs(args), n_boot=args.bootstrap, seed=args.seed, predict_flops=[c, *around],
-                          minimum=_minimum_rule(args))  # fmt: skip
+    inputs = _fit_inputs(args)
+    summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=[c, *around], minimum=_minimum_rule(args))
     prediction = summary["predictions"][0]
     roi = sorted(roi_rows(summary, pricing), key=lambda row: row["flops"]) if pricing else None
     extra = {key: summary[key] for key in ("n_runs", "flops_convention", "not_fitted", "warnings")}
     if args.inference_tokens is not None:
-        extra["inference"] = _inference(args, pricing)
+        extra["inference"] = _inference(args, inputs, pricing)
     if _json_output(args, prediction | extra | ({"roi": roi, "pricing": _pricing_dict(pricing)} if pricing else {})):
         return 0
     print(f"Budget C = {c:.4g} FLOPs ({_fitted_what(args)}: {summary['n_runs']} runs fitted; 95% intervals from "
@@ -545,7 +545,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inference(args: argparse.Namespace, pricing) -> dict:
+def _inference(args: argparse.Namespace, inputs, pricing) -> dict:
     """``--inference-tokens``: the compute-optimal model of ``--flops`` against the model that reaches its loss with
     the fewest training plus inference FLOPs (``sweep.fitting.inference``), by Approach 3's law; dollars with a price."""
     from sweep.fitting.inference import inference_plan
@@ -553,7 +553,6 @@ def _inference(args: argparse.Namespace, pricing) -> dict:
 
     if not (0 <= args.inference_tokens < float("inf")):
         raise ConfigError(f"--inference-tokens: give the tokens the model will serve (0 or more), got {args.inference_tokens!r}")
-    inputs = _fit_inputs(args)
     fit = parametric_or_none(inputs.runs, inputs.compute())
     if fit is None:
         return {"not_fitted": NEEDS["approach3"]}

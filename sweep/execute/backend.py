@@ -28,9 +28,6 @@ class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back (intervals, deadlines)."""
 
-    def sleep(self, seconds: float) -> None:
-        """Pause the driver."""
-
     def now(self) -> datetime:
         """The time of day, timezone-aware UTC (ledger rows' ``started_at`` and ``finished_at``)."""
 
@@ -40,9 +37,6 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)

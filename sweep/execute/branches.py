@@ -38,14 +38,16 @@ class Branches:
         self.sweep = planned[0].sweep if planned else ""
         self.pending: set[str] = set()
         self.points: dict[str, set[int]] = {}
+        self.steps: dict[str, int | None] | None = None
+        """Trunks' newest steps read since the last ``refresh`` (one read of the live metrics serves them all)."""
         self.ended: dict[str, str] = {}
         """Trunks that ended in this invocation without finishing (or diverged): why, in one line."""
         for trunk in self.readouts:
             self._clear_if_done(trunk)  # left by a driver that stopped before it could clear them
 
     def refresh(self, pending: set[str]) -> None:
-        """Note the runs still to finish (queued or in flight) and forget the listings of the last pass."""
-        self.pending, self.points = pending, {}
+        """Note the runs still to finish (queued or in flight) and forget the listings and steps of the last pass."""
+        self.pending, self.points, self.steps = pending, {}, None
 
     def _has_point(self, trunk: str, step: int) -> bool:
         if trunk not in self.points:
@@ -77,13 +79,14 @@ class Branches:
         return f"{where}: trunk at step {step}" if step is not None else f"{where}: trunk starting"
 
     def trunk_step(self, trunk: str) -> int | None:
-        """The trunk's newest step known: its live metrics' last row, else its newest checkpoint (None: neither)."""
-        live = self.store.read_live_metrics(self.sweep)
-        rows = live[live["run_id"] == trunk]
-        if len(rows):
-            return int(rows["step"].max())
-        newest = self.checkpoints.newest_step(self.sweep, trunk)
-        return newest or None
+        """The trunk's newest step known: its live metrics' last row, else its newest checkpoint (None: neither).
+        The sweep's live metrics are read once per ``refresh``, whatever the number of readouts asking."""
+        if self.steps is None:
+            live = self.store.read_live_metrics(self.sweep)
+            self.steps = {str(run_id): int(step) for run_id, step in live.groupby("run_id")["step"].max().items()}
+        if trunk not in self.steps:
+            self.steps[trunk] = self.checkpoints.newest_step(self.sweep, trunk) or None
+        return self.steps[trunk]
 
     def run_finished(self, spec: RunSpec, status: str, error: str | None = None) -> None:
         if status in FINISHED_STATUSES:

@@ -297,11 +297,6 @@ def earlier_speed(store: ResultsStore, sweep: str, todo: list[RunSpec], duration
     return float(done["wall_seconds"].sum()), float(sum(durations[r] for r in done["run_id"]))
 
 
-def finished_within_a_second(in_flight: Mapping[Hashable, object], backend: RunBackend) -> list[Hashable]:
-    """At most one finished run; with none in flight (every waiting run waits for a node) a pause."""
-    return backend.wait(list(in_flight), backend.poll_seconds)
-
-
 def _record_failed(spec: RunSpec, store: ResultsStore, outcome: SweepOutcome, progress: Progress, error: str,
                    clock: Clock) -> None:  # fmt: skip
     """A run that will not start in this invocation (it waited out ``resources.placement_timeout_seconds`` for a

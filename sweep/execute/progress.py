@@ -83,9 +83,9 @@ class Progress:
         """Readouts waiting on their trunks, and on what (``sweep.execute.placement.TrunkWaits``)."""
         self.started = clock.monotonic()
         self.slots = 0
+        """The most runs in flight at once so far."""
         self.share_left: dict[str, float] = {}
         """Of each run in flight, the share of its steps this invocation trains (less than 1: resumed)."""
-        """The most runs in flight at once so far."""
         self._live_speed: float | None = None
         self._status_written, self._status_stale, self._line_at = -math.inf, False, self.started
         self._write_status(force=True)

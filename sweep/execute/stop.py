@@ -105,8 +105,6 @@ class StartedRuns:
         self.started[spec.run_id] = (spec, handle, started_at)
         return handle
 
-    __call__ = start
-
     def wait(self, handles: Any, timeout_seconds: float) -> list:
         return self.backend.wait(handles, timeout_seconds)
 

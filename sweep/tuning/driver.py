@@ -41,7 +41,7 @@ from sweep.config import ConfigError, SweepConfig
 from sweep.execute.cluster import ClusterConfig, connect
 from sweep.execute.lock import results_lock
 from sweep.execute.backend import RayBackend, RunBackend, submit
-from sweep.execute.orchestrate import Capacity, collect_result, demand, finished_within_a_second
+from sweep.execute.orchestrate import Capacity, collect_result, demand
 from sweep.execute.placement import CapacityRequest, RunDemand, holds, refuse_unplaceable
 from sweep.execute.progress import log
 from sweep.execute.schedule import Resources
@@ -175,7 +175,7 @@ class TuneLoop:
                 turn = self._start_what_fits(free, turn)
                 wanted.update([t.spec for t in self.in_flight.values()] + [s.probe for s in self.sizes if self.wants_more(s)])
                 self._report_live()
-                for ref in finished_within_a_second(self.in_flight, self.backend):
+                for ref in self.backend.wait(list(self.in_flight), self.backend.poll_seconds):
                     trial = self.in_flight.pop(ref)
                     self._tell(trial, collect_result(ref, trial.spec, self.store, self.backend))
         finally:

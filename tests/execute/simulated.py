@@ -28,16 +28,13 @@ from sweep.training.worker import ledger_row
 
 
 class SimClock:
-    """Simulated seconds since ``origin``; ``sleep`` and the backend's waits move it."""
+    """Simulated seconds since ``origin``; the backend's waits move it."""
 
     def __init__(self, origin: datetime = datetime(2026, 1, 5, tzinfo=timezone.utc)) -> None:
         self.t, self.origin = 0.0, origin
 
     def monotonic(self) -> float:
         return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
 
     def now(self) -> datetime:
         return self.origin + timedelta(seconds=self.t)
