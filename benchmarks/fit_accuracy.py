@@ -1,9 +1,13 @@
-"""Fit accuracy of Approach 2's per-budget minima, for each way of reading them (``sweep.fitting.isoflop.MinimumRule``):
-on public iso-FLOP tables with published exponents, and on synthetic sweeps drawn from a known law.
+"""Fit accuracy of Approach 2's per-budget minima, for each way of reading them (``sweep.fitting.isoflop.MinimumRule``),
+and of the law families' predictions (``sweep.fitting.laws``, ``selection``): on public iso-FLOP tables with
+published exponents, and on synthetic sweeps drawn from a known law.
 
 Public: Porian et al. 2024's 15 tables (MIT; ``tests/data/public/``): ours against the published a and whether our
-95% bootstrap interval holds it; and Approach 3 fitted without each table's largest budget, asked for the loss of
-each held-out run (``sweep.fitting.point``): its relative error and whether the new-run interval holds it.
+95% bootstrap interval holds it (``--part public``); each law family's held-out error (``--part laws``); and the
+law chosen without each table's largest budget, asked for the loss of each held-out run (``sweep.fitting.point``):
+its relative error and whether the new-run interval holds it (``--part held-out``). Coverage (``--part coverage``):
+synthetic sweeps from a Chinchilla-form and a Farseer-form law, the share of draws whose intervals of a hold the
+truth, and of held-out runs inside their new-run interval.
 
 Each design draws iso-FLOP sweeps from a Chinchilla law (Epoch AI's refit: E 1.82, A 482, B 2085, alpha 0.348,
 beta 0.366, a = beta / (alpha + beta) = 0.513; or Hoffmann et al.'s own), D = C / 6N, with multiplicative Gaussian loss noise; each budget's
@@ -11,7 +15,7 @@ sizes are a log grid of +-``span`` decades about a centre that misses the true o
 guessed ladder does). Per rule and design: mean a - a_true (bias), RMSE, the share of draws whose 95% bootstrap
 interval holds a_true (coverage), and budgets left out per draw (edge budgets, or no usable minimum).
 
-    python benchmarks/fit_accuracy.py [--draws 60] [--boot 200]
+    python benchmarks/fit_accuracy.py [--draws 60] [--boot 200] [--part all|public|laws|held-out|coverage|designs]
 
 Prints one table; ``docs/fit-accuracy.md`` records a run with its machine and command.
 """
@@ -121,33 +125,120 @@ def public_tables(n_boot: int, seed: int) -> None:
     print("(* the published value lies outside our interval)")
 
 
+def law_families() -> None:
+    """Each law family's held-out error on each public table (``sweep.fitting.selection``: refitted without the
+    largest budget and without the largest size, scored on them), and the family chosen."""
+    from sweep.fitting.compute import six_nd
+    from sweep.fitting.laws import FAMILIES
+    from sweep.fitting.selection import choose_law
+
+    runs = pd.read_csv(PUBLIC / "porian2024_isoflop.csv")
+    names = [name for name in FAMILIES if not FAMILIES[name].needs_unique_tokens]
+    print("law families: mean |relative error| of the held-out runs (largest budget and largest size), per public table")
+    print(f"{'table':<42}" + "".join(f"{name:>12}" for name in names) + f"{'chosen':>12}")
+    errors, chosen = {name: [] for name in names}, []
+    for config, group in runs.groupby("config"):
+        choice = choose_law(group.drop(columns="config").reset_index(drop=True), six_nd(), names=names)
+        line = f"{config:<42}"
+        for score in choice.scores:
+            errors[score.family.name].append(score.error)
+            line += f"{score.error:>12.2%}" if score.error is not None else f"{'-':>12}"
+        chosen.append(choice.chosen.error)
+        print(line + f"{choice.chosen.family.name:>12}")
+    print("  mean: " + ", ".join(f"{name} {np.mean([e for e in v if e is not None]):.2%}" for name, v in errors.items())
+          + f"; the chosen family {np.mean(chosen):.2%}")
+
+
 def held_out_runs(n_boot: int, seed: int) -> None:
-    """Approach 3 fitted without each public table's largest budget, then asked for the loss of every run of it
-    (``sweep.fitting.point.loss_at``): relative error of the law's mean, and the share of held-out runs inside the
-    95% new-run interval."""
+    """The chosen law (``sweep.fitting.selection``), fitted and chosen without each public table's largest budget,
+    then asked for the loss of every run of it (``sweep.fitting.point.losses_at``): relative error of the law's mean,
+    and the share of held-out runs inside the 95% new-run interval."""
     from sweep.fitting.inputs import FitInputs
-    from sweep.fitting.point import loss_at
+    from sweep.fitting.point import losses_at
 
     runs = pd.read_csv(PUBLIC / "porian2024_isoflop.csv")
     excluded = pd.DataFrame(columns=["run_id", "status", "error"])
-    print(f"held out: each public table's largest budget, predicted by Approach 3 fitted to the rest; {n_boot} resamples")
-    print(f"{'table':<42}{'runs':>6}{'mean |rel err|':>16}{'inside 95%':>12}")
-    errors, inside, total = [], 0, 0
+    print(f"held out: each public table's largest budget, predicted by the law chosen on the rest; {n_boot} resamples")
+    print(f"{'table':<42}{'law':>12}{'runs':>6}{'mean |rel err|':>16}{'at its best run':>16}{'inside 95%':>12}")
+    errors, best_errors, inside, total = [], [], 0, 0
     for config, group in runs.groupby("config"):
         top = group["budget"].max()
         rest, held = FitInputs(group[group["budget"] < top].drop(columns="config"), excluded), group[group["budget"] == top]
-        rel, hits = [], 0
-        for row in held.itertuples():
-            result = loss_at(rest, row.n_params, row.tokens, n_boot=n_boot, seed=seed)
-            if result["loss"] is None:
-                continue
-            rel.append(abs(result["loss"] / row.loss - 1))
-            lo, hi = result["prediction_interval"]
-            hits += lo <= row.loss <= hi
-        errors += rel
+        results = losses_at(rest, list(zip(held["n_params"], held["tokens"])), n_boot=n_boot, seed=seed)
+        observed = held["loss"].to_numpy()
+        predicted = np.array([r["loss"] for r in results])
+        rel = np.abs(predicted / observed - 1)
+        best = int(np.argmin(observed))
+        hits = sum(r["prediction_interval"][0] <= o <= r["prediction_interval"][1] for r, o in zip(results, observed))
+        errors += list(rel)
+        best_errors.append(rel[best])
         inside, total = inside + hits, total + len(rel)
-        print(f"{config:<42}{len(rel):>6}{np.mean(rel):>16.2%}{hits / max(1, len(rel)):>12.0%}")
-    print(f"  all: mean |relative error| {np.mean(errors):.2%}, held-out runs inside their 95% interval {inside}/{total}")
+        print(f"{config:<42}{results[0]['law']['name']:>12}{len(rel):>6}{np.mean(rel):>16.2%}{rel[best]:>16.2%}{hits / len(rel):>12.0%}")
+    print(f"  all: mean |relative error| {np.mean(errors):.2%} ({np.mean(best_errors):.2%} at each held-out budget's best "
+          f"run), held-out runs inside their 95% interval {inside}/{total} ({inside / total:.0%})")
+
+
+FARSEER_TRUTH = (np.log(482.01), np.log(2085.43), np.log(1.8172), 0.3478, 0.3658, 0.10, -0.03)
+"""A law whose data term depends on N (``farseer`` family, N0 = 1e8): Epoch's refit with gamma 0.10, delta -0.03."""
+
+
+def coverage(draws: int, n_boot: int, seed: int) -> None:
+    """Synthetic sweeps whose law is known: coverage of a by Approach 2 (Akima) and Approach 3's bootstrap intervals,
+    and of held-out runs (the largest budget, predicted by the law chosen without it) by their 95% new-run interval,
+    with the mean |relative error| of those predictions."""
+    from sweep.fitting.bootstrap import bootstrap_parametric
+    from sweep.fitting.inputs import FitInputs
+    from sweep.fitting.laws import FAMILIES, FittedLaw
+    from sweep.fitting.parametric import fit_parametric
+    from sweep.fitting.point import losses_at
+
+    excluded = pd.DataFrame(columns=["run_id", "status", "error"])
+    print(f"coverage on synthetic sweeps: {draws} draws each, {n_boot} resamples; design 'wide 13x2.4' (6 budgets x 13 "
+          "sizes, 0.5% noise); held out: the largest budget")
+    print(f"{'truth':<22}{'a (A2)':>8}{'cover':>7}{'a (A3)':>8}{'cover':>7}{'held-out err':>14}{'inside 95%':>12}{'laws chosen':>34}")
+    farseer = FittedLaw(FAMILIES["farseer"], FARSEER_TRUTH, 0.0, 0, float(np.log(1e8)))
+    for label, truth_a, make in (
+        ("chinchilla (Epoch)", a_true(EPOCH), lambda rng: draw(EPOCH, BUDGETS, 13, 1.2, 0.0, 0.005, rng)),
+        ("farseer form", farseer.exponent_a(float(BUDGETS[-1])), lambda rng: _farseer_draw(farseer, rng)),
+    ):
+        rng = np.random.default_rng(seed)
+        a2_hits = a3_hits = inside = total = 0
+        a2, a3, errors, chosen = [], [], [], {}
+        for k in range(draws):
+            runs = make(rng)
+            fit2 = fit_approach2(runs, MinimumRule())
+            if fit2.a is not None:
+                lo, hi = bootstrap_isoflop(runs, n_boot, seed=k).interval("a")
+                a2.append(fit2.a)
+                a2_hits += lo <= truth_a <= hi
+            fit3 = fit_parametric(runs["n_params"], runs["tokens"], runs["loss"])
+            lo, hi = bootstrap_parametric(runs, fit3, n_boot, seed=k).interval("a")
+            a3.append(fit3.a)
+            a3_hits += lo <= truth_a <= hi
+            top = runs["budget"].max()
+            held = runs[runs["budget"] == top]
+            results = losses_at(FitInputs(runs[runs["budget"] < top], excluded), list(zip(held["n_params"], held["tokens"])), n_boot=n_boot, seed=k)
+            for r, observed in zip(results, held["loss"]):
+                errors.append(abs(r["loss"] / observed - 1))
+                inside += r["prediction_interval"][0] <= observed <= r["prediction_interval"][1]
+                total += 1
+            chosen[results[0]["law"]["name"]] = chosen.get(results[0]["law"]["name"], 0) + 1
+        laws = ", ".join(f"{name} {count}" for name, count in sorted(chosen.items()))
+        print(f"{label:<22}{np.mean(a2) - truth_a:>+8.4f}{a2_hits / max(1, len(a2)):>7.0%}{np.mean(a3) - truth_a:>+8.4f}"
+              f"{a3_hits / draws:>7.0%}{np.mean(errors):>14.2%}{inside / total:>12.0%}{laws:>34}")
+    print("  (a columns: mean a - true a over the draws; the farseer form's true a is its local exponent at the largest budget)")
+
+
+def _farseer_draw(law, rng: np.random.Generator) -> pd.DataFrame:
+    """An iso-FLOP sweep like design 'wide 13x2.4' with losses from a farseer-form ``law``."""
+    rows = []
+    for budget in BUDGETS:
+        centre, _ = law.optimal_allocation(budget)
+        for n in centre * 10 ** np.linspace(-1.2, 1.2, 13):
+            rows.append({"n_params": n, "tokens": budget / (6 * n), "budget": budget})
+    runs = pd.DataFrame(rows)
+    runs["loss"] = law.loss(runs["n_params"], runs["tokens"]) * (1 + 0.005 * rng.standard_normal(len(runs)))
+    return runs
 
 
 def main() -> None:
@@ -156,11 +247,23 @@ def main() -> None:
     parser.add_argument("--boot", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default="", help="only the designs whose name holds this")
+    parser.add_argument("--part", choices=("all", "public", "laws", "held-out", "coverage", "designs"), default="all",
+                        help="run one part only")
+    parser.add_argument("--coverage-draws", type=int, default=40)
     args = parser.parse_args()
     began = time.perf_counter()
-    if not args.only:
+    part = "designs" if args.only else args.part
+    if part in ("all", "public"):
         public_tables(args.boot, args.seed)
+    if part in ("all", "laws"):
+        law_families()
+    if part in ("all", "held-out"):
         held_out_runs(min(args.boot, 100), args.seed)
+    if part in ("all", "coverage"):
+        coverage(args.coverage_draws, min(args.boot, 100), args.seed)
+    if part not in ("all", "designs"):
+        print(f"({time.perf_counter() - began:.0f} s)")
+        return
     print(f"synthetic laws: Epoch's refit (a = {a_true(EPOCH):.4f}), Hoffmann's (a = {a_true(HOFFMANN):.4f}); "
           f"{args.draws} draws per cell, {args.boot} resamples")
     print(f"{'design':<18}{'rule':<22}{'fitted':>7}{'bias':>9}{'rmse':>8}{'cover':>7}{'left out':>10}")

@@ -29,6 +29,7 @@ import pandas as pd
 from sweep.config import ConfigError, load_config
 from sweep.fitting.inputs import FitInputs, exclude_stale, fit_inputs_from_file, fit_inputs_from_frame, fit_inputs_from_results
 from sweep.fitting.isoflop import MinimumRule
+from sweep.fitting.laws import FAMILIES
 from sweep.fitting.summary import fit_summary
 from sweep.results.storage import TRUNK_SCHEDULES, ResultsStore
 
@@ -141,6 +142,8 @@ class Fit:
     seed: int
     minimum: MinimumRule = MinimumRule()
     """How Approach 2 read each budget's minimum (``sweep.fitting.isoflop.MinimumRule``)."""
+    law: str | None = None
+    """The law family asked for (None: chosen by held-out error; ``summary["laws"]`` says which)."""
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -167,15 +170,16 @@ class Fit:
         key = tuple(flops)
         if key not in self._cache:
             self._cache[key] = fit_summary(self.inputs, n_boot=self.n_boot, seed=self.seed, predict_flops=list(flops),
-                                           minimum=self.minimum)  # fmt: skip
+                                           minimum=self.minimum, law=self.law)  # fmt: skip
         return self._cache[key]
 
 
 def fit(source: str | Path | pd.DataFrame | None = None, *, sweep: str | None = None, config: str | Path | None = None,
         include_stale: bool = False, params: str = "nonembedding", flops_convention: str = "6ND", n_boot: int = 1000,
-        seed: int = 0, minimum: MinimumRule = MinimumRule()) -> Fit:  # fmt: skip
+        seed: int = 0, minimum: MinimumRule = MinimumRule(), law: str | None = None) -> Fit:  # fmt: skip
     """Fit Approaches 1-3 (``source``: a results root, a table path or a DataFrame; see ``fit_inputs``); ``minimum``:
-    how Approach 2 reads each budget's minimum (default an Akima spline; ``MinimumRule("parabola", 7)``).
+    how Approach 2 reads each budget's minimum (default an Akima spline; ``MinimumRule("parabola", 7)``); ``law``:
+    the law family to predict with (None: the one with the lowest held-out error, ``sweep.fitting.selection``).
 
     >>> f = fit("results", n_boot=200)  # doctest: +SKIP
     >>> f.table()  # doctest: +SKIP
@@ -183,7 +187,9 @@ def fit(source: str | Path | pd.DataFrame | None = None, *, sweep: str | None = 
     inputs = fit_inputs(source, sweep=sweep, config=config, include_stale=include_stale, params=params, flops_convention=flops_convention)
     if inputs.runs.empty:
         raise ConfigError("no completed runs to fit")
-    return Fit(fit_summary(inputs, n_boot=n_boot, seed=seed, minimum=minimum), inputs, n_boot, seed, minimum)
+    if law is not None and law not in FAMILIES:
+        raise ConfigError(f"law: unknown family {law!r}; choose from {', '.join(FAMILIES)}")
+    return Fit(fit_summary(inputs, n_boot=n_boot, seed=seed, minimum=minimum, law=law), inputs, n_boot, seed, minimum, law)
 
 
 def predict(fitted: Fit, flops: float | list[float]) -> pd.DataFrame:

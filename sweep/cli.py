@@ -45,6 +45,8 @@ from sweep.execute.stop import SweepStopped
 from sweep.results.uri import redact_uri, secrets_of
 
 DEFAULT_RESULTS = "results"
+LAW_FAMILIES = ("chinchilla", "farseer", "kaplan", "data_constrained")
+"""``--law``'s families (``sweep.fitting.laws.FAMILIES``, named here so the parser needs no scipy)."""
 
 
 def demo_config_path() -> Path:
@@ -255,6 +257,7 @@ def _print_summary(summary: dict, params: str) -> None:
         print(f"objective = {a3['objective']:.8f}")
     if a3 is None:
         print(f"\nApproach 3: not fitted: {summary['not_fitted']['approach3']}")
+    _print_laws(summary)
     check = summary.get("extrapolation")
     if not check and "extrapolation" in summary["not_fitted"]:
         print(f"\nExtrapolation check: not made: {summary['not_fitted']['extrapolation']}")
@@ -279,8 +282,39 @@ def _print_summary(summary: dict, params: str) -> None:
             if "loss" in entry[name]:
                 parts.append(f"loss {_with_interval(entry[name]['loss'], ci.get(f'loss@{c:.3g}'), '.4f')}")
             print(f"  {name}: " + ", ".join(parts))
+        if "law" in entry:
+            law, ci = entry["law"], summary["laws"]["law"]["ci"]
+            print(f"  law ({law['name']}): N_opt {_with_interval(law['n_opt'], ci.get(f'n_opt@{c:.3g}'), '.3g')}, D_opt "
+                  f"{_with_interval(law['d_opt'], ci.get(f'd_opt@{c:.3g}'), '.3g')}, loss "
+                  f"{_with_interval(law['loss'], ci.get(f'loss@{c:.3g}'), '.4f')}, a {_with_interval(law['a'], ci.get(f'a@{c:.3g}'), '.3f')}")
     for warning in summary["warnings"]:
         print(f"\nwarning: {warning}")
+
+
+def _print_laws(summary: dict) -> None:
+    """Each law family's held-out error and the chosen law (``sweep.fitting.selection``)."""
+    laws = summary.get("laws")
+    if not laws:
+        return
+    folds = ", ".join(f"{f['name']} ({f['held_out_runs']} runs)" for f in laws["folds"]) or "none"
+    print(f"\nLaw families (refitted without the held-out runs, scored by mean |relative error| on them; held out: {folds})")
+    for family in laws["families"]:
+        mark = "*" if family["name"] == laws["chosen"] else " "
+        if family["held_out_error"] is not None:
+            detail = (f"held-out error {family['held_out_error']:.2%} (bias {family['held_out_bias']:+.2%}), objective "
+                      f"{family['objective']:.6g}")  # fmt: skip
+        elif family["skipped"]:
+            detail = f"skipped: {family['skipped']}"
+        else:
+            detail = f"not scored (no fold to hold out), objective {family['objective']:.6g}"
+        print(f" {mark}{family['name']:<17}{detail}")
+    law = laws.get("law")
+    if law is None:
+        print(f"no law chosen: {laws.get('not_fitted')}")
+        return
+    ci = law["ci"]
+    values = ", ".join(f"{k} = {_with_interval(v, ci.get(k), '.4g')}" for k, v in law["parameters"].items())
+    print(f"chosen ({laws['chosen_by']}): {law['name']}, L = {law['formula']}: {values} ({law['samples']} resamples)")
 
 
 def _fit_inputs(args: argparse.Namespace):
@@ -514,7 +548,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     c = args.flops
     around = [c * m for m in SPEND_MULTIPLES if m != 1.0] if pricing else []
     inputs = _fit_inputs(args)
-    summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=[c, *around], minimum=_minimum_rule(args))
+    summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=[c, *around], minimum=_minimum_rule(args),
+                          law=_law(args))  # fmt: skip
     prediction = summary["predictions"][0]
     roi = sorted(roi_rows(summary, pricing), key=lambda row: row["flops"]) if pricing else None
     extra = {key: summary[key] for key in ("n_runs", "flops_convention", "not_fitted", "warnings")}
@@ -536,6 +571,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"{label:<12}{_estimate(summary[name], f'n_opt@{c:.3g}', p['n_opt'], '.3g', why=False):>34}"
             f"{_estimate(summary[name], f'd_opt@{c:.3g}', p['d_opt'], '.3g', why=False):>34}{p['d_opt'] / p['n_opt']:>14.1f}{loss:>30}"
         )
+    if "law" in prediction:
+        law, ci = prediction["law"], summary["laws"]["law"]["ci"]
+        print(f"{'law':<12}{_with_interval(law['n_opt'], ci.get(f'n_opt@{c:.3g}'), '.3g'):>34}"
+              f"{_with_interval(law['d_opt'], ci.get(f'd_opt@{c:.3g}'), '.3g'):>34}{law['d_opt'] / law['n_opt']:>14.1f}"
+              f"{_with_interval(law['loss'], ci.get(f'loss@{c:.3g}'), '.4f'):>30}  ({law['name']}, {summary['laws']['chosen_by']})")
     if pricing:
         _print_roi(roi, pricing, summary)
     if args.inference_tokens is not None:
@@ -611,13 +651,13 @@ def _print_roi(rows: list[dict], pricing, summary: dict) -> None:
 
 
 def _predict_point(args: argparse.Namespace) -> int:
-    """``sweep predict --n-params N --tokens D``: Approach 3's loss there, its interval and a new run's."""
+    """``sweep predict --n-params N --tokens D``: the chosen law's loss there, its interval and a new run's."""
     from sweep.fitting.point import loss_at
 
     for flag, value in (("--n-params", args.n_params), ("--tokens", args.tokens)):
         if value is None or not (0 < value < float("inf")):
             raise ConfigError(f"{flag}: give a positive number with --n-params and --tokens together, got {value!r}")
-    result = loss_at(_fit_inputs(args), args.n_params, args.tokens, n_boot=args.bootstrap, seed=args.seed)
+    result = loss_at(_fit_inputs(args), args.n_params, args.tokens, n_boot=args.bootstrap, seed=args.seed, law=_law(args))
     if _json_output(args, result):
         return 0
     print(f"N = {args.n_params:.4g} parameters, D = {args.tokens:.4g} tokens (C = {result['flops']:.4g} FLOPs; "
@@ -626,7 +666,7 @@ def _predict_point(args: argparse.Namespace) -> int:
         print(f"loss: not fitted: {result['not_fitted']}")
         return 0
     ci, run = result["ci"], result["prediction_interval"]
-    print(f"loss (Approach 3, the law's mean): {_with_interval(result['loss'], ci, '.4f')}"
+    print(f"loss ({result['law']['name']} law, {result['law']['chosen_by']}; the law's mean): {_with_interval(result['loss'], ci, '.4f')}"
           + ("" if ci else " (no interval: --bootstrap 0)"))
     if run:
         print(f"a new run's loss: [{run[0]:.4f}, {run[1]:.4f}] (95%, with the runs' scatter about the law, "
@@ -643,7 +683,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from sweep.report.plots import plot_approach2
 
     inputs, rule = _fit_inputs(args), _minimum_rule(args)
-    summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=args.predict_flops, minimum=rule)
+    summary = fit_summary(inputs, n_boot=args.bootstrap, seed=args.seed, predict_flops=args.predict_flops, minimum=rule, law=_law(args))
     if _json_output(args, summary):
         plot = _fit_plot_path(args)
         if plot:
@@ -693,7 +733,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     source = args.input or redact_uri(_results_root(args))
     path = write_report(inputs, args.out, metrics=metrics, title=title, n_boot=args.bootstrap, seed=args.seed, ledger=ledger,
                         pricing=_pricing(args), provenance=provenance(args.config, ledger, source),
-                        minimum=_minimum_rule(args))  # fmt: skip
+                        minimum=_minimum_rule(args), law=_law(args))  # fmt: skip
     print(f"report: {path.resolve()}")
     return 0
 
@@ -718,7 +758,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.json, args.bootstrap, args.seed, args.predict_flops, args.drop_highest_loss = None, 1000, 0, None, 0
         args.include_stale, args.out, args.flops_convention = False, None, "6ND"
         args.price_per_gpu_hour, args.peak_flops, args.mfu = None, None, None
-        args.minimum, args.window, args.include_edges = "akima", 7, False  # sweep fit's defaults
+        args.minimum, args.window, args.include_edges, args.law = "akima", 7, False, "auto"  # sweep fit's defaults
         status = cmd_fit(args)
         root = Path(_results_root(args)).resolve()
         args.out = root / "report"
@@ -754,6 +794,15 @@ def _add_fit_inputs(parser: argparse.ArgumentParser) -> None:
                         "(0: every size; default 7)")
     parser.add_argument("--include-edges", action="store_true", help="fit Approaches 1 and 2 through budgets whose "
                         "lowest loss is at an end of their ladder too (flagged; left out by default)")
+    parser.add_argument("--law", choices=("auto", *LAW_FAMILIES), default="auto",
+                        help="the law family to predict with: auto (default) takes the one with the lowest error on the "
+                             "held-out largest budget and largest size; the others name one (sweep/fitting/laws.py)")
+
+
+def _law(args: argparse.Namespace) -> str | None:
+    """``--law``: None for auto."""
+    law = getattr(args, "law", "auto")
+    return None if law == "auto" else law
 
 
 def _minimum_rule(args: argparse.Namespace):

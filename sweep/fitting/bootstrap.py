@@ -5,6 +5,7 @@
   as a full grid search in every resample checked (``tests/fitting/test_parametric.py``), at ~20 ms a refit.
 - Approach 2: runs are resampled within each budget (a plain resample can leave a budget with too few sizes for a
   parabola); resamples whose frontier cannot be fitted are dropped and counted.
+- The chosen law family (``sweep.fitting.selection``): as Approach 3, each refit warm-started from the full fit.
 - Approach 1 is not bootstrapped: a bootstrap of a minimum is degenerate (``sweep.fitting.envelope``).
 
 Every fitted number and the predictions at requested budgets (N_opt, D_opt, loss) get samples; ``interval``
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sweep.fitting.blas import one_blas_thread
 from sweep.fitting.isoflop import MinimumRule, budget_arrays, fit_budget, frontier
 from sweep.fitting.parametric import ParametricFit, fit_parametric, theta_of
 
@@ -62,6 +64,7 @@ def _parametric_predictions(row: dict, fit: ParametricFit, predict_flops: list[f
     return row
 
 
+@one_blas_thread
 def bootstrap_parametric(runs: pd.DataFrame, base: ParametricFit, n_boot: int = 1000, seed: int = 0,
                          predict_flops: list[float] = (), points: list[tuple[float, float]] = ()) -> BootstrapSamples:  # fmt: skip
     """Approach 3 refits on ``n_boot`` resamples of ``runs`` (columns n_params, tokens, loss); ``points``: (N, D)
@@ -84,6 +87,7 @@ def bootstrap_parametric(runs: pd.DataFrame, base: ParametricFit, n_boot: int = 
     return BootstrapSamples(pd.DataFrame(rows), failed)
 
 
+@one_blas_thread
 def bootstrap_isoflop(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, predict_flops: list[float] = (),
                       rule: MinimumRule = MinimumRule()) -> BootstrapSamples:  # fmt: skip
     """Approach 2 refits on ``n_boot`` resamples of ``runs``, resampled within each budget, minima read by ``rule``."""
@@ -100,4 +104,41 @@ def bootstrap_isoflop(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, pre
             failed += 1
             continue
         rows.append(_predictions({"a": result.a, "b": result.b}, result.n_opt, result.d_opt, None, list(predict_flops)))
+    return BootstrapSamples(pd.DataFrame(rows), failed)
+
+
+@one_blas_thread
+def bootstrap_law(runs: pd.DataFrame, base, n_boot: int = 200, seed: int = 0, predict_flops: list[float] = (),
+                  points: list[tuple[float, float]] = ()) -> BootstrapSamples:  # fmt: skip
+    """A ``sweep.fitting.laws.FittedLaw`` refitted on ``n_boot`` resamples of ``runs`` over the whole table (warm
+    start: the full fit): its parameters, N_opt, D_opt, loss and local exponent a at each of ``predict_flops``, and
+    the loss at each (N, D) of ``points``."""
+    from sweep.fitting.laws import fit_law
+    from sweep.fitting.point import point_column
+    from sweep.fitting.selection import unique_tokens
+
+    rng = np.random.default_rng(seed)
+    n, d, loss = (runs[c].to_numpy(dtype=float) for c in ("n_params", "tokens", "loss"))
+    unique = unique_tokens(runs) if base.family.needs_unique_tokens else None
+    flops = np.asarray(list(predict_flops), dtype=float)
+    rows, failed = [], 0
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(n), len(n))
+        try:
+            fit = fit_law(base.family, n[pick], d[pick], loss[pick], unique_tokens=None if unique is None else unique[pick],
+                          compute=base.compute, starts=[np.asarray(base.theta)], log_n0=base.log_n0)  # fmt: skip
+        except ValueError:
+            failed += 1
+            continue
+        row = dict(fit.values)
+        row |= {point_column(n_at, d_at): float(fit.loss(n_at, d_at)) for n_at, d_at in points}
+        if len(flops):
+            n_opt, d_opt = fit.optimal_allocation(np.concatenate([flops / 1.5, flops, flops * 1.5]))
+            k = len(flops)
+            loss_opt = fit.loss(n_opt[k:2 * k], d_opt[k:2 * k])
+            for i, c in enumerate(flops):
+                row[f"n_opt@{c:.3g}"], row[f"d_opt@{c:.3g}"] = float(n_opt[k + i]), float(d_opt[k + i])
+                row[f"loss@{c:.3g}"] = float(loss_opt[i])
+                row[f"a@{c:.3g}"] = float(np.log(n_opt[2 * k + i] / n_opt[i]) / np.log(2.25))
+        rows.append(row)
     return BootstrapSamples(pd.DataFrame(rows), failed)

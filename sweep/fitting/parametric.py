@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
+from sweep.fitting.blas import one_blas_thread
 from sweep.fitting.compute import FlopsPerToken, optimal_allocation
 
 HUBER_DELTA = 1e-3
@@ -136,6 +137,7 @@ def _projected_grid(n: np.ndarray, d: np.ndarray, loss: np.ndarray, alphas: np.n
     return [(float(values[i]), thetas[i]) for i in order]
 
 
+@one_blas_thread
 def fit_parametric(n_params, tokens, loss, *, delta: float = HUBER_DELTA, grid_size: int = 40, polish: int = 8,
                    starts: list[np.ndarray] | None = None, compute: FlopsPerToken = FlopsPerToken()) -> ParametricFit:  # fmt: skip
     """Fit L(N, D) (see the module docstring). ``starts`` replaces the grid search (e.g. a bootstrap's warm start);

@@ -1,11 +1,12 @@
-"""Loss at any (N, D): what Approach 3's law predicts for a model of N parameters trained on D tokens, compute-optimal
-or not, with two intervals.
+"""Loss at any (N, D): what the chosen law (``sweep.fitting.selection``: the family that extrapolates best, or
+``--law``) predicts for a model of N parameters trained on D tokens, compute-optimal or not, with two intervals.
 
 - ``ci``: where the law's mean loss lies, from the percentile bootstrap of the fit (runs resampled over the whole
-  table, ``sweep.fitting.bootstrap.bootstrap_parametric``): the parameters' uncertainty only.
+  table, ``sweep.fitting.bootstrap.bootstrap_law``; at most ``LAW_BOOTSTRAP`` resamples for a family other than
+  Chinchilla's): the parameters' uncertainty only.
 - ``prediction_interval``: where one new run's loss lies: each resample's log loss plus a draw of the residual
-  scatter of the runs about the fitted law (the root mean square of their log-loss residuals, on n - 5 degrees of
-  freedom), percentiles of the sum. A run is one draw, not the law's mean, so this is the interval to hold a new
+  scatter of the runs about the fitted law (the root mean square of their log-loss residuals, on n - k degrees of
+  freedom for a law of k parameters), percentiles of the sum. A run is one draw, not the law's mean, so this is the interval to hold a new
   run against.
 
 A point beyond the fitted runs (N or D larger than any run's, or C beyond ``EXTRAPOLATION_FACTOR`` times the
@@ -18,40 +19,50 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweep.fitting.bootstrap import bootstrap_parametric
+from sweep.fitting.blas import one_blas_thread
+from sweep.fitting.bootstrap import bootstrap_law
 from sweep.fitting.inputs import FitInputs
-from sweep.fitting.summary import EXTRAPOLATION_FACTOR, NEEDS, parametric_or_none
+from sweep.fitting.selection import LAW_BOOTSTRAP, choose_law
+from sweep.fitting.summary import EXTRAPOLATION_FACTOR
 
-PARAMETERS = 5
-"""Parameters of L(N, D) = E + A/N^alpha + B/D^beta, for the residuals' degrees of freedom."""
+def loss_at(inputs: FitInputs, n_params: float, tokens: float, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+            law: str | None = None) -> dict:  # fmt: skip
+    """The chosen law's loss at (``n_params``, ``tokens``) with ``ci`` and ``prediction_interval`` (module
+    docstring); ``law`` names the family (None: the one that extrapolates best, ``sweep.fitting.selection``).
+    ``{"loss": None, "not_fitted": why}`` when the table cannot identify any law."""
+    return losses_at(inputs, [(n_params, tokens)], n_boot, seed, level, law)[0]
 
 
-def loss_at(inputs: FitInputs, n_params: float, tokens: float, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """Approach 3's loss at (``n_params``, ``tokens``) with ``ci`` and ``prediction_interval`` (module docstring);
-    ``{"loss": None, "not_fitted": why}`` when the table cannot identify the law."""
+@one_blas_thread
+def losses_at(inputs: FitInputs, points: list[tuple[float, float]], n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+              law: str | None = None) -> list[dict]:  # fmt: skip
+    """``loss_at`` for each (N, D) of ``points``, from one choice of law and one bootstrap."""
     runs, compute = inputs.runs, inputs.compute()
-    flops = float(compute(n_params) * tokens)
-    out = {"n_params": float(n_params), "tokens": float(tokens), "flops": flops, "approach": "approach3", "n_runs": len(runs)}
-    fit = parametric_or_none(runs, compute)
-    if fit is None:
-        return out | {"loss": None, "ci": None, "prediction_interval": None, "not_fitted": NEEDS["approach3"], "warnings": []}
+    outs = [{"n_params": float(n), "tokens": float(d), "flops": float(compute(n) * d), "n_runs": len(runs)} for n, d in points]
+    choice = choose_law(runs, compute, law) if len(runs) else None
+    if choice is None or choice.chosen is None:
+        reasons = "; ".join(f"{s.family.name}: {s.skipped}" for s in choice.scores if s.skipped) if choice else "no runs"
+        return [out | {"loss": None, "ci": None, "prediction_interval": None, "law": None,
+                       "not_fitted": f"no law family could be fitted ({reasons})", "warnings": []} for out in outs]  # fmt: skip
+    fit = choice.chosen.fit
     n, d, loss = (runs[c].to_numpy(dtype=float) for c in ("n_params", "tokens", "loss"))
-    residuals = np.log(loss) - np.log(fit.loss(n, d))
-    scatter = float(np.sqrt(np.sum(residuals**2) / max(1, len(residuals) - PARAMETERS)))
-    point = float(fit.loss(n_params, tokens))
-    out |= {"loss": point, "law": {"E": fit.E, "A": fit.A, "B": fit.B, "alpha": fit.alpha, "beta": fit.beta},
-            "residual_scatter": scatter, "ci": None, "prediction_interval": None, "bootstrap": n_boot}  # fmt: skip
-    if n_boot:
-        samples = bootstrap_parametric(runs, fit, n_boot, seed, points=[(n_params, tokens)])
-        column = point_column(n_params, tokens)
-        if len(samples.samples):
+    residuals = np.log(loss) - np.log(fit.loss(n, d, runs["unique_tokens"] if fit.family.needs_unique_tokens else None))
+    scatter = float(np.sqrt(np.sum(residuals**2) / max(1, len(residuals) - fit.family.size)))
+    samples_used = n_boot if fit.family.name == "chinchilla" else min(n_boot, LAW_BOOTSTRAP)
+    samples = bootstrap_law(runs, fit, samples_used, seed, points=points) if samples_used else None
+    noise = np.random.default_rng(seed).standard_normal(samples_used) * scatter
+    tail = 100.0 * (1.0 - level) / 2.0
+    for out, (n_at, d_at) in zip(outs, points):
+        out |= {"loss": float(fit.loss(n_at, d_at)), "law": {"name": fit.family.name, "formula": fit.family.formula,
+                "parameters": fit.values, "chosen_by": choice.chosen_by}, "residual_scatter": scatter, "ci": None,
+                "prediction_interval": None, "bootstrap": samples_used}  # fmt: skip
+        if samples is not None and len(samples.samples):
+            column = point_column(n_at, d_at)
             out["ci"] = list(samples.interval(column, level))
             draws = np.log(samples.samples[column].to_numpy(dtype=float))
-            noise = np.random.default_rng(seed).standard_normal(len(draws)) * scatter
-            tail = 100.0 * (1.0 - level) / 2.0
-            out["prediction_interval"] = [float(np.exp(np.percentile(draws + noise, q))) for q in (tail, 100.0 - tail)]
-    out["warnings"] = beyond_the_data(runs, n_params, tokens, flops)
-    return out
+            out["prediction_interval"] = [float(np.exp(np.percentile(draws + noise[: len(draws)], q))) for q in (tail, 100.0 - tail)]
+        out["warnings"] = beyond_the_data(runs, n_at, d_at, out["flops"])
+    return outs
 
 
 def point_column(n_params: float, tokens: float) -> str:

@@ -29,8 +29,18 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
         "ci": {"E", "A", "B", "alpha", "beta", "a", "b", "n_opt@C", "d_opt@C", "loss@C", "gain@C": [lo, hi]},
         "failed_resamples": int
       },
+      "laws": {                     # law families scored by held-out error (fitting/selection.py); null without runs
+        "chosen": str | null, "chosen_by": "held-out error" | "--law" | "default: why",
+        "folds": [{"name": "largest budget" | "largest size", "held_out_runs", "training_runs"}],
+        "families": [{"name", "formula", "reference", "parameters": {name: value} | null, "objective",
+                      "held_out_error", "held_out_bias", "folds": {fold: error}, "skipped": str | null}],
+        "law": {"name", "formula", "parameters", "objective", "ci": {parameter | "n_opt@C" | "d_opt@C" | "loss@C" |
+                "a@C": [lo, hi]}, "samples", "failed_resamples"} | null,
+        "not_fitted": str                 # only when no law was chosen
+      },
       "predictions": [{"flops", "approach1": {"n_opt", "d_opt"}, "approach2": {"n_opt", "d_opt"},
-                       "approach3": {"n_opt", "d_opt", "loss", "gain"}}],   # gain: L(C) - L(2C), a doubling's worth
+                       "approach3": {"n_opt", "d_opt", "loss", "gain"},   # gain: L(C) - L(2C), a doubling's worth
+                       "law": {"name", "n_opt", "d_opt", "loss", "a"}}],   # the chosen law; a: d log N_opt / d log C
       "extrapolation": {          # null with fewer than 3 budgets, a largest budget of < 3 sizes, or pseudo-budgets
         "held_out_flops", "observed_best_loss", "observed_n_opt",   # the largest budget, fitted on its own
         "approach2": {"n_opt"}, "approach3": {"n_opt", "loss", "loss_error"}   # refitted without it
@@ -52,13 +62,24 @@ import math
 
 import numpy as np
 
-from sweep.fitting.bootstrap import BootstrapSamples, bootstrap_isoflop, bootstrap_parametric
+from sweep.fitting.blas import one_blas_thread
+from sweep.fitting.bootstrap import (
+    BootstrapSamples,
+    bootstrap_isoflop,
+    bootstrap_parametric,
+)
 from sweep.fitting.bounded import unbounded_intervals, unbounded_warnings
 from sweep.fitting.compute import FlopsPerToken
-from sweep.fitting.envelope import Approach1Result, envelope_intervals, fit_approach1, why_no_interval
+from sweep.fitting.envelope import (
+    Approach1Result,
+    envelope_intervals,
+    fit_approach1,
+    why_no_interval,
+)
 from sweep.fitting.inputs import FitInputs
 from sweep.fitting.isoflop import MinimumRule, fit_approach2
 from sweep.fitting.parametric import fit_parametric
+from sweep.fitting.selection import law_summary
 
 INTERVAL_METHODS = {
     "approach1 crossings": "Student-t intervals of the least-squares lines through the switch points (n - 2 degrees "
@@ -104,10 +125,12 @@ def _uncertainty(samples: BootstrapSamples | None) -> dict:
     return {"ci": samples.intervals() if len(samples.samples) else {}, "failed_resamples": samples.failed}
 
 
+@one_blas_thread
 def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_flops: list[float] | None = None,
-                minimum: MinimumRule = MinimumRule()) -> dict:  # fmt: skip
+                minimum: MinimumRule = MinimumRule(), law: str | None = None) -> dict:  # fmt: skip
     """Every approach fitted to ``inputs`` (module docstring); ``minimum``: how Approach 2 reads each budget's
-    minimum (``sweep.fitting.isoflop.MinimumRule``)."""
+    minimum (``sweep.fitting.isoflop.MinimumRule``); ``law``: the law family to predict with (None: the one that
+    extrapolates best, ``sweep.fitting.selection``)."""
     runs, compute = inputs.runs, inputs.compute()
     predict_flops = list(predict_flops or [float(runs["budget"].max())])
     approach2 = fit_approach2(runs, minimum)
@@ -158,6 +181,13 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
             n_opt, d_opt = fit.optimal_allocation(entry["flops"])
             loss, doubled = fit.optimal_loss(entry["flops"]), fit.optimal_loss(2.0 * entry["flops"])
             entry["approach3"] = {"n_opt": float(n_opt), "d_opt": float(d_opt), "loss": float(loss), "gain": float(loss - doubled)}
+    laws = law_summary(runs, compute, law, n_boot, seed, predict_flops) if len(runs) else None
+    if laws is not None:
+        for entry in summary["predictions"]:
+            if entry["flops"] in laws["predictions"]:
+                entry["law"] = laws["predictions"][entry["flops"]]
+        del laws["predictions"]
+    summary["laws"] = laws
     summary["extrapolation"] = None if inputs.pseudo_budgets else extrapolation_check(runs, compute, minimum)
     why_not = None
     if summary["extrapolation"] is None:
@@ -168,6 +198,8 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         summary["not_fitted"]["approach1"] = approach1.not_fitted
     if why_not:
         summary["not_fitted"]["extrapolation"] = why_not
+    if laws is None or laws.get("not_fitted"):
+        summary["not_fitted"]["law"] = laws["not_fitted"] if laws else "no runs to fit"
     largest = float(runs["budget"].max()) if len(runs) else 0.0
     summary["warnings"] = list(inputs.warnings) + _pseudo_warning(inputs.pseudo_budgets) + [
         f"FLOPs per token f(N) misses a run's own by up to {compute.max_relative_error:.1%}: the runs were not sized "

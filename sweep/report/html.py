@@ -154,6 +154,24 @@ def problems_section(summary: dict) -> str:
     return "<h2>Warnings and what could not be fitted</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
 
 
+def laws_section(summary: dict) -> str:
+    """Each law family's error on the held-out runs (``sweep.fitting.selection``), the chosen one marked."""
+    laws = summary.get("laws")
+    if not laws:
+        return ""
+    folds = ", ".join(f"{f['name']} ({f['held_out_runs']} runs)" for f in laws["folds"]) or "none"
+    rows = []
+    for family in laws["families"]:
+        error = family["held_out_error"]
+        rows.append([family["name"] + (" (chosen)" if family["name"] == laws["chosen"] else ""), family["formula"],
+                     "-" if error is None else f"{error:.2%}", "-" if family["held_out_bias"] is None else f"{family['held_out_bias']:+.2%}",
+                     ", ".join(f"{k}: {v:.2%}" for k, v in family["folds"].items()) or "-", family["skipped"] or ""])  # fmt: skip
+    chosen = f"chosen: {laws['chosen'] or 'none'} ({laws['chosen_by']})"
+    return (f"<h2>Law families</h2><p>Each form refitted without the held-out runs and scored on them: mean |relative "
+            f"error| of their loss. Held out: {html.escape(folds)}; {html.escape(chosen)}.</p>"
+            + _html_table(["family", "L(N, D)", "held-out error", "bias", "per fold", "skipped"], rows))
+
+
 def predictions_table(summary: dict, budgets: list[float]) -> str:
     """N_opt, D_opt (and loss) per approach at each of ``budgets``, with intervals; a reason where none."""
     rows = []
@@ -168,6 +186,10 @@ def predictions_table(summary: dict, budgets: list[float]) -> str:
             loss = _value(p.get("loss"), ci.get(f"loss@{c:.3g}")) if "loss" in p else "- (Approaches 1-2 predict no loss)"
             rows.append([f"{c:.3g}", name.replace("approach", "Approach "), _value(p["n_opt"], ci.get(f"n_opt@{c:.3g}")),
                          _value(p["d_opt"], ci.get(f"d_opt@{c:.3g}")), loss])  # fmt: skip
+        if "law" in entry:
+            ci, p = ((summary.get("laws") or {}).get("law") or {}).get("ci", {}), entry["law"]
+            rows.append([f"{c:.3g}", f"chosen law ({p['name']})", _value(p["n_opt"], ci.get(f"n_opt@{c:.3g}")),
+                         _value(p["d_opt"], ci.get(f"d_opt@{c:.3g}")), _value(p["loss"], ci.get(f"loss@{c:.3g}"))])  # fmt: skip
     return "<h2>Predictions</h2>" + _html_table(["C (FLOPs)", "approach", "N_opt [95%]", "D_opt [95%]", "loss [95%]"], rows)
 
 
@@ -252,15 +274,16 @@ def throughput_table(ledger: pd.DataFrame) -> str:
 
 def write_report(inputs: FitInputs, out_dir: str | Path, metrics: pd.DataFrame | None = None, title: str = "Scaling-law report",
                  n_boot: int = 1000, seed: int = 0, ledger: pd.DataFrame | None = None, pricing: Pricing | None = None,
-                 provenance: dict | None = None, minimum: MinimumRule = MinimumRule()) -> Path:  # fmt: skip
+                 provenance: dict | None = None, minimum: MinimumRule = MinimumRule(), law: str | None = None) -> Path:  # fmt: skip
     """Fit, draw and write ``OUT/report.html``; returns its path. ``ledger`` (the results' runs) adds the run and
     throughput tables, ``pricing`` the ROI view, ``provenance`` (``sweep.report.provenance``) its section;
-    ``minimum``: how Approach 2 reads each budget's minimum."""
+    ``minimum``: how Approach 2 reads each budget's minimum; ``law``: the law family to predict with (None: the one
+    that extrapolates best)."""
     runs = inputs.runs
     largest = float(runs["budget"].max())
     shown = [largest, 10.0 * largest]
     grid = sorted(set(np.logspace(np.log10(runs["budget"].min()), np.log10(largest) + 1.0, 12).tolist()) | set(shown))
-    summary = fit_summary(inputs, n_boot=n_boot, seed=seed, predict_flops=grid, minimum=minimum)
+    summary = fit_summary(inputs, n_boot=n_boot, seed=seed, predict_flops=grid, minimum=minimum, law=law)
     figures = [("Iso-FLOP curves", isoflop_figure(runs, minimum)), ("Compute-optimal parameters", frontier_figure(summary, grid, "n_opt")),
                ("Compute-optimal tokens", frontier_figure(summary, grid, "d_opt"))]  # fmt: skip
     if summary["approach3"]:
@@ -277,7 +300,7 @@ def write_report(inputs: FitInputs, out_dir: str | Path, metrics: pd.DataFrame |
                         if summary[name] and summary[name].get("interval_method"))  # fmt: skip
     body = f"""<p>{summary['n_runs']} runs fitted; FLOP convention: {html.escape(describe_convention(summary['flops_convention']))};
 95% intervals from {n_boot} bootstrap resamples (seed {seed}). {html.escape(methods)}.</p>
-{problems_section(summary)}<h2>Fitted numbers</h2>{_table(summary)}{predictions_table(summary, shown)}{roi}{sections}
+{problems_section(summary)}<h2>Fitted numbers</h2>{_table(summary)}{laws_section(summary)}{predictions_table(summary, shown)}{roi}{sections}
 {runs_table(ledger, runs)}{throughput}{provenance_section(provenance)}"""
     return write_page(out_dir, "report.html", title, body)
 

@@ -50,7 +50,7 @@ def test_a_point_beyond_the_runs_is_flagged_and_a_table_without_a_law_says_why()
     assert result["loss"] == pytest.approx(law(3e10, 1e12), rel=1e-3) and result["ci"] is None
     assert any("N = 3e+10 is 30x the largest fitted" in w for w in result["warnings"])
     thin = table(0.0, 0).iloc[:3]
-    assert loss_at(inputs(thin), 1e8, 1e9, n_boot=0)["not_fitted"].startswith("Approach 3 needs")
+    assert loss_at(inputs(thin), 1e8, 1e9, n_boot=0)["not_fitted"].startswith("no law family could be fitted (chinchilla: needs 5")
 
 
 def test_sweep_predict_gives_the_loss_at_n_and_d(tmp_path, capsys):
@@ -61,6 +61,6 @@ def test_sweep_predict_gives_the_loss_at_n_and_d(tmp_path, capsys):
     assert result["loss"] == pytest.approx(law(3e8, 4e9), rel=0.01) and len(result["ci"]) == 2
     assert main(["predict", "--input", str(path), "--n-params", "3e8", "--tokens", "4e9", "--bootstrap", "50"]) == 0
     out = capsys.readouterr().out
-    assert "loss (Approach 3, the law's mean): " in out and "a new run's loss: [" in out
+    assert "law, " in out and "the law's mean): " in out and "a new run's loss: [" in out
     assert main(["predict", "--input", str(path), "--n-params", "3e8"]) == 2
     assert "--tokens: give a positive number" in capsys.readouterr().err

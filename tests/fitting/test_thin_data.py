@@ -30,7 +30,7 @@ def test_one_budget_says_what_approaches_1_and_2_need():
 
 def test_one_budget_two_sizes_three_seeds_fits_nothing_it_cannot_and_never_raises():
     summary = fit_summary(runs(budgets=(1e9,), sizes=(2e3, 8e4), seeds=3, noise=0.01), n_boot=20)
-    assert set(summary["not_fitted"]) == {"approach1", "approach2", "approach3", "extrapolation"} and summary["n_runs"] == 6
+    assert set(summary["not_fitted"]) == {"approach1", "approach2", "approach3", "extrapolation", "law"} and summary["n_runs"] == 6
     assert summary["replicates"]["points"] == 2 and summary["replicates"]["runs"] == 6
 
 

@@ -1,0 +1,188 @@
+"""Choosing a law family by how well it extrapolates, not by how well it fits.
+
+A richer form always fits the runs it was fitted to at least as well, so in-sample objectives cannot choose
+between families. Each family (``sweep.fitting.laws``) is instead refitted with the runs a team would want to
+predict held out, and scored on them:
+
+- ``largest budget``: every run of the largest budget, predicted from the smaller ones (needs 3 or more budgets);
+- ``largest size``: every run of the largest model size, predicted from the smaller sizes (needs 4 or more sizes).
+
+A family's held-out error is the mean |L_predicted / L_observed - 1| over the held-out runs of both folds; its
+bias is the mean signed error. The family with the lowest error is chosen (the one with fewer parameters on a
+tie), unless the user names one (``--law``). A family that cannot be identified from the runs (too few distinct
+points for its parameters, no unique-token column, ...) or that fails to fit on a fold is skipped with the reason.
+With no fold to hold out, Chinchilla's form is chosen, and the reason is said.
+
+Pure: a table in, a frozen result out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sweep.fitting.blas import one_blas_thread
+from sweep.fitting.compute import FlopsPerToken
+from sweep.fitting.laws import FAMILIES, FittedLaw, LawFamily, fit_law
+
+DEFAULT_LAW = "chinchilla"
+REPEATED = 1.05
+"""A run repeats its data when D > 1.05 U (unique tokens)."""
+
+
+@dataclass(frozen=True)
+class FamilyScore:
+    family: LawFamily
+    fit: FittedLaw | None
+    skipped: str | None
+    """Why the family was not fitted or not scored (None: scored)."""
+    fold_errors: dict[str, float]
+    """Mean |relative error| of each fold's held-out runs."""
+    error: float | None
+    """Mean |relative error| over every held-out run."""
+    bias: float | None
+    """Mean signed relative error over every held-out run (positive: predicted too high)."""
+
+    def as_dict(self) -> dict:
+        fit = self.fit
+        return {"name": self.family.name, "formula": self.family.formula, "reference": self.family.reference,
+                "parameters": fit.values if fit else None, "objective": fit.objective if fit else None,
+                "held_out_error": self.error, "held_out_bias": self.bias, "folds": self.fold_errors, "skipped": self.skipped}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LawChoice:
+    scores: tuple[FamilyScore, ...]
+    chosen: FamilyScore | None
+    chosen_by: str
+    """``held-out error``, ``--law`` or why the default was taken."""
+    folds: tuple[dict, ...]
+    """Each fold: its name, held-out and training run counts."""
+
+    def as_dict(self) -> dict:
+        return {"chosen": self.chosen.family.name if self.chosen else None, "chosen_by": self.chosen_by,
+                "folds": list(self.folds), "families": [s.as_dict() for s in self.scores]}  # fmt: skip
+
+
+def unique_tokens(runs: pd.DataFrame) -> np.ndarray | None:
+    """The runs' unique tokens where the table records them for every run."""
+    if "unique_tokens" not in runs or runs["unique_tokens"].isna().any():
+        return None
+    return runs["unique_tokens"].to_numpy(dtype=float)
+
+
+def why_not_identifiable(family: LawFamily, runs: pd.DataFrame) -> str | None:
+    """Why ``runs`` cannot identify ``family``'s parameters, or None."""
+    points = runs[["n_params", "tokens"]].drop_duplicates()
+    needed = family.size
+    if len(points) < needed or points["n_params"].nunique() < 2 or points["tokens"].nunique() < 2:
+        return (f"needs {needed} or more distinct (N, D) points over 2 or more sizes and token counts for its "
+                f"{family.size} parameters (has {len(points)})")  # fmt: skip
+    if family.name == "farseer":
+        curves = int((runs.groupby("budget")["n_params"].nunique() >= 3).sum())
+        if curves < 3:
+            return ("needs 3 or more budgets of 3 or more model sizes each: its data term's coefficient and exponent "
+                    f"vary with N, which one or two iso-FLOP curves cannot tell apart (has {curves})")  # fmt: skip
+    if family.needs_unique_tokens:
+        unique = unique_tokens(runs)
+        if unique is None:
+            return "needs a unique_tokens column (the distinct tokens each run read) on every run"
+        repeated = int((runs["tokens"].to_numpy(dtype=float) > REPEATED * unique).sum())
+        if repeated < 3:
+            return f"needs 3 or more runs that repeat their data (D > {REPEATED} U) to measure R* (has {repeated})"
+    return None
+
+
+def fit_family(family: LawFamily, runs: pd.DataFrame, compute: FlopsPerToken, log_n0: float | None = None) -> FittedLaw:
+    unique = unique_tokens(runs) if family.needs_unique_tokens else None
+    return fit_law(family, runs["n_params"], runs["tokens"], runs["loss"], unique_tokens=unique, compute=compute, log_n0=log_n0)
+
+
+def folds(runs: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """(name, held-out mask) of each fold the runs allow (module docstring)."""
+    out = []
+    if runs["budget"].nunique() >= 3:
+        out.append(("largest budget", runs["budget"] == runs["budget"].max()))
+    if runs["n_params"].nunique() >= 4:
+        out.append(("largest size", runs["n_params"] == runs["n_params"].max()))
+    return out
+
+
+def score_family(family: LawFamily, runs: pd.DataFrame, compute: FlopsPerToken) -> FamilyScore:
+    reason = why_not_identifiable(family, runs)
+    if reason:
+        return FamilyScore(family, None, reason, {}, None, None)
+    try:
+        fit = fit_family(family, runs, compute)
+    except ValueError as error:
+        return FamilyScore(family, None, str(error), {}, None, None)
+    errors, fold_errors = [], {}
+    for name, held in folds(runs):
+        train, test = runs[~held], runs[held]
+        reason = why_not_identifiable(family, train)
+        if reason:
+            return FamilyScore(family, fit, f"cannot be scored without the {name}: {reason}", fold_errors, None, None)
+        try:
+            fold_fit = fit_family(family, train, compute, log_n0=fit.log_n0)
+        except ValueError as error:
+            return FamilyScore(family, fit, f"cannot be scored without the {name}: {error}", fold_errors, None, None)
+        unique = test["unique_tokens"] if family.needs_unique_tokens else None
+        relative = np.asarray(fold_fit.loss(test["n_params"], test["tokens"], unique), dtype=float) / test["loss"].to_numpy(dtype=float) - 1.0
+        fold_errors[name] = float(np.mean(np.abs(relative)))
+        errors.append(relative)
+    if not errors:
+        return FamilyScore(family, fit, None, {}, None, None)
+    pooled = np.concatenate(errors)
+    return FamilyScore(family, fit, None, fold_errors, float(np.mean(np.abs(pooled))), float(np.mean(pooled)))
+
+
+@one_blas_thread
+def choose_law(runs: pd.DataFrame, compute: FlopsPerToken, law: str | None = None, names=None) -> LawChoice:
+    """Score every family (or ``names``) and choose one (module docstring); ``law`` forces the choice."""
+    if law is not None and law not in FAMILIES:
+        raise ValueError(f"unknown law family {law!r}: choose from {', '.join(FAMILIES)}")
+    scores = tuple(score_family(FAMILIES[name], runs, compute) for name in (names or FAMILIES))
+    fold_rows = tuple({"name": name, "held_out_runs": int(held.sum()), "training_runs": int((~held).sum())} for name, held in folds(runs))
+    by_name = {s.family.name: s for s in scores}
+    if law is not None:
+        chosen = by_name.get(law)
+        return LawChoice(scores, chosen if chosen and chosen.fit else None, "--law", fold_rows)
+    ranked = sorted((s for s in scores if s.error is not None), key=lambda s: (s.error, s.family.size))
+    if ranked:
+        return LawChoice(scores, ranked[0], "held-out error", fold_rows)
+    default = by_name.get(DEFAULT_LAW)
+    why = ("no fold to hold out (needs 3 or more budgets or 4 or more sizes)" if not fold_rows
+           else "no family could be scored on the held-out folds")  # fmt: skip
+    return LawChoice(scores, default if default and default.fit else None, f"default: {why}", fold_rows)
+
+
+LAW_BOOTSTRAP = 200
+"""Resamples for the chosen law's intervals (at most; fewer with ``--bootstrap``): a refit of a 5-7 parameter form
+with a numeric allocation takes ~20-50 ms, so 1,000 would add most of a minute to every fit."""
+
+
+@one_blas_thread
+def law_summary(runs: pd.DataFrame, compute: FlopsPerToken, law: str | None = None, n_boot: int = 1000, seed: int = 0,
+                predict_flops: list[float] = ()) -> dict:  # fmt: skip
+    """The ``laws`` entry of a fit summary: every family's held-out error, the chosen law with bootstrap intervals,
+    and its compute-optimal answer at each of ``predict_flops`` (``predictions``, keyed by budget)."""
+    from sweep.fitting.bootstrap import bootstrap_law
+
+    choice = choose_law(runs, compute, law)
+    out = choice.as_dict() | {"law": None, "predictions": {}}
+    if choice.chosen is None:
+        asked = by_name.skipped if law and (by_name := {s.family.name: s for s in choice.scores}.get(law)) else None
+        out["not_fitted"] = f"--law {law}: {asked or 'not fitted'}" if law else "no law family could be fitted to the runs"
+        return out
+    fit = choice.chosen.fit
+    samples = bootstrap_law(runs, fit, min(n_boot, LAW_BOOTSTRAP), seed, predict_flops) if n_boot else None
+    out["law"] = {"name": fit.family.name, "formula": fit.family.formula, "parameters": fit.values, "objective": fit.objective,
+                  "ci": samples.intervals() if samples is not None and len(samples.samples) else {},
+                  "samples": min(n_boot, LAW_BOOTSTRAP), "failed_resamples": samples.failed if samples is not None else 0}  # fmt: skip
+    for c in predict_flops:
+        n_opt, d_opt = fit.optimal_allocation(c)
+        out["predictions"][c] = {"name": fit.family.name, "n_opt": float(n_opt), "d_opt": float(d_opt),
+                                 "loss": float(fit.loss(n_opt, d_opt)), "a": fit.exponent_a(c)}  # fmt: skip
+    return out
