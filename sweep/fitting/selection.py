@@ -166,8 +166,9 @@ with a numeric allocation takes ~20-50 ms, so 1,000 would add most of a minute t
 @one_blas_thread
 def law_summary(runs: pd.DataFrame, compute: FlopsPerToken, law: str | None = None, n_boot: int = 1000, seed: int = 0,
                 predict_flops: list[float] = ()) -> dict:  # fmt: skip
-    """The ``laws`` entry of a fit summary: every family's held-out error, the chosen law with bootstrap intervals,
-    and its compute-optimal answer at each of ``predict_flops`` (``predictions``, keyed by budget)."""
+    """The ``laws`` entry of a fit summary: every family's held-out error and parameters with bootstrap intervals
+    (``LAW_BOOTSTRAP`` resamples at most), the chosen law, and its compute-optimal answer with intervals at each of
+    ``predict_flops`` (``predictions``, keyed by budget)."""
     from sweep.fitting.bootstrap import bootstrap_law
 
     choice = choose_law(runs, compute, law)
@@ -176,11 +177,16 @@ def law_summary(runs: pd.DataFrame, compute: FlopsPerToken, law: str | None = No
         asked = by_name.skipped if law and (by_name := {s.family.name: s for s in choice.scores}.get(law)) else None
         out["not_fitted"] = f"--law {law}: {asked or 'not fitted'}" if law else "no law family could be fitted to the runs"
         return out
-    fit = choice.chosen.fit
-    samples = bootstrap_law(runs, fit, min(n_boot, LAW_BOOTSTRAP), seed, predict_flops) if n_boot else None
+    fit, resamples = choice.chosen.fit, min(n_boot, LAW_BOOTSTRAP)
+    for entry, score in zip(out["families"], choice.scores):  # every fitted family's parameters get intervals
+        if score.fit is None or not resamples:
+            continue
+        samples = bootstrap_law(runs, score.fit, resamples, seed, predict_flops if score is choice.chosen else ())
+        entry["ci"] = samples.intervals() if len(samples.samples) else {}
+        entry["failed_resamples"] = samples.failed
+    chosen = next(entry for entry in out["families"] if entry["name"] == fit.family.name)
     out["law"] = {"name": fit.family.name, "formula": fit.family.formula, "parameters": fit.values, "objective": fit.objective,
-                  "ci": samples.intervals() if samples is not None and len(samples.samples) else {},
-                  "samples": min(n_boot, LAW_BOOTSTRAP), "failed_resamples": samples.failed if samples is not None else 0}  # fmt: skip
+                  "ci": chosen.get("ci", {}), "samples": resamples, "failed_resamples": chosen.get("failed_resamples", 0)}  # fmt: skip
     for c in predict_flops:
         n_opt, d_opt = fit.optimal_allocation(c)
         out["predictions"][c] = {"name": fit.family.name, "n_opt": float(n_opt), "d_opt": float(d_opt),

@@ -33,7 +33,8 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
         "chosen": str | null, "chosen_by": "held-out error" | "--law" | "default: why",
         "folds": [{"name": "largest budget" | "largest size", "held_out_runs", "training_runs"}],
         "families": [{"name", "formula", "reference", "parameters": {name: value} | null, "objective",
-                      "held_out_error", "held_out_bias", "folds": {fold: error}, "skipped": str | null}],
+                      "held_out_error", "held_out_bias", "folds": {fold: error}, "skipped": str | null,
+                      "ci": {parameter: [lo, hi]}, "failed_resamples"}],   # ci: fitted families, with a bootstrap
         "law": {"name", "formula", "parameters", "objective", "ci": {parameter | "n_opt@C" | "d_opt@C" | "loss@C" |
                 "a@C": [lo, hi]}, "samples", "failed_resamples"} | null,
         "not_fitted": str                 # only when no law was chosen

@@ -118,6 +118,8 @@ def test_the_fit_summary_and_the_cli_report_the_comparison_and_predict_with_the_
     summary = fit_summary(FitInputs(runs, pd.DataFrame(columns=["run_id", "status", "error"])), n_boot=20, predict_flops=[1e20])
     laws = summary["laws"]
     assert laws["chosen"] == "farseer" and laws["law"]["samples"] == 20 and "gamma" in laws["law"]["ci"]
+    kaplan = next(f for f in laws["families"] if f["name"] == "kaplan")
+    assert kaplan["ci"]["alphaD"][0] <= kaplan["parameters"]["alphaD"] <= kaplan["ci"]["alphaD"][1]
     law = summary["predictions"][0]["law"]
     lo, hi = laws["law"]["ci"]["loss@1e+20"]
     assert law["name"] == "farseer" and lo <= law["loss"] <= hi
