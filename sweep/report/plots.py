@@ -37,8 +37,8 @@ APPROACH_COLOURS = {"approach1": "tab:green", "approach2": "tab:blue", "approach
 
 def draw_frontier(ax, summary: dict, grid: list[float], quantity: str) -> None:
     """N_opt (``quantity="n_opt"``) or D_opt against C for each approach of a fit summary predicted at ``grid``,
-    with its 95% band (none where an interval is not bounded by the data: fitting/bounded.py), and Approach 2's
-    per-budget minima."""
+    with its 95% band (none where an interval is not bounded by the data: fitting/bounded.py), the chosen law's
+    where it is not Chinchilla's form (Approach 3's), and Approach 2's per-budget minima."""
     for name, colour in APPROACH_COLOURS.items():
         entries = [p[name] for p in summary["predictions"] if name in p]
         if len(entries) != len(grid):
@@ -49,9 +49,16 @@ def draw_frontier(ax, summary: dict, grid: list[float], quantity: str) -> None:
         bands = [None if f"{quantity}@{c:.3g}" in unbounded else ci.get(f"{quantity}@{c:.3g}") for c in grid]
         if all(bands):
             ax.fill_between(grid, [b[0] for b in bands], [b[1] for b in bands], color=colour, alpha=0.15)
+    laws = summary.get("laws") or {}
+    entries = [p["law"] for p in summary["predictions"] if "law" in p]
+    if laws.get("law") and laws["law"]["name"] != "chinchilla" and len(entries) == len(grid):  # Chinchilla's is Approach 3
+        ax.plot(grid, [e[quantity] for e in entries], color="black", ls="--", label=f"chosen law ({laws['law']['name']})")
+        bands = [laws["law"]["ci"].get(f"{quantity}@{c:.3g}") for c in grid]
+        if all(bands):
+            ax.fill_between(grid, [b[0] for b in bands], [b[1] for b in bands], color="black", alpha=0.08)
     points = [(f["flops"], f[quantity]) for f in summary["approach2"]["budgets"] if f["interior"]]
     if points:
-        ax.scatter(*zip(*points), color=APPROACH_COLOURS["approach2"], s=20, zorder=3, label="per-budget parabola minima")
+        ax.scatter(*zip(*points), color=APPROACH_COLOURS["approach2"], s=20, zorder=3, label="per-budget minima (Approach 2)")
     label = "N_opt (parameters)" if quantity == "n_opt" else "D_opt (tokens)"
     ax.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel=label, title=f"{label} against compute, 95% bands")
     if ax.get_legend_handles_labels()[0]:
