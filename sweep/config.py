@@ -190,7 +190,7 @@ class ModelConfig(_Strict):
     """The model-size ladder: target sizes (mapped by ``models.ladder``), ``auto``, or explicit shapes."""
 
     sizes: Annotated[list[Number(ge=1, le=MAX_PARAMS)], Field(max_length=1000)] | Literal["auto"] = []
-    """Target non-embedding parameter counts (1 to 1e13); each becomes one ladder rung. ``auto``: each budget its own
+    """Target parameter counts (1 to 1e13; counted as ``size_params`` says); each becomes one ladder rung. ``auto``: each budget its own
     sizes, centred where the finished smaller budgets put the optimum (``auto_sizes``)."""
     auto_sizes: AutoSizesConfig | None = None
     """How ``sizes: auto`` chooses (required with it, and only used with it)."""
@@ -202,6 +202,10 @@ class ModelConfig(_Strict):
     """Ladder rule: d_model ~= aspect_ratio * n_layer."""
     head_dim: Integer(ge=1, le=4096) = 16
     """Ladder rule: attention head size; d_model is snapped to a multiple of it."""
+    size_params: Literal["nonembedding", "kaplan", "total"] = "nonembedding"
+    """Which parameter count ``sizes`` are targets for (``models.ladder``): ``nonembedding`` (blocks, final norm and
+    the untied output head; the default), ``kaplan`` (blocks and final norm only, Kaplan et al.'s N) or ``total``
+    (embeddings too). At a 50k vocabulary the head is most of a small model, so the choice moves every rung."""
 
     @model_validator(mode="after")
     def _has_a_size(self) -> "ModelConfig":

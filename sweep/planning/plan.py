@@ -62,8 +62,8 @@ from models.accounting import (
     param_counts,
 )
 from models.gpt import GPTShape
-from models.ladder import shape_for_params
-from sweep.config import ConfigError, SweepConfig
+from models.ladder import ladder_notes, shape_for_params
+from sweep.config import ConfigError, ModelConfig, SweepConfig
 from sweep.planning.auto_sizes import SizeChoice, centred_choice, finished, first_choice, recorded_choice
 from sweep.planning.memory import GiB, MemoryDoesNotFit, estimate_for_run, micro_batch_tokens_for, run_device
 from sweep.planning.rules import learning_rate  # noqa: F401  (moved to rules.py; still importable from here)
@@ -233,6 +233,8 @@ class Plan:
     """``model.sizes: auto``: each planned budget's sizes and why."""
     pending: list[str] = field(default_factory=list)
     """``model.sizes: auto``: budgets not planned yet, one line each saying what they wait for."""
+    size_notes: list[str] = field(default_factory=list)
+    """Ladder targets missed by more than 10%, with why, and targets that snap onto one shape (``size_notes``)."""
 
     @property
     def readouts(self) -> list[RunSpec]:
@@ -250,13 +252,24 @@ class Plan:
         return float(sum(spec.flops for spec in self.readouts))
 
 
+def ladder_shape(model: ModelConfig, size: float, vocab_size: int) -> GPTShape:
+    """The ladder's shape for one target size of ``model`` (``models.ladder``)."""
+    return shape_for_params(size, seq_len=model.seq_len, vocab_size=vocab_size, aspect_ratio=model.aspect_ratio,
+                            head_dim=model.head_dim, count=model.size_params)  # fmt: skip
+
+
+def size_notes(config: SweepConfig, vocab_size: int) -> list[str]:
+    """The ladder's targets missed by more than 10% (with why) and targets that snap onto one shape
+    (``models.ladder.ladder_notes``), for ``sweep plan`` and the driver's log."""
+    m = config.model
+    return ladder_notes(m.fixed_sizes, seq_len=m.seq_len, vocab_size=vocab_size, aspect_ratio=m.aspect_ratio,
+                        head_dim=m.head_dim, count=m.size_params)  # fmt: skip
+
+
 def model_shapes(config: SweepConfig, vocab_size: int) -> list[GPTShape]:
     """The sweep's model ladder, smallest first, without duplicates."""
     m = config.model
-    shapes = [
-        shape_for_params(size, seq_len=m.seq_len, vocab_size=vocab_size, aspect_ratio=m.aspect_ratio, head_dim=m.head_dim)
-        for size in m.sizes
-    ]
+    shapes = [ladder_shape(m, size, vocab_size) for size in m.sizes]
     shapes += [GPTShape(s.n_layer, s.d_model, s.n_head, m.seq_len, vocab_size) for s in m.shapes]
     return sorted(dict.fromkeys(shapes), key=lambda s: param_counts(s).nonembedding)
 
@@ -270,7 +283,7 @@ def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str, ledg
         return plan_auto(config, vocab_size, data_fingerprint, pd.DataFrame() if ledger is None else ledger, recorded or {})
     shapes = model_shapes(config, vocab_size)
     runs, skipped = plan_budgets(config, [(budget, shapes, None) for budget in sorted(config.budgets)], vocab_size, data_fingerprint)
-    return finish_plan(config, runs, skipped)
+    return replace(finish_plan(config, runs, skipped), size_notes=size_notes(config, vocab_size))
 
 
 def plan_auto(config: SweepConfig, vocab_size: int, data_fingerprint: str, ledger: pd.DataFrame, recorded: dict) -> Plan:
@@ -294,8 +307,7 @@ def plan_auto(config: SweepConfig, vocab_size: int, data_fingerprint: str, ledge
                 pending.append(f"budget {budget:.3g}: {choice}")
                 continue
         shapes = [GPTShape(layers, width, heads, m.seq_len, vocab_size) for layers, width, heads in choice.shapes] + [
-            shape_for_params(size, seq_len=m.seq_len, vocab_size=vocab_size, aspect_ratio=m.aspect_ratio, head_dim=m.head_dim)
-            for size in choice.targets
+            ladder_shape(m, size, vocab_size) for size in choice.targets
         ]  # fmt: skip
         shapes = sorted(dict.fromkeys(shapes), key=lambda s: param_counts(s).nonembedding)
         planned, left_out = plan_budgets(config, [(budget, shapes, choice.reason)], vocab_size, data_fingerprint)

@@ -33,6 +33,7 @@ def plan_text(config: SweepConfig, plan: Plan, speeds: dict[str, Throughput], al
         sizes = sorted({s.n_params_nonembedding for s in runs if s.flops_budget == choice.budget})
         lines.append(f"sizes of budget {choice.budget:.3g} ({', '.join(f'{n:,}' for n in sizes)}): {choice.reason}")
     lines += [f"not planned yet: {line}" for line in plan.pending]
+    lines += [f"ladder: {line}" for line in plan.size_notes]
     lines.append(f"sweep {config.name}: {len(runs):,} runs ({config.flops_convention} FLOPs)")
     per_step = f"{r.assumed_seconds_per_step * 1e3:.3g} ms per step (resources.assumed_seconds_per_step)"
     lines += [f"times assume {source}, + {per_step}" for source in throughput_sources(speeds)]

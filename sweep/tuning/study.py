@@ -38,8 +38,7 @@ import optuna
 
 from models.accounting import flops_per_token, param_counts
 from sweep.config import ConfigError, SweepConfig, TuneConfig, parse_config
-from models.ladder import shape_for_params
-from sweep.planning.plan import RunSpec, plan_sweep
+from sweep.planning.plan import RunSpec, ladder_shape, plan_sweep
 from sweep.results.storage import ResultsStore
 
 PARAMETERS = ("lr", "batch_tokens", "warmup_fraction", "beta2")
@@ -152,7 +151,7 @@ def trial_budget(config: SweepConfig, size: float, vocab_size: int) -> float:
     if horizon.budget_flops is not None:
         return horizon.budget_flops
     m = config.model
-    shape = shape_for_params(size, seq_len=m.seq_len, vocab_size=vocab_size, aspect_ratio=m.aspect_ratio, head_dim=m.head_dim)
+    shape = ladder_shape(m, size, vocab_size)
     return horizon.tokens_per_param * param_counts(shape).nonembedding * flops_per_token(shape, config.flops_convention)
 
 
