@@ -815,6 +815,27 @@ def _minimum_rule(args: argparse.Namespace):
         raise ConfigError(f"--window: {error}") from None
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    """Tokenize text, JSONL or Parquet into .npy shards a sweep trains on, in parallel processes, with a validation
+    split and a manifest; a rerun after a kill resumes. Example: ``sweep data prepare corpus/*.jsonl --tokenizer
+    tokenizer.json --out data/corpus`` then, in the sweep file, ``data: {source: tokens, path: data/corpus/train-*.npy,
+    val_path: data/corpus/val-*.npy, vocab_size: V}``."""
+    from sweep.prepare.tokenizer import TokenizerFile
+    from sweep.prepare.writer import PrepareOptions, prepare
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers: give 1 or more processes, got {args.workers}")
+    options = PrepareOptions(shard_tokens=args.shard_tokens, val_fraction=args.val_fraction, column=args.column)
+    tokenizer = TokenizerFile(args.tokenizer, args.tiktoken_encoding, args.eot_token)
+    manifest = prepare(args.inputs, tokenizer, args.out, options, workers=args.workers)
+    shards = len(manifest["files"])
+    print(f"{args.out}: {manifest['train_tokens']:,} training and {manifest['val_tokens']:,} validation tokens in {shards} "
+          f"shards ({manifest['dtype']}, vocabulary {manifest['vocab_size']:,}); manifest: {Path(args.out) / 'manifest.json'}")
+    print(f"sweep file: data: {{source: tokens, path: {args.out}/train-*.npy, val_path: {args.out}/val-*.npy, "
+          f"vocab_size: {manifest['vocab_size']}}}")
+    return 0
+
+
 def _version() -> str:
     """The installed package's version (``scaling-sweep``), or ``unknown`` when run from a bare checkout."""
     from importlib.metadata import PackageNotFoundError, version
@@ -893,6 +914,26 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the rule's intervals (default 1000)")
     _add_json(tune, "the study's result")
     tune.set_defaults(handler=cmd_tune)
+
+    data = commands.add_parser("data", help="prepare token datasets (sweep data prepare)", description="Token datasets for data.path.")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    prepare = data_commands.add_parser("prepare", help="tokenize text, JSONL or Parquet into .npy shards",
+                                       description=_plain(cmd_data_prepare.__doc__))  # fmt: skip
+    prepare.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs: .txt (a document each), "
+                         ".jsonl (one object a line), .parquet")
+    prepare.add_argument("--tokenizer", required=True, help="a Hugging Face tokenizers JSON file, or a tiktoken ranks file "
+                         "with --tiktoken-encoding")
+    prepare.add_argument("--tiktoken-encoding", help="with a tiktoken ranks file: which encoding it is (r50k_base, "
+                         "p50k_base, cl100k_base, o200k_base)")
+    prepare.add_argument("--eot-token", help="the token that separates documents (default: the first of <|endoftext|>, "
+                         "<|end_of_text|>, </s>, <eos> the vocabulary has)")
+    prepare.add_argument("--out", required=True, help="the dataset directory (a rerun resumes it)")
+    prepare.add_argument("--column", default="text", help="the text field of .jsonl and .parquet inputs (default text)")
+    prepare.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard, at most (default 1e8)")
+    prepare.add_argument("--val-fraction", type=float, default=0.005, help="share of documents held out for validation "
+                         "(default 0.005)")
+    prepare.add_argument("--workers", type=int, help="tokenizing processes (default: one per CPU)")
+    prepare.set_defaults(handler=cmd_data_prepare)
 
     status = commands.add_parser("status", help="runs by status, FLOPs done, runs in flight", description=_plain(cmd_status.__doc__))
     status.add_argument("--results", help=f"results directory or URI (default ./{DEFAULT_RESULTS})")
