@@ -831,8 +831,9 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     shards = len(manifest["files"])
     print(f"{args.out}: {manifest['train_tokens']:,} training and {manifest['val_tokens']:,} validation tokens in {shards} "
           f"shards ({manifest['dtype']}, vocabulary {manifest['vocab_size']:,}); manifest: {Path(args.out) / 'manifest.json'}")
+    dtype = f", dtype: {manifest['dtype']}" if manifest["dtype"] != "uint16" else ""  # data.dtype bounds vocab_size
     print(f"sweep file: data: {{source: tokens, path: {args.out}/train-*.npy, val_path: {args.out}/val-*.npy, "
-          f"vocab_size: {manifest['vocab_size']}}}")
+          f"vocab_size: {manifest['vocab_size']}{dtype}}}")
     return 0
 
 

@@ -226,17 +226,20 @@ class ModelConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    """Training data: the bundled offline corpus or a nanoGPT-style flat token file."""
+    """Training data: the bundled offline corpus or token files (one, or shards; ``sweep.training.shards``)."""
 
     source: Literal["stdlib", "tokens"] = "stdlib"
     """``stdlib``: the running interpreter's standard-library sources, byte-level (vocab 256), built offline.
-    ``tokens``: a flat binary file of token ids read through a memmap (``path``)."""
+    ``tokens``: token files read through memmaps (``path``)."""
     path: PathOrUri | None = None
-    """Token file (``source: tokens``), e.g. nanoGPT's ``train.bin``."""
+    """Token files (``source: tokens``): a file (nanoGPT's ``train.bin``), a directory (its ``.bin`` and ``.npy``
+    files) or a glob (``data/fineweb_train_*.bin``), read in name order. Each file is a raw file of ``dtype`` ids, an
+    llm.c / modded-nanogpt shard (its 256-int32 header gives dtype and count) or a 1-D integer ``.npy`` array."""
     val_path: PathOrUri | None = None
-    """Optional validation token file; without it the last ``val_fraction`` of ``path`` is held out."""
+    """Optional validation token files, given as ``path`` is and sharing no file with it; without it the last
+    ``val_fraction`` of ``path``'s tokens (in file order: the tail of the last file or files) is held out."""
     dtype: Literal["uint8", "uint16", "uint32"] = "uint16"
-    """Token id type of ``path`` and ``val_path``."""
+    """Token id type of raw files in ``path`` and ``val_path`` (llm.c and ``.npy`` files carry their own)."""
     vocab_size: Integer(ge=2, le=2**32) | None = None
     """Vocabulary size of a token file (required for ``source: tokens``; 256 for ``stdlib``); at most what ``dtype``
     can hold (256 for uint8, 65,536 for uint16)."""

@@ -8,22 +8,29 @@ alphabet) and joined with a NUL byte. The built corpus is cached as one ``uint8`
 ``~/.cache/scaling-sweep``); its SHA-256 is the fingerprint. Different CPython releases ship different sources, so
 their fingerprints (and so run ids) differ, as they should.
 
-User data (``source: tokens``): a nanoGPT-style flat file of token ids (``uint16`` or ``uint32``), read through
-``numpy.memmap``; the validation split is ``val_path`` or the file's last ``val_fraction``. Token files are
-checked before use (``load_corpus``, ``check_corpus_holds``; at plan time, so ``sweep plan`` and ``sweep run``
-exit 2 naming the key): a file that is missing, not a file, empty or cut mid-id, an id not below
-``data.vocab_size`` (found in the pass that computes the fingerprint), a training split shorter than one batch,
-a validation split shorter than one sequence.
+User data (``source: tokens``): ``path`` and ``val_path`` each name a file, a directory or a glob of token files,
+raw nanoGPT-style flat files (ids of ``data.dtype``), llm.c / modded-nanogpt shards or ``.npy`` arrays, told apart
+per file and read through memmaps (``sweep.training.shards``). One file is read exactly as before. The validation
+split is ``val_path``, or the last ``val_fraction`` of the training tokens in file order (the tail of the last file,
+reaching into the ones before it when the fraction is larger). Token files are checked before use (``load_corpus``,
+``check_corpus_holds``; at plan time, so ``sweep plan`` and ``sweep run`` exit 2 with one line naming the key and
+the file): a file that is missing, empty, of none of the formats or damaged (cut mid-id, a header that disagrees
+with its size), a file in both sets, an id not below ``data.vocab_size`` or negative (found in the pass that computes
+the fingerprint), a training split shorter than one batch, a validation split shorter than one sequence. The
+fingerprint covers every file's bytes in name order, training then validation (``shards.scan``).
 
 Batches (``TokenStream``): the training split is cut into ``S = (len(train) - 1) // seq_len`` non-overlapping windows
 of ``seq_len + 1`` tokens (window ``w`` is ``train[w * seq_len : (w + 1) * seq_len + 1]``: the inputs and their
 next-token targets, so consecutive windows share one token and the last ``(len(train) - 1) % seq_len`` tokens are never
-read). Row ``r`` of step ``i`` is the run's sequence number ``g = i * batch_size + r``; it falls in epoch
-``e = g // S`` at position ``p = g % S`` and reads window ``pi_{seed,e}(p)``, where ``pi_{seed,e}`` is a pseudo-random
-permutation of ``[0, S)`` keyed by the run's seed and the epoch. So every window is read exactly once per epoch, epochs
-are counted in sequences (``i * batch_size / S`` epochs after ``i`` steps; a batch may straddle two epochs), each
-epoch and each seed has its own order (seeds see different data, not a rotation of the same batches), consecutive
-steps are unrelated text, and a step's batch is a pure function of (seed, step): resuming needs nothing but the step.
+read). A split of several files is cut file by file, so no window straddles two files: ``S`` is the sum of the files'
+counts and the windows are numbered through the files in order (``shards.TokenShards``), so the permutation below
+draws from every file in proportion to its length. Row ``r`` of step ``i`` is the run's sequence number
+``g = i * batch_size + r``; it falls in epoch ``e = g // S`` at position ``p = g % S`` and reads window
+``pi_{seed,e}(p)``, where ``pi_{seed,e}`` is a pseudo-random permutation of ``[0, S)`` keyed by the run's seed and the
+epoch. So every window is read exactly once per epoch, epochs are counted in sequences (``i * batch_size / S``
+epochs after ``i`` steps; a batch may straddle two epochs), each epoch and each seed has its own order (seeds see
+different data, not a rotation of the same batches), consecutive steps are unrelated text, and a step's batch is a
+pure function of (seed, step): resuming needs nothing but the step.
 
 The permutation is never materialised (a corpus of 10^10 tokens has 5·10^6 to 10^9 windows): ``pi`` is a 6-round keyed
 Feistel network on ``k``-bit integers, the smallest ``k >= 2`` with ``S <= 2^k`` (Luby & Rackoff, "How to construct
@@ -48,6 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sysconfig
 import tempfile
 from dataclasses import dataclass
@@ -57,21 +65,28 @@ import numpy as np
 import torch
 
 from sweep.config import ConfigError, DataConfig, cache_dir
+from sweep.training.shards import Shard, TokenShards, describe, open_shards, scan
+
+VALIDATION_NAME = re.compile(r"(^|[_\-.])val(id|idation)?($|[_\-.0-9])", re.IGNORECASE)
+"""A file stem that names a validation split (``val.bin``, ``val-000000-000.npy``, ``fineweb_val_000000.bin``)."""
 
 STDLIB_VOCAB_SIZE = 256
 _SEPARATOR = b"\x00"
+Tokens = np.ndarray | TokenShards
+"""A corpus split: one file's memmap (or any flat array), or the pieces of several files (``sweep.training.shards``)."""
 
 
 @dataclass(frozen=True)
 class Corpus:
-    """A tokenised corpus split into training and validation arrays (memmaps, never copied whole)."""
+    """A tokenised corpus split into training and validation sets (memmaps, never copied whole)."""
 
-    train: np.ndarray
-    val: np.ndarray
+    train: Tokens
+    val: Tokens
     vocab_size: int
     fingerprint: str
     """SHA-256 of the token files (hex, first 16 characters), recorded with every run."""
     description: str
+    """The corpus in words (``token file train.bin``, ``12 token files (llm.c) from data/train_*.bin``)."""
 
 
 def _stdlib_sources() -> list[Path]:
@@ -122,47 +137,45 @@ def _scan(paths: tuple[Path, ...] | list[Path], dtype: str | None) -> tuple[str,
     return digest.hexdigest()[:16], largest
 
 
-def _token_file(path: Path, dtype: str, key: str) -> Path:
-    """``path`` checked as a token file of ``dtype`` before anything maps it: ``ConfigError`` naming ``key`` and
-    the file when it is missing, not a regular file, unreadable, empty, or not a whole number of ids."""
-    if not path.exists():
-        raise ConfigError(f"{key}: token file not found: {path}")
-    if not path.is_file():
-        raise ConfigError(f"{key}: {path} is not a file")
-    if not os.access(path, os.R_OK):
-        raise ConfigError(f"{key}: {path} is not readable")
-    size, width = path.stat().st_size, np.dtype(dtype).itemsize
-    if size == 0:
-        raise ConfigError(f"{key}: token file {path} is empty")
-    if size % width:
-        raise ConfigError(f"{key}: token file {path} has {size:,} bytes, not a whole number of {dtype} ids "
-                          f"({width} bytes each): is data.dtype right?")
-    return path
+def _tokens(shards: list[Shard]) -> Tokens:
+    """One file's ids as its memmap (as a flat file always was), several files' as ``TokenShards``."""
+    return shards[0].open() if len(shards) == 1 else TokenShards.of_files(shards)
 
 
 def load_corpus(config: DataConfig) -> Corpus:
-    """Open the corpus that ``config`` names; builds the stdlib corpus on first use. A token file is checked first
-    (``ConfigError`` naming the key: missing, empty, cut mid-id, or holding an id not below ``data.vocab_size``)."""
+    """Open the corpus that ``config`` names; builds the stdlib corpus on first use. The token files are checked
+    first (``ConfigError`` naming the key and the file: missing, empty, of no format read, cut mid-id, in both sets,
+    or holding an id not below ``data.vocab_size``), in the pass that fingerprints them."""
     if config.source == "stdlib":
         path = build_stdlib_corpus()
         tokens = np.memmap(path, dtype="uint8", mode="r")
         split = len(tokens) - int(len(tokens) * config.val_fraction)
         return Corpus(tokens[:split], tokens[split:], STDLIB_VOCAB_SIZE, _file_digest(path), f"stdlib bytes ({path.name})")
-    path = _token_file(Path(config.path).expanduser(), config.dtype, "data.path")
-    paths = [path]
-    if config.val_path is not None:
-        paths.append(_token_file(Path(config.val_path).expanduser(), config.dtype, "data.val_path"))
-    digest, largest = _scan(paths, config.dtype)
-    if largest >= config.vocab_size:
-        raise ConfigError(f"data.vocab_size: the token files hold id {largest:,}, not below data.vocab_size "
-                          f"{config.vocab_size:,} ({', '.join(str(p) for p in paths)})")
-    tokens = np.memmap(path, dtype=config.dtype, mode="r")
-    if config.val_path is not None:
-        train, val = tokens, np.memmap(paths[1], dtype=config.dtype, mode="r")
-    else:
-        split = len(tokens) - int(len(tokens) * config.val_fraction)
-        train, val = tokens[:split], tokens[split:]
-    return Corpus(train, val, int(config.vocab_size), digest, f"token file {path.name}")
+    train_files = open_shards(config.path, config.dtype, "data.path")
+    val_files = open_shards(config.val_path, config.dtype, "data.val_path") if config.val_path is not None else []
+    shared = {shard.path.resolve() for shard in train_files} & {shard.path.resolve() for shard in val_files}
+    if shared:
+        raise ConfigError(f"data.val_path: {min(shared)} is also a training file (data.path {config.path})")
+    if config.val_path is None and Path(config.path).expanduser().is_dir():
+        named = [shard.path.name for shard in train_files if VALIDATION_NAME.search(shard.path.stem)]
+        if named:
+            raise ConfigError(f"data.path: the directory {config.path} holds {named[0]}, a validation file by its name, "
+                              "which would be trained on: give data.val_path (a glob of those files) and name the "
+                              "training files with a glob (e.g. DIR/train*)")  # fmt: skip
+    found = scan(train_files, val_files)
+    if found.largest >= config.vocab_size:
+        raise ConfigError(f"data.vocab_size: the token files hold id {found.largest:,}, not below data.vocab_size "
+                          f"{config.vocab_size:,} ({found.largest_in})")
+    if found.smallest < 0:
+        key = "data.val_path" if found.smallest_in in {shard.path for shard in val_files} else "data.path"
+        raise ConfigError(f"{key}: {found.smallest_in} holds id {found.smallest:,}; token ids are never negative")
+    train = _tokens(train_files)
+    if val_files:
+        val = _tokens(val_files)
+    else:  # the last val_fraction of the tokens, in file order: the tail of the last file (or files)
+        split = len(train) - int(len(train) * config.val_fraction)
+        train, val = train.split(split) if isinstance(train, TokenShards) else (train[:split], train[split:])
+    return Corpus(train, val, int(config.vocab_size), found.fingerprint, describe(train_files, config.path))
 
 
 def check_corpus_holds(corpus: Corpus, config: DataConfig, batch_size: int, seq_len: int) -> None:
@@ -170,20 +183,22 @@ def check_corpus_holds(corpus: Corpus, config: DataConfig, batch_size: int, seq_
     ``seq_len + 1`` tokens and the validation split at least one such sequence."""
     train_key = "data.path"
     val_key = "data.val_path" if config.val_path is not None else "data.val_fraction"
-    if (len(corpus.train) - 1) // seq_len < batch_size:
+    if TokenShards.of(corpus.train).windows(seq_len) < batch_size:
         raise ConfigError(f"{train_key}: the training split ({len(corpus.train):,} tokens of {corpus.description}) "
                           f"holds fewer than one batch: {batch_size} sequences of {seq_len} + 1 tokens")
-    if len(corpus.val) < seq_len + 1:
+    if TokenShards.of(corpus.val).windows(seq_len) < 1:
+        files = " in one file" if isinstance(corpus.val, TokenShards) and len(corpus.val.pieces) > 1 else ""
         raise ConfigError(f"{val_key}: the validation split ({len(corpus.val):,} tokens of {corpus.description}) "
-                          f"holds less than one sequence of {seq_len} + 1 tokens")
+                          f"holds less than one sequence of {seq_len} + 1 tokens{files}")
 
 
 def epochs_for(corpus: Corpus, tokens: int, seq_len: int) -> float:
     """How many passes over the training split a run of ``tokens`` training tokens makes in ``seq_len`` windows.
 
-    Exact for ``TokenStream``: a run reads ``tokens / seq_len`` windows of the split's ``(len - 1) // seq_len``.
+    Exact for ``TokenStream``: a run reads ``tokens / seq_len`` windows of the split's ``S`` (``(len - 1) // seq_len``
+    for one file, summed over the files of a sharded split).
     """
-    return tokens / (max(1, (len(corpus.train) - 1) // seq_len) * seq_len)
+    return tokens / (max(1, TokenShards.of(corpus.train).windows(seq_len)) * seq_len)
 
 
 _FEISTEL_ROUNDS = 6
@@ -238,17 +253,15 @@ class WindowPermutation:
 class TokenStream:
     """Deterministic training batches addressed by (seed, step): windows in a per-epoch keyed permutation."""
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int) -> None:
+    def __init__(self, tokens: Tokens, batch_size: int, seq_len: int, seed: int) -> None:
         self.tokens, self.batch_size, self.seq_len, self.seed = tokens, batch_size, seq_len, seed
-        self.windows = (len(tokens) - 1) // seq_len
+        self._shards = TokenShards.of(tokens)
+        self.windows = self._shards.windows(seq_len)
         """``S``: the number of ``seq_len + 1``-token windows in the training split, the sequences of one epoch."""
         if self.windows < 1:
             raise ValueError(f"corpus of {len(tokens)} tokens is too small for sequences of {seq_len} tokens")
         self.steps_per_epoch = self.windows / batch_size
         """Optimizer steps per epoch, not necessarily whole: epochs are counted in sequences."""
-        stride = tokens.strides[0]
-        view = np.asarray(tokens)  # no copy: the grid is a strided view of the memmap, read only where indexed
-        self._grid = np.lib.stride_tricks.as_strided(view, (self.windows, seq_len + 1), (seq_len * stride, stride), writeable=False)
         self._chunks: dict[tuple[int, int], np.ndarray] = {}
 
     def epoch_of(self, step: int) -> int:
@@ -292,14 +305,15 @@ class TokenStream:
 
     def rows(self, step: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows ``start:stop`` of ``batch(step)`` (a worker's or a micro-batch's share), reading only those rows."""
-        rows = torch.from_numpy(self._grid[self.window_ids(step, start, stop)].astype(np.int64))
+        rows = torch.from_numpy(self._shards.read_windows(self.window_ids(step, start, stop), self.seq_len))
         return rows[:, :-1], rows[:, 1:]
 
 
-def validation_batches(tokens: np.ndarray, eval_tokens: int, batch_size: int, seq_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """A fixed slice of the validation split as (inputs, targets) batches: the same for every run and evaluation."""
-    n_seqs = max(1, min(eval_tokens // seq_len, (len(tokens) - 1) // seq_len))
-    block = np.asarray(tokens[: n_seqs * seq_len + 1]).astype(np.int64)
-    inputs = torch.from_numpy(block[:-1].reshape(n_seqs, seq_len))
-    targets = torch.from_numpy(block[1:].reshape(n_seqs, seq_len))
+def validation_batches(tokens: Tokens, eval_tokens: int, batch_size: int, seq_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A fixed slice of the validation split as (inputs, targets) batches: the same for every run and evaluation.
+    Its first ``eval_tokens / seq_len`` windows in order (which for one file is its first ``eval_tokens + 1`` ids)."""
+    shards = TokenShards.of(tokens)
+    n_seqs = max(1, min(eval_tokens // seq_len, shards.windows(seq_len)))
+    rows = torch.from_numpy(shards.read_windows(np.arange(n_seqs), seq_len))
+    inputs, targets = rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
     return [(inputs[i : i + batch_size], targets[i : i + batch_size]) for i in range(0, n_seqs, batch_size)]

@@ -60,6 +60,12 @@ def test_shards_hold_the_tokenizers_own_encoding_with_a_validation_split_and_a_m
     assert manifest["vocab_size"] == encoder.vocab_size and manifest["eot_id"] == encoder.eot_id and len(manifest["sources"]) == 2
     assert manifest["tokenizer"]["sha256"] and all(s["sha256"] for s in manifest["sources"])
     assert (out / "manifest.json").exists()
+    from sweep.config import DataConfig
+    from sweep.training.data import load_corpus
+
+    corpus = load_corpus(DataConfig(source="tokens", path=str(out / "train-*.npy"), val_path=str(out / "val-*.npy"),
+                                    vocab_size=manifest["vocab_size"]))  # what the CLI tells the user to write
+    assert len(corpus.train) == manifest["train_tokens"] and len(corpus.val) == manifest["val_tokens"]
 
 
 def test_a_rerun_after_a_kill_resumes_and_gives_the_same_shards(corpus, tmp_path):
