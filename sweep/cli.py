@@ -480,6 +480,10 @@ def _print_comparison(result: dict) -> None:
     for approach, sides in result["exponents"].items():
         shown = ", ".join(f"{side.upper()} {_with_interval(sides[side]['a'], sides[side]['ci'], '.3f')}" for side in ("a", "b"))
         print(f"exponent a ({approach.replace('approach', 'Approach ')}): {shown}")
+    data = result.get("data") or {}
+    if data.get("same") is False:
+        print(f"data: the sweeps trained on different data (A's runs read {', '.join(data['a'])}, B's {', '.join(data['b'])}): "
+              "a loss difference mixes the data's effect with the code's")
     for reason in result["reasons"]:
         print(reason)
     print(f"verdict: {'REGRESSION' if result['regression'] else 'no regression'} (threshold {result['threshold']:g})")

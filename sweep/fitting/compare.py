@@ -79,6 +79,7 @@ def compare(a: FitInputs, b: FitInputs, reference_flops: list[float] | None = No
                   "worse": int((deltas > 0).sum()), "noise_a": _noise(a.runs), "noise_b": _noise(b.runs),
                   "table": cells.to_dict("records")},
         "frontier": [],
+        "data": trained_on(a, b),
         "exponents": {},
         "regression": False,
         "reasons": [],
@@ -111,6 +112,17 @@ def compare(a: FitInputs, b: FitInputs, reference_flops: list[float] | None = No
             result["reasons"].append(f"matched cells are {deltas.mean():+.4f} worse on average {_shown(mean_ci)} over "
                                      f"{len(deltas)} cells, beyond the threshold {threshold:g}")  # fmt: skip
     return result
+
+
+def trained_on(a: FitInputs, b: FitInputs) -> dict:
+    """The data fingerprints each side's runs recorded (``data_fingerprint``: every token file's bytes), and whether
+    they are the same: a loss difference between sweeps on different data mixes the data's effect with the code's."""
+    sides = {}
+    for name, inputs in (("a", a), ("b", b)):
+        column = inputs.runs["data_fingerprint"] if "data_fingerprint" in inputs.runs else None
+        sides[name] = sorted(str(v) for v in column.dropna().unique()) if column is not None else []
+    known = bool(sides["a"]) and bool(sides["b"])
+    return sides | {"same": sides["a"] == sides["b"] if known else None}
 
 
 def _shown(interval: list[float] | None) -> str:

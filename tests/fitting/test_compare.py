@@ -61,3 +61,17 @@ def test_a_sweep_that_is_not_there_is_one_line_and_exit_2(tmp_path):
     done = subprocess.run([sys.executable, "-m", "sweep", "compare", "nope-a", "nope-b", "--results", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_sweeps_on_different_data_are_said_to_be(capsys):
+    """Runs record their data's fingerprint; a comparison of sweeps whose fingerprints differ says so (the verdict
+    still reads the losses), one of the same data says they match."""
+    from sweep.cli import _print_comparison
+
+    a, b = night().assign(data_fingerprint="aaaa"), night(seed=1).assign(data_fingerprint="bbbb")
+    result = compare(inputs(a), inputs(b), n_boot=0) | {"a": "A", "b": "B"}
+    assert result["data"] == {"a": ["aaaa"], "b": ["bbbb"], "same": False}
+    _print_comparison(result)
+    assert "data: the sweeps trained on different data (A's runs read aaaa, B's bbbb)" in capsys.readouterr().out
+    assert compare(inputs(a), inputs(a), n_boot=0)["data"]["same"] is True
+    assert compare(inputs(night()), inputs(night()), n_boot=0)["data"]["same"] is None  # tables that record none
