@@ -23,9 +23,12 @@ Fitting (``fit_law``): L-BFGS-B on the summed Huber (delta 1e-3) of log L_model 
 J^T psi(r), from several starts derived from the Chinchilla fit (every richer family contains it or approximates
 it there). scipy does the optimisation; what no library has is the families themselves and their gradients.
 
-Allocation (``FittedLaw.optimal_allocation``): minimise L(N, C/f(N)) over log N on a grid of 0.02 in log N,
-12 decades around the N whose D/N is 20, then golden-section search in the cells either side of the grid's best:
-every family here is unimodal along an iso-FLOP line near its minimum, and the grid finds the global one.
+Allocation (``FittedLaw.optimal_allocation``): minimise L(N, C/f(N)) over log N on a grid of ``GRID_POINTS``
+between the N whose D/N is the fitted runs' smallest / 100 and largest x 100, then golden-section search in the
+cells either side of the grid's best: every family here is unimodal along an iso-FLOP line near its minimum, and
+the grid finds the global one. Outside that range a form is extrapolated along an axis the runs never saw, and
+some fall without end there (a Farseer-form data term whose coefficient shrinks with N goes to 0 as N grows at 2
+tokens a run): ``optimum_inside`` says so, and ``sweep.fitting.selection`` skips such a family.
 
 Pure: arrays in, frozen results out.
 """
@@ -114,6 +117,9 @@ def _data_constrained(theta, x):
 
 
 EXPONENT = (1e-3, 3.0)
+RATIO_ROOM = 100.0
+"""The allocation searches D/N from the runs' smallest / 100 to their largest x 100."""
+GRID_POINTS = 801
 FAMILIES: dict[str, LawFamily] = {
     family.name: family
     for family in (
@@ -152,6 +158,8 @@ class FittedLaw:
     log_n0: float
     """log of the reference size N0 (the fitted runs' geometric-mean N)."""
     compute: FlopsPerToken = field(default_factory=six_nd)
+    tokens_per_param: tuple[float, float] = (20.0 / 1e6, 20.0 * 1e6)
+    """The fitted runs' smallest and largest D/N (``fit_law`` sets it): where the allocation may look."""
 
     @property
     def values(self) -> dict[str, float]:
@@ -169,32 +177,55 @@ class FittedLaw:
         return value.reshape(x["shape"]) if x["shape"] else float(value[0])
 
     def optimal_allocation(self, flops):
-        """(N_opt, D_opt) minimising L at training compute C = f(N) D (fresh data: D' = D)."""
+        """(N_opt, D_opt) minimising L at training compute C = f(N) D (fresh data: D' = D), searched where D/N lies
+        within ``RATIO_ROOM`` of the runs' own range (module docstring)."""
         c = np.asarray(flops, dtype=float)
         if self.family.name == "chinchilla":
             a, b, e, alpha, beta = self.theta
             return chinchilla_allocation(c, E=np.exp(e), A=np.exp(a), B=np.exp(b), alpha=alpha, beta=beta, compute=self.compute)
         flat = np.atleast_1d(c).ravel()
-        centre = 0.5 * np.log(flat / (20.0 * self.compute.ratio(np.sqrt(flat / 120.0))))  # D/N = 20 under f
-        steps = np.arange(-6.0, 6.0 + 1e-9, 0.02) * np.log(10.0)
-        grid = centre[:, None] + steps[None, :]
-
-        def loss_along(log_n):  # L on the iso-FLOP line of each budget
-            n = np.exp(log_n)
-            return self.loss(n, flat[:, None] / self.compute(n)) if log_n.ndim == 2 else self.loss(n, flat / self.compute(n))
-
-        with np.errstate(all="ignore"):
-            values = np.where(np.isfinite(loss_along(grid)), loss_along(grid), np.inf)
+        grid, values = self._along(flat)
         best = np.argmin(values, axis=1)
-        low, high = grid[np.arange(len(flat)), np.clip(best - 1, 0, len(steps) - 1)], grid[np.arange(len(flat)), np.clip(best + 1, 0, len(steps) - 1)]
+        rows, last = np.arange(len(flat)), grid.shape[1] - 1
+        low, high = grid[rows, np.clip(best - 1, 0, last)], grid[rows, np.clip(best + 1, 0, last)]
         ratio = (np.sqrt(5.0) - 1.0) / 2.0
         for _ in range(60):  # golden section: the minimum stays inside [low, high]
             left, right = high - ratio * (high - low), low + ratio * (high - low)
-            lower = loss_along(left) < loss_along(right)
+            lower = self._loss_on_line(flat, left) < self._loss_on_line(flat, right)
             low, high = np.where(lower, low, left), np.where(lower, right, high)
         n_opt = np.exp(0.5 * (low + high))
         n_opt = n_opt.reshape(c.shape) if c.shape else float(n_opt[0])
         return n_opt, c / self.compute(n_opt)
+
+    def optimum_inside(self, flops: float) -> bool:
+        """Whether the loss at ``flops`` has its minimum inside the searched D/N range, not at its edge: a form fitted
+        far from where it is asked (a data term that vanishes as N grows, say) can fall without end along the
+        iso-FLOP line, and its "optimum" is then the search's bound, not a prediction."""
+        if self.family.name == "chinchilla":
+            return True
+        _, values = self._along(np.array([float(flops)]))
+        best = int(np.argmin(values[0]))
+        return 0 < best < values.shape[1] - 1
+
+    def _loss_on_line(self, flat: np.ndarray, log_n: np.ndarray) -> np.ndarray:
+        """L on the iso-FLOP line of each budget at log N (one column per budget, or a grid of them)."""
+        n = np.exp(log_n)
+        budgets = flat[:, None] if log_n.ndim == 2 else flat
+        return self.loss(n, budgets / self.compute(n))
+
+    def _along(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The search grid in log N of each budget (``GRID_POINTS`` between the D/N bounds) and L on it."""
+        low_ratio, high_ratio = self.tokens_per_param
+        low_ratio, high_ratio = low_ratio / RATIO_ROOM, high_ratio * RATIO_ROOM
+
+        def log_n_at(ratio):  # N with C = f(N) D and D = ratio N: N = sqrt(C / (ratio f(N)/N)), one fixed-point step
+            guess = np.sqrt(flat / (ratio * 6.0))
+            return 0.5 * np.log(flat / (ratio * self.compute.ratio(guess)))
+
+        grid = np.linspace(log_n_at(high_ratio), log_n_at(low_ratio), GRID_POINTS, axis=1)
+        with np.errstate(all="ignore"):
+            values = self._loss_on_line(flat, grid)
+        return grid, np.where(np.isfinite(values), values, np.inf)
 
     def optimal_loss(self, flops):
         n, d = self.optimal_allocation(flops)
@@ -238,10 +269,11 @@ def fit_law(family: LawFamily, n_params, tokens, loss, *, unique_tokens=None, co
     compute = compute or six_nd()
     n, d, loss = (np.asarray(v, dtype=float) for v in (n_params, tokens, loss))
     x = columns(n, d, unique_tokens, log_n0)
+    ratios = (float(np.min(d / n)), float(np.max(d / n)))
     if starts is None:
         base = fit_parametric(n, d, loss, compute=compute)
         if family.name == "chinchilla":
-            return FittedLaw(family, tuple(float(v) for v in theta_of(base)), base.objective, len(n), x["log_n0"], compute)
+            return FittedLaw(family, tuple(float(v) for v in theta_of(base)), base.objective, len(n), x["log_n0"], compute, ratios)
         starts = starts_for(family, theta_of(base))
     log_loss = np.log(loss)
     best_value, best_theta = np.inf, None
@@ -252,4 +284,4 @@ def fit_law(family: LawFamily, n_params, tokens, loss, *, unique_tokens=None, co
             best_value, best_theta = float(result.fun), result.x
     if best_theta is None:
         raise ValueError(f"no start gave a finite {family.name} law")
-    return FittedLaw(family, tuple(float(v) for v in best_theta), best_value, len(n), x["log_n0"], compute)
+    return FittedLaw(family, tuple(float(v) for v in best_theta), best_value, len(n), x["log_n0"], compute, ratios)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from sweep.fitting.blas import one_blas_thread
 from sweep.fitting.compute import FlopsPerToken
-from sweep.fitting.laws import FAMILIES, FittedLaw, LawFamily, fit_law
+from sweep.fitting.laws import FAMILIES, RATIO_ROOM, FittedLaw, LawFamily, fit_law
 
 DEFAULT_LAW = "chinchilla"
 REPEATED = 1.05
@@ -118,6 +118,11 @@ def score_family(family: LawFamily, runs: pd.DataFrame, compute: FlopsPerToken) 
         fit = fit_family(family, runs, compute)
     except ValueError as error:
         return FamilyScore(family, None, str(error), {}, None, None)
+    largest = float(runs["budget"].max())
+    if not fit.optimum_inside(largest):
+        return FamilyScore(family, fit, f"its compute-optimal allocation at the largest budget ({largest:.3g}) runs to the "
+                           f"edge of the D/N range searched (the runs' own x {RATIO_ROOM:g} either way): the form falls "
+                           "without end along the iso-FLOP line there, so it predicts no optimum", {}, None, None)  # fmt: skip
     errors, fold_errors = [], {}
     for name, held in folds(runs):
         train, test = runs[~held], runs[held]

@@ -133,3 +133,26 @@ def test_the_fit_summary_and_the_cli_report_the_comparison_and_predict_with_the_
     assert main(["predict", "--input", str(path), "--flops", "1e20", "--bootstrap", "10"]) == 0
     assert "(farseer, held-out error)" in capsys.readouterr().out
     assert set(LAW_FAMILIES) == set(FAMILIES)
+
+
+def test_a_form_that_falls_without_end_along_the_iso_flop_line_is_not_chosen():
+    """A Farseer-form fit whose data coefficient shrinks fast with N (gamma < 0, delta < 0) predicts ever lower loss
+    for ever larger models on a few tokens: its optimum is the search's bound, so it predicts none, and the choice
+    skips it. (An unbounded search once gave the demo's fit N_opt 6e10 on 2 tokens.)"""
+    runs = grid_runs("chinchilla")
+    falling = FittedLaw(FAMILIES["farseer"], (np.log(11.5), np.log(300.0), -24.0, 0.21, 0.47, -1.5, -0.15), 0.0, 0,
+                        float(np.log(1.6e4)), tokens_per_param=(10.0, 1000.0))  # fmt: skip
+    assert not falling.optimum_inside(1e12)
+    n_opt, d_opt = falling.optimal_allocation(1e12)
+    assert d_opt / n_opt == pytest.approx(10.0 / 100, rel=0.05)  # held at the searched edge, not 1e-10
+    assert FittedLaw(FAMILIES["farseer"], tuple(TRUTH["farseer"]), 0.0, 0, LOG_N0).optimum_inside(1e20)
+    from sweep.fitting import selection
+
+    original = selection.fit_family
+    selection.fit_family = lambda family, *a, **k: falling if family.name == "farseer" else original(family, *a, **k)
+    try:
+        choice = choose_law(runs, six_nd())
+    finally:
+        selection.fit_family = original
+    farseer = next(s for s in choice.scores if s.family.name == "farseer")
+    assert "runs to the edge of the D/N range searched" in farseer.skipped and choice.chosen.family.name != "farseer"

@@ -11,7 +11,7 @@ import yaml
 
 from models import flops_per_token
 from sweep.cli import main
-from sweep.config import ConfigError, TrainingConfig, load_config, parse_config
+from sweep.config import ConfigError, TrainingConfig, parse_config
 from sweep.planning import plan as plan_module
 from sweep.planning.plan import plan_sweep
 from sweep.planning.rules import (
@@ -215,7 +215,17 @@ def test_cli_exits_2_naming_the_key(tmp_path, capsys):
 
 # --- defaults: the demo plan as it was before the rules ------------------------------------------------------------
 
-# (n_params_nonembedding, budget, steps, warmup_steps, run_id) of `sweep/configs/demo.yaml` planned at commit f2c5a71
+# The demo sweep as it was from commit f2c5a71 until issue 21, item 8 redesigned `sweep/configs/demo.yaml` (3 budgets
+# x 5 ladder sizes, cosine): a sweep file that sets no rule, so every rule's default applies.
+OLD_DEMO = {
+    "name": "demo", "budgets": [1.0e11, 3.0e11, 1.0e12], "flops_convention": "6N+attention",
+    "model": {"sizes": [7.0e3, 2.0e4, 4.0e4, 7.0e4, 1.7e5], "seq_len": 64, "aspect_ratio": 32, "head_dim": 16},
+    "data": {"source": "stdlib"},
+    "training": {"batch_tokens": 1024, "lr_scale": 3.0, "eval_points": 3, "eval_tokens": 32768, "min_steps": 20},
+    "resources": {"cpus_per_worker": 1},
+}  # fmt: skip
+
+# (n_params_nonembedding, budget, steps, warmup_steps, run_id) of that sweep planned at commit f2c5a71
 # (vocab 256, fingerprint "f00d"); batch 1024, beta2 0.95 and lr = 3 * Kaplan's rule for every run.
 DEMO_BEFORE_RULES = [
     (7216, 1e11, 1757, 88, "4cd2cd21f6dba0cb"), (20576, 1e11, 660, 33, "9559cacc53e03da0"),
@@ -230,11 +240,7 @@ DEMO_BEFORE_RULES = [
 
 
 def test_defaults_leave_the_demo_plan_unchanged():
-    from pathlib import Path
-
-    import sweep
-
-    config = load_config(Path(sweep.__file__).parent / "configs" / "demo.yaml")
+    config = parse_config(OLD_DEMO)
     runs = plan_sweep(config, vocab_size=256, data_fingerprint="f00d").runs
     # run ids changed once since, on purpose: the data order (``data_order``) is part of a run's identity
     got = [(r.n_params_nonembedding, r.flops_budget, r.steps, r.warmup_steps, replace(r, data_order="lanes").run_id) for r in runs]
