@@ -78,7 +78,7 @@ def prepare_plan(config: SweepConfig, store: ResultsStore | None = None) -> Plan
     if plan.runs:
         largest = max(plan.runs, key=lambda spec: spec.batch_size)
         check_corpus_holds(corpus, config.data, largest.batch_size, largest.seq_len)
-    for line in [f"warning: ladder: {note}" for note in plan.size_notes] + grouped("warning", plan.duplicates):
+    for line in grouped("warning", plan.duplicates):
         log(line)
     repeats = repeats_data_warning(plan.runs, lambda spec: epochs_for(corpus, spec.tokens, spec.seq_len), corpus.description)
     if repeats:

@@ -260,7 +260,7 @@ def ladder_shape(model: ModelConfig, size: float, vocab_size: int) -> GPTShape:
 
 def size_notes(config: SweepConfig, vocab_size: int) -> list[str]:
     """The ladder's targets missed by more than 10% (with why) and targets that snap onto one shape
-    (``models.ladder.ladder_notes``), for ``sweep plan`` and the driver's log."""
+    (``models.ladder.ladder_notes``), for ``sweep plan``."""
     m = config.model
     return ladder_notes(m.fixed_sizes, seq_len=m.seq_len, vocab_size=vocab_size, aspect_ratio=m.aspect_ratio,
                         head_dim=m.head_dim, count=m.size_params)  # fmt: skip
