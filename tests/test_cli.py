@@ -11,7 +11,7 @@ import yaml
 from sweep.cli import build_parser, main
 from tests.conftest import tiny_config
 
-COMMANDS = ["plan", "run", "tune", "status", "fit", "predict", "compare", "history", "report", "demo", "doctor"]
+COMMANDS = ["plan", "run", "tune", "status", "fit", "predict", "compare", "history", "report", "demo", "doctor", "data"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -135,7 +135,7 @@ def test_the_real_size_gpu_plan_fits_a_screen_and_its_table_behind_runs_splits_i
     assert lines[1].startswith("times assume H100 SXM5 bf16 dense peak 989.5 TFLOP/s (resources.gpu_name) x 40% MFU")
     assert any(line.endswith("every run with sweep plan --runs, or --json") for line in lines[-3:])
     largest = next(line for line in lines if line.startswith("1e+21 ")).split()
-    assert largest[:4] == ["1e+21", "25", "21.6M-2.49B", "500"] and largest[-3] == "29d"  # est/run: 1e21 / (0.4 * 989.5e12)
+    assert largest[:4] == ["1e+21", "25", "9.54M-2.49B", "500"] and largest[-3] == "29d-30d"  # est/run: 1e21 / (0.4 * 989.5e12); 9.54M: the 1e7 target with the 50k head counted (21.6M before)
     assert main(["plan", str(path), "--runs"]) == 0
     lines = capsys.readouterr().out.splitlines()
     header = next(index for index, line in enumerate(lines) if line.startswith("run_id"))

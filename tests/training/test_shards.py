@@ -15,6 +15,7 @@ from sweep.training import shards as shards_module
 from sweep.training.data import TokenStream, epochs_for, load_corpus, validation_batches
 from sweep.training.shards import TokenShards, detect, resolve
 from tests.conftest import tiny_config
+from tests.training.test_token_files import refused_plan
 
 VOCAB = 50_304
 
@@ -270,12 +271,7 @@ FORMAT_REFUSALS = BAD[:10]
 @pytest.mark.parametrize("how", BAD)
 def test_a_bad_shard_is_one_line_naming_it_and_exit_2(tmp_path, capsys, how):
     section, key, name = bad_case(tmp_path, how)
-    config = tmp_path / "sweep.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(data=section)))
-    code = main(["plan", str(config)])
-    out, err = capsys.readouterr()
-    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("sweep: error: "), err
-    assert key in err and name in err and "Traceback" not in err, err
+    err = refused_plan(tmp_path, capsys, section, key, name)
     assert ("formats read: raw token files" in err) == (how in FORMAT_REFUSALS), err
 
 

@@ -60,15 +60,21 @@ CASES = ["missing", "a directory", "empty", "odd length for uint16", "uint32 len
          "a missing validation file", "a validation file cut mid-id", "a tiny validation file"]  # fmt: skip
 
 
-@pytest.mark.parametrize("how", CASES)
-def test_a_bad_token_file_exits_2_naming_the_key_and_the_file(tmp_path, capsys, how):
-    data, key, text = _case(tmp_path, how)
+def refused_plan(tmp_path, capsys, data: dict, *named: str) -> str:
+    """``sweep plan`` of the tiny sweep on ``data``: exit 2, one line on stderr naming each of ``named``; the line."""
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(tiny_config(data=data)))
     code = main(["plan", str(config)])
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("sweep: error: "), err
-    assert key in err and text in err and "Traceback" not in err, err
+    assert all(text in err for text in named) and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("how", CASES)
+def test_a_bad_token_file_exits_2_naming_the_key_and_the_file(tmp_path, capsys, how):
+    data, key, text = _case(tmp_path, how)
+    refused_plan(tmp_path, capsys, data, key, text)
 
 
 def test_a_good_token_file_plans(tmp_path, capsys):
