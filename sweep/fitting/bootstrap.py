@@ -112,7 +112,9 @@ def bootstrap_law(runs: pd.DataFrame, base, n_boot: int = 200, seed: int = 0, pr
                   points: list[tuple[float, float]] = ()) -> BootstrapSamples:  # fmt: skip
     """A ``sweep.fitting.laws.FittedLaw`` refitted on ``n_boot`` resamples of ``runs`` over the whole table (warm
     start: the full fit): its parameters, N_opt, D_opt, loss and local exponent a at each of ``predict_flops``, and
-    the loss at each (N, D) of ``points``."""
+    the loss at each (N, D) of ``points``. A refit whose loss falls without end along the iso-FLOP line of the
+    largest predicted budget (``FittedLaw.optimum_inside``) predicts no optimum: it is counted failed, not read at
+    the search's edge."""
     from sweep.fitting.laws import fit_law
     from sweep.fitting.point import point_column
     from sweep.fitting.selection import unique_tokens
@@ -128,6 +130,9 @@ def bootstrap_law(runs: pd.DataFrame, base, n_boot: int = 200, seed: int = 0, pr
             fit = fit_law(base.family, n[pick], d[pick], loss[pick], unique_tokens=None if unique is None else unique[pick],
                           compute=base.compute, starts=[np.asarray(base.theta)], log_n0=base.log_n0)  # fmt: skip
         except ValueError:
+            failed += 1
+            continue
+        if len(flops) and not fit.optimum_inside(float(flops.max())):  # no optimum to predict (laws.optimum_inside)
             failed += 1
             continue
         row = dict(fit.values)
