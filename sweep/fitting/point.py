@@ -25,6 +25,7 @@ from sweep.fitting.inputs import FitInputs
 from sweep.fitting.selection import LAW_BOOTSTRAP, choose_law
 from sweep.fitting.summary import EXTRAPOLATION_FACTOR
 
+
 def loss_at(inputs: FitInputs, n_params: float, tokens: float, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
             law: str | None = None) -> dict:  # fmt: skip
     """The chosen law's loss at (``n_params``, ``tokens``) with ``ci`` and ``prediction_interval`` (module

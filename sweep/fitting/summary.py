@@ -64,19 +64,10 @@ import math
 import numpy as np
 
 from sweep.fitting.blas import one_blas_thread
-from sweep.fitting.bootstrap import (
-    BootstrapSamples,
-    bootstrap_isoflop,
-    bootstrap_parametric,
-)
+from sweep.fitting.bootstrap import BootstrapSamples, bootstrap_isoflop, bootstrap_parametric
 from sweep.fitting.bounded import unbounded_intervals, unbounded_warnings
 from sweep.fitting.compute import FlopsPerToken
-from sweep.fitting.envelope import (
-    Approach1Result,
-    envelope_intervals,
-    fit_approach1,
-    why_no_interval,
-)
+from sweep.fitting.envelope import Approach1Result, envelope_intervals, fit_approach1, why_no_interval
 from sweep.fitting.inputs import FitInputs
 from sweep.fitting.isoflop import MinimumRule, fit_approach2
 from sweep.fitting.parametric import fit_parametric
