@@ -138,12 +138,8 @@ def bootstrap_law(runs: pd.DataFrame, base, n_boot: int = 200, seed: int = 0, pr
         row = dict(fit.values)
         row |= {point_column(n_at, d_at): float(fit.loss(n_at, d_at)) for n_at, d_at in points}
         if len(flops):
-            n_opt, d_opt = fit.optimal_allocation(np.concatenate([flops / 1.5, flops, flops * 1.5]))
-            k = len(flops)
-            loss_opt = fit.loss(n_opt[k:2 * k], d_opt[k:2 * k])
+            frontier = fit.frontier(flops)
             for i, c in enumerate(flops):
-                row[f"n_opt@{c:.3g}"], row[f"d_opt@{c:.3g}"] = float(n_opt[k + i]), float(d_opt[k + i])
-                row[f"loss@{c:.3g}"] = float(loss_opt[i])
-                row[f"a@{c:.3g}"] = float(np.log(n_opt[2 * k + i] / n_opt[i]) / np.log(2.25))
+                row |= {f"{key}@{c:.3g}": float(frontier[key][i]) for key in ("n_opt", "d_opt", "loss", "a")}
         rows.append(row)
     return BootstrapSamples(pd.DataFrame(rows), failed)

@@ -120,6 +120,8 @@ EXPONENT = (1e-3, 3.0)
 RATIO_ROOM = 100.0
 """The allocation searches D/N from the runs' smallest / 100 to their largest x 100."""
 GRID_POINTS = 801
+SLOPE_STEP = 1.5
+"""The local exponent a is read between C / 1.5 and 1.5 C (``FittedLaw.frontier``)."""
 FAMILIES: dict[str, LawFamily] = {
     family.name: family
     for family in (
@@ -233,9 +235,16 @@ class FittedLaw:
 
     def exponent_a(self, flops: float) -> float:
         """d log N_opt / d log C at ``flops`` (Chinchilla's a, which for the other families varies with C)."""
-        n_low, _ = self.optimal_allocation(flops / 1.5)
-        n_high, _ = self.optimal_allocation(flops * 1.5)
-        return float(np.log(n_high / n_low) / np.log(2.25))
+        return float(self.frontier([flops])["a"][0])
+
+    def frontier(self, flops) -> dict[str, np.ndarray]:
+        """N_opt, D_opt, their loss and the local exponent a (the slope of log N_opt between C / 1.5 and 1.5 C) at
+        each budget of ``flops``, from one allocation of all three budgets of each."""
+        flops = np.asarray(flops, dtype=float)
+        k = len(flops)
+        n_opt, d_opt = self.optimal_allocation(np.concatenate([flops / SLOPE_STEP, flops, flops * SLOPE_STEP]))
+        n, d = n_opt[k:2 * k], d_opt[k:2 * k]
+        return {"n_opt": n, "d_opt": d, "loss": self.loss(n, d), "a": np.log(n_opt[2 * k:] / n_opt[:k]) / np.log(SLOPE_STEP**2)}
 
 
 def objective_and_gradient(theta, family: LawFamily, x: dict, log_loss: np.ndarray, delta: float = HUBER_DELTA):

@@ -192,8 +192,7 @@ def law_summary(runs: pd.DataFrame, compute: FlopsPerToken, law: str | None = No
     chosen = next(entry for entry in out["families"] if entry["name"] == fit.family.name)
     out["law"] = {"name": fit.family.name, "formula": fit.family.formula, "parameters": fit.values, "objective": fit.objective,
                   "ci": chosen.get("ci", {}), "samples": resamples, "failed_resamples": chosen.get("failed_resamples", 0)}  # fmt: skip
-    for c in predict_flops:
-        n_opt, d_opt = fit.optimal_allocation(c)
-        out["predictions"][c] = {"name": fit.family.name, "n_opt": float(n_opt), "d_opt": float(d_opt),
-                                 "loss": float(fit.loss(n_opt, d_opt)), "a": fit.exponent_a(c)}  # fmt: skip
+    frontier = fit.frontier(list(predict_flops))
+    for i, c in enumerate(predict_flops):
+        out["predictions"][c] = {"name": fit.family.name} | {key: float(frontier[key][i]) for key in ("n_opt", "d_opt", "loss", "a")}
     return out
