@@ -44,7 +44,7 @@ from scipy.optimize import minimize
 from sweep.fitting.blas import one_blas_thread
 from sweep.fitting.compute import FlopsPerToken, six_nd
 from sweep.fitting.compute import optimal_allocation as chinchilla_allocation
-from sweep.fitting.parametric import HUBER_DELTA, fit_parametric, huber, theta_of
+from sweep.fitting.parametric import HUBER_DELTA, ParametricFit, fit_parametric, huber, theta_of
 
 Model = Callable[[np.ndarray, dict], tuple[np.ndarray, np.ndarray]]
 """(theta, columns) -> (L, dL/dtheta of shape (runs, parameters)); columns: log_n, log_d, log_u (unique tokens),
@@ -272,15 +272,16 @@ def starts_for(family: LawFamily, base: np.ndarray) -> list[np.ndarray]:
 
 @one_blas_thread
 def fit_law(family: LawFamily, n_params, tokens, loss, *, unique_tokens=None, compute: FlopsPerToken | None = None,
-            starts: list[np.ndarray] | None = None, log_n0: float | None = None) -> FittedLaw:  # fmt: skip
+            starts: list[np.ndarray] | None = None, log_n0: float | None = None, base: ParametricFit | None = None) -> FittedLaw:  # fmt: skip
     """``family`` fitted to the runs (module docstring); ``starts`` replace the Chinchilla-derived ones (a
-    bootstrap's warm start). Raises ValueError where no start gives a finite fit."""
+    bootstrap's warm start); ``base``: Chinchilla's fit of these same runs where the caller has it (every family
+    starts from it). Raises ValueError where no start gives a finite fit."""
     compute = compute or six_nd()
     n, d, loss = (np.asarray(v, dtype=float) for v in (n_params, tokens, loss))
     x = columns(n, d, unique_tokens, log_n0)
     ratios = (float(np.min(d / n)), float(np.max(d / n)))
     if starts is None:
-        base = fit_parametric(n, d, loss, compute=compute)
+        base = base or fit_parametric(n, d, loss, compute=compute)
         if family.name == "chinchilla":
             return FittedLaw(family, tuple(float(v) for v in theta_of(base)), base.objective, len(n), x["log_n0"], compute, ratios)
         starts = starts_for(family, theta_of(base))

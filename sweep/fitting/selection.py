@@ -26,6 +26,7 @@ import pandas as pd
 from sweep.fitting.blas import one_blas_thread
 from sweep.fitting.compute import FlopsPerToken
 from sweep.fitting.laws import FAMILIES, RATIO_ROOM, FittedLaw, LawFamily, fit_law
+from sweep.fitting.parametric import fit_parametric
 
 DEFAULT_LAW = "chinchilla"
 REPEATED = 1.05
@@ -95,9 +96,19 @@ def why_not_identifiable(family: LawFamily, runs: pd.DataFrame) -> str | None:
     return None
 
 
-def fit_family(family: LawFamily, runs: pd.DataFrame, compute: FlopsPerToken, log_n0: float | None = None) -> FittedLaw:
+def fit_family(family: LawFamily, runs: pd.DataFrame, compute: FlopsPerToken, log_n0: float | None = None,
+               bases: dict | None = None) -> FittedLaw:  # fmt: skip
+    """``family`` fitted to ``runs``; ``bases`` keeps Chinchilla's fit of each table seen (keyed by its N, D and loss),
+    from which every family starts, so the families of one choice share one such fit per fold."""
     unique = unique_tokens(runs) if family.needs_unique_tokens else None
-    return fit_law(family, runs["n_params"], runs["tokens"], runs["loss"], unique_tokens=unique, compute=compute, log_n0=log_n0)
+    base = None
+    if bases is not None:
+        key = runs[["n_params", "tokens", "loss"]].to_numpy(dtype=float).tobytes()
+        if key not in bases:
+            bases[key] = fit_parametric(runs["n_params"], runs["tokens"], runs["loss"], compute=compute)
+        base = bases[key]
+    return fit_law(family, runs["n_params"], runs["tokens"], runs["loss"], unique_tokens=unique, compute=compute,
+                   log_n0=log_n0, base=base)  # fmt: skip
 
 
 def folds(runs: pd.DataFrame) -> list[tuple[str, pd.Series]]:
@@ -110,12 +121,13 @@ def folds(runs: pd.DataFrame) -> list[tuple[str, pd.Series]]:
     return out
 
 
-def score_family(family: LawFamily, runs: pd.DataFrame, compute: FlopsPerToken) -> FamilyScore:
+def score_family(family: LawFamily, runs: pd.DataFrame, compute: FlopsPerToken, bases: dict | None = None) -> FamilyScore:
+    """``family`` fitted to ``runs`` and scored on the held-out folds (module docstring); ``bases``: ``fit_family``'s."""
     reason = why_not_identifiable(family, runs)
     if reason:
         return FamilyScore(family, None, reason, {}, None, None)
     try:
-        fit = fit_family(family, runs, compute)
+        fit = fit_family(family, runs, compute, bases=bases)
     except ValueError as error:
         return FamilyScore(family, None, str(error), {}, None, None)
     largest = float(runs["budget"].max())
@@ -130,7 +142,7 @@ def score_family(family: LawFamily, runs: pd.DataFrame, compute: FlopsPerToken) 
         if reason:
             return FamilyScore(family, fit, f"cannot be scored without the {name}: {reason}", fold_errors, None, None)
         try:
-            fold_fit = fit_family(family, train, compute, log_n0=fit.log_n0)
+            fold_fit = fit_family(family, train, compute, log_n0=fit.log_n0, bases=bases)
         except ValueError as error:
             return FamilyScore(family, fit, f"cannot be scored without the {name}: {error}", fold_errors, None, None)
         unique = test["unique_tokens"] if family.needs_unique_tokens else None
@@ -148,7 +160,8 @@ def choose_law(runs: pd.DataFrame, compute: FlopsPerToken, law: str | None = Non
     """Score every family (or ``names``) and choose one (module docstring); ``law`` forces the choice."""
     if law is not None and law not in FAMILIES:
         raise ValueError(f"unknown law family {law!r}: choose from {', '.join(FAMILIES)}")
-    scores = tuple(score_family(FAMILIES[name], runs, compute) for name in (names or FAMILIES))
+    bases: dict = {}  # Chinchilla's fit of the whole table and of each fold, shared by the families
+    scores = tuple(score_family(FAMILIES[name], runs, compute, bases) for name in (names or FAMILIES))
     fold_rows = tuple({"name": name, "held_out_runs": int(held.sum()), "training_runs": int((~held).sum())} for name, held in folds(runs))
     by_name = {s.family.name: s for s in scores}
     if law is not None:
