@@ -5,7 +5,7 @@ Default corpus (``source: stdlib``): the running interpreter's standard-library 
 downloaded, about 31 M tokens on CPython 3.11 (so the demo never repeats data). Files are ordered by a hash of
 their relative path (a fixed shuffle, so the held-out tail is a random sample of modules, not the end of the
 alphabet) and joined with a NUL byte. The built corpus is cached as one ``uint8`` file under ``$SWEEP_CACHE`` (default
-``~/.cache/scaling-sweep``); its SHA-256 is the fingerprint. Different CPython releases ship different sources, so
+``~/.cache/scaling-sweep``); its SHA-256 is the fingerprint (computed once per machine, ``shards.scan``). Different CPython releases ship different sources, so
 their fingerprints (and so run ids) differ, as they should.
 
 User data (``source: tokens``): ``path`` and ``val_path`` each name a file, a directory or a glob of token files,
@@ -118,25 +118,6 @@ def build_stdlib_corpus() -> Path:
     return path
 
 
-def _file_digest(*paths: Path) -> str:
-    return _scan(paths, None)[0]
-
-
-def _scan(paths: tuple[Path, ...] | list[Path], dtype: str | None) -> tuple[str, int]:
-    """One pass over the files: their SHA-256 (hex, first 16 characters: the fingerprint) and, given their dtype,
-    the largest token id in them (-1 without a dtype). The maximum costs little beside the hash: 7% more on a
-    200 MB uint16 file (``benchmarks/token_scan.py``, 2-core development machine: 0.205 s against 0.192 s)."""
-    digest, largest = hashlib.sha256(), -1
-    width = np.dtype(dtype).itemsize if dtype else 1
-    for path in paths:
-        with open(path, "rb") as handle:
-            while chunk := handle.read((1 << 24) // width * width):
-                digest.update(chunk)
-                if dtype:
-                    largest = max(largest, int(np.frombuffer(chunk, dtype=dtype).max()))
-    return digest.hexdigest()[:16], largest
-
-
 def _tokens(shards: list[Shard]) -> Tokens:
     """One file's ids as its memmap (as a flat file always was), several files' as ``TokenShards``."""
     return shards[0].open() if len(shards) == 1 else TokenShards.of_files(shards)
@@ -150,7 +131,8 @@ def load_corpus(config: DataConfig) -> Corpus:
         path = build_stdlib_corpus()
         tokens = np.memmap(path, dtype="uint8", mode="r")
         split = len(tokens) - int(len(tokens) * config.val_fraction)
-        return Corpus(tokens[:split], tokens[split:], STDLIB_VOCAB_SIZE, _file_digest(path), f"stdlib bytes ({path.name})")
+        fingerprint = scan([Shard(path, "raw", "uint8", 0, len(tokens))]).fingerprint  # cached, as token files' are
+        return Corpus(tokens[:split], tokens[split:], STDLIB_VOCAB_SIZE, fingerprint, f"stdlib bytes ({path.name})")
     train_files = open_shards(config.path, config.dtype, "data.path")
     val_files = open_shards(config.val_path, config.dtype, "data.val_path") if config.val_path is not None else []
     shared = {shard.path.resolve() for shard in train_files} & {shard.path.resolve() for shard in val_files}

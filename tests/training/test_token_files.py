@@ -88,9 +88,9 @@ def test_a_good_token_file_plans(tmp_path, capsys):
 def test_the_scan_finds_the_largest_id_and_hashes_like_before(tmp_path):
     import hashlib
 
-    from sweep.training.data import _scan
+    from sweep.training.shards import detect, scan_files
 
     path = _tokens(tmp_path / "t.bin", 100_000, dtype="uint32", top=70_000)
-    digest, largest = _scan([path], "uint32")
-    assert largest == int(np.fromfile(path, dtype="uint32").max())
-    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    found = scan_files([detect(path, "uint32", "data.path")])
+    assert found.largest == int(np.fromfile(path, dtype="uint32").max())
+    assert found.fingerprint == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
