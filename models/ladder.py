@@ -55,14 +55,20 @@ def _shape(n_layer: int, n_head: int, head_dim: int, seq_len: int, vocab_size: i
     return GPTShape(n_layer=n_layer, d_model=n_head * head_dim, n_head=n_head, seq_len=seq_len, vocab_size=vocab_size)
 
 
+def _count_coefficients(n_layer: float, count: str, seq_len: int, vocab_size: int) -> tuple[float, float]:
+    """(a, b) of the count a d^2 + b d of ``param_counts`` at depth ``n_layer`` (12 d^2 + 2 d per block, the final
+    norm d, and per ``count`` the head V d and the embeddings (V + T) d)."""
+    extra = {"nonembedding": vocab_size, "kaplan": 0, "total": 2 * vocab_size + seq_len}[count]
+    return 12.0 * n_layer, 2.0 * n_layer + 1.0 + extra
+
+
 def _depth(target: float, count: str, seq_len: int, vocab_size: int, aspect_ratio: float) -> int:
     """Step 1: the L whose count at d = aspect_ratio * L (real-valued) equals ``target``, rounded, at least 1."""
 
-    def count_at(layers: float) -> float:  # the count of param_counts with real L and d (12d^2 + 2d per block)
+    def count_at(layers: float) -> float:
+        a, b = _count_coefficients(layers, count, seq_len, vocab_size)
         d = aspect_ratio * layers
-        blocks = layers * (12.0 * d * d + 2.0 * d) + d
-        head, embedding = vocab_size * d, (vocab_size + seq_len) * d
-        return blocks + {"nonembedding": head, "kaplan": 0.0, "total": head + embedding}[count]
+        return a * d * d + b * d
 
     low, high = 1e-6, 1.0
     while count_at(high) < target:
@@ -75,10 +81,9 @@ def _depth(target: float, count: str, seq_len: int, vocab_size: int, aspect_rati
 
 def _best_width(target: float, n_layer: int, count: str, seq_len: int, vocab_size: int, head_dim: int) -> tuple[float, int]:
     """(log error, heads) of the width closest to ``target`` at depth ``n_layer``: the count is a quadratic
-    12 L d^2 + b d in d, so the real root is solved and the head_dim multiples either side of it compared (every
-    width that can reach the target, exactly)."""
-    extra = {"nonembedding": vocab_size, "kaplan": 0, "total": 2 * vocab_size + seq_len}[count]
-    a, b = 12.0 * n_layer, 2.0 * n_layer + 1.0 + extra
+    a d^2 + b d in d (``_count_coefficients``), so the real root is solved and the head_dim multiples either side of
+    it compared (every width that can reach the target, exactly)."""
+    a, b = _count_coefficients(n_layer, count, seq_len, vocab_size)
     root = (-b + math.sqrt(b * b + 4.0 * a * target)) / (2.0 * a)
     heads = {max(1, math.floor(root / head_dim)), max(1, math.ceil(root / head_dim))}
     errors = [(math.log(counted(_shape(n_layer, h, head_dim, seq_len, vocab_size), count) / target), h) for h in sorted(heads)]
