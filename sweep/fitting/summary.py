@@ -173,13 +173,7 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
             n_opt, d_opt = fit.optimal_allocation(entry["flops"])
             loss, doubled = fit.optimal_loss(entry["flops"]), fit.optimal_loss(2.0 * entry["flops"])
             entry["approach3"] = {"n_opt": float(n_opt), "d_opt": float(d_opt), "loss": float(loss), "gain": float(loss - doubled)}
-    laws = law_summary(runs, compute, law, n_boot, seed, predict_flops) if len(runs) else None
-    if laws is not None:
-        for entry in summary["predictions"]:
-            if entry["flops"] in laws["predictions"]:
-                entry["law"] = laws["predictions"][entry["flops"]]
-        del laws["predictions"]
-    summary["laws"] = laws
+    why_no_law = _add_laws(summary, runs, compute, law, n_boot, seed, predict_flops)
     summary["extrapolation"] = None if inputs.pseudo_budgets else extrapolation_check(runs, compute, minimum)
     why_not = None
     if summary["extrapolation"] is None:
@@ -190,8 +184,8 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
         summary["not_fitted"]["approach1"] = approach1.not_fitted
     if why_not:
         summary["not_fitted"]["extrapolation"] = why_not
-    if laws is None or laws.get("not_fitted"):
-        summary["not_fitted"]["law"] = laws["not_fitted"] if laws else "no runs to fit"
+    if why_no_law:
+        summary["not_fitted"]["law"] = why_no_law
     largest = float(runs["budget"].max()) if len(runs) else 0.0
     summary["warnings"] = list(inputs.warnings) + _pseudo_warning(inputs.pseudo_budgets) + [
         f"FLOPs per token f(N) misses a run's own by up to {compute.max_relative_error:.1%}: the runs were not sized "
@@ -204,6 +198,22 @@ def fit_summary(inputs: FitInputs, n_boot: int = 1000, seed: int = 0, predict_fl
     summary["warnings"] += unbounded_warnings(summary, unbounded, runs)
     summary["warnings"] += edge_warnings(approach2.budgets, minimum) + interval_notes(summary)
     return _deep_clean(summary)
+
+
+def _add_laws(summary: dict, runs, compute: FlopsPerToken, law: str | None, n_boot: int, seed: int,
+              predict_flops: list[float]) -> str | None:  # fmt: skip
+    """The law families' entry (``sweep.fitting.selection.law_summary``) and the chosen law's answer at each predicted
+    budget, added to ``summary``; why no law was chosen, or None."""
+    if not len(runs):
+        summary["laws"] = None
+        return "no runs to fit"
+    laws = law_summary(runs, compute, law, n_boot, seed, predict_flops)
+    for entry in summary["predictions"]:
+        if entry["flops"] in laws["predictions"]:
+            entry["law"] = laws["predictions"][entry["flops"]]
+    del laws["predictions"]
+    summary["laws"] = laws
+    return laws.get("not_fitted")
 
 
 def _approach1_warnings(result: Approach1Result, part: dict) -> list[str]:
