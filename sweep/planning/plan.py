@@ -62,9 +62,9 @@ from models.accounting import (
     param_counts,
 )
 from models.gpt import GPTShape
-from models.ladder import ladder_notes, shape_for_params
-from sweep.config import ConfigError, ModelConfig, SweepConfig
+from sweep.config import ConfigError, SweepConfig
 from sweep.planning.auto_sizes import SizeChoice, centred_choice, finished, first_choice, recorded_choice
+from sweep.planning.ladder import ladder_shape, model_shapes, size_notes
 from sweep.planning.memory import GiB, MemoryDoesNotFit, estimate_for_run, micro_batch_tokens_for, run_device
 from sweep.planning.rules import learning_rate  # noqa: F401  (moved to rules.py; still importable from here)
 from sweep.planning.rules import size_rules, warmup_steps
@@ -234,7 +234,7 @@ class Plan:
     pending: list[str] = field(default_factory=list)
     """``model.sizes: auto``: budgets not planned yet, one line each saying what they wait for."""
     size_notes: list[str] = field(default_factory=list)
-    """Ladder targets missed by more than 10%, with why, and targets that snap onto one shape (``size_notes``)."""
+    """Ladder targets missed by more than 10%, with why, and targets that snap onto one shape (``ladder.size_notes``)."""
 
     @property
     def readouts(self) -> list[RunSpec]:
@@ -250,28 +250,6 @@ class Plan:
     def cosine_training_flops(self) -> float:
         """What the same grid costs as cosine runs, each trained from step 0."""
         return float(sum(spec.flops for spec in self.readouts))
-
-
-def ladder_shape(model: ModelConfig, size: float, vocab_size: int) -> GPTShape:
-    """The ladder's shape for one target size of ``model`` (``models.ladder``)."""
-    return shape_for_params(size, seq_len=model.seq_len, vocab_size=vocab_size, aspect_ratio=model.aspect_ratio,
-                            head_dim=model.head_dim, count=model.size_params)  # fmt: skip
-
-
-def size_notes(config: SweepConfig, vocab_size: int) -> list[str]:
-    """The ladder's targets missed by more than 10% (with why) and targets that snap onto one shape
-    (``models.ladder.ladder_notes``), for ``sweep plan``."""
-    m = config.model
-    return ladder_notes(m.fixed_sizes, seq_len=m.seq_len, vocab_size=vocab_size, aspect_ratio=m.aspect_ratio,
-                        head_dim=m.head_dim, count=m.size_params)  # fmt: skip
-
-
-def model_shapes(config: SweepConfig, vocab_size: int) -> list[GPTShape]:
-    """The sweep's model ladder, smallest first, without duplicates."""
-    m = config.model
-    shapes = [ladder_shape(m, size, vocab_size) for size in m.sizes]
-    shapes += [GPTShape(s.n_layer, s.d_model, s.n_head, m.seq_len, vocab_size) for s in m.shapes]
-    return sorted(dict.fromkeys(shapes), key=lambda s: param_counts(s).nonembedding)
 
 
 def plan_sweep(config: SweepConfig, vocab_size: int, data_fingerprint: str, ledger: pd.DataFrame | None = None,

@@ -38,7 +38,8 @@ import optuna
 
 from models.accounting import flops_per_token, param_counts
 from sweep.config import ConfigError, SweepConfig, TuneConfig, parse_config
-from sweep.planning.plan import RunSpec, ladder_shape, plan_sweep
+from sweep.planning.ladder import ladder_shape
+from sweep.planning.plan import RunSpec, plan_sweep
 from sweep.results.storage import ResultsStore
 
 PARAMETERS = ("lr", "batch_tokens", "warmup_fraction", "beta2")
