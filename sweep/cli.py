@@ -270,6 +270,13 @@ def _print_summary(summary: dict, params: str) -> None:
         if check["approach3"]:
             a3 = check["approach3"]
             print(f"  approach3: N_opt {a3['n_opt']:.3g}, loss {a3['loss']:.4f} (error {a3['loss_error']:+.4f})")
+    _print_predictions(summary)
+    for warning in summary["warnings"]:
+        print(f"\nwarning: {warning}")
+
+
+def _print_predictions(summary: dict) -> None:
+    """Each approach's N_opt, D_opt (and loss) at each predicted budget with intervals, then the chosen law's."""
     for entry in summary["predictions"]:
         c = entry["flops"]
         print(f"\nAt C = {c:.3g} FLOPs:")
@@ -287,8 +294,6 @@ def _print_summary(summary: dict, params: str) -> None:
             print(f"  law ({law['name']}): N_opt {_with_interval(law['n_opt'], ci.get(f'n_opt@{c:.3g}'), '.3g')}, D_opt "
                   f"{_with_interval(law['d_opt'], ci.get(f'd_opt@{c:.3g}'), '.3g')}, loss "
                   f"{_with_interval(law['loss'], ci.get(f'loss@{c:.3g}'), '.4f')}, a {_with_interval(law['a'], ci.get(f'a@{c:.3g}'), '.3f')}")
-    for warning in summary["warnings"]:
-        print(f"\nwarning: {warning}")
 
 
 def _print_laws(summary: dict) -> None:
