@@ -307,7 +307,7 @@ def _print_laws(summary: dict) -> None:
         mark = "*" if family["name"] == laws["chosen"] else " "
         if family["held_out_error"] is not None:
             detail = (f"held-out error {family['held_out_error']:.2%} (bias {family['held_out_bias']:+.2%}), objective "
-                      f"{family['objective']:.6g}")  # fmt: skip
+                      f"{family['objective']:.6g}, {_fit_range(family)}")  # fmt: skip
         elif family["skipped"]:
             detail = f"skipped: {family['skipped']}"
         else:
@@ -319,7 +319,14 @@ def _print_laws(summary: dict) -> None:
         return
     ci = law["ci"]
     values = ", ".join(f"{k} = {_with_interval(v, ci.get(k), '.4g')}" for k, v in law["parameters"].items())
-    print(f"chosen ({laws['chosen_by']}): {law['name']}, L = {law['formula']}: {values} ({law['samples']} resamples)")
+    print(f"chosen ({laws['chosen_by']}): {law['name']}, L = {law['formula']}: {values} ({law['samples']} resamples, "
+          f"{_fit_range(law)})")
+
+
+def _fit_range(entry: dict) -> str:
+    """The budgets a law family was fitted to (``sweep.fitting.selection``: the fit range chosen by held-out error)."""
+    smallest = entry.get("smallest_budget_fitted")
+    return f"fitted to {entry.get('fitted_runs')} runs of budgets from {smallest:.3g}" if smallest is not None else "fitted to every run"
 
 
 def _fit_inputs(args: argparse.Namespace):

@@ -45,17 +45,18 @@ def losses_at(inputs: FitInputs, points: list[tuple[float, float]], n_boot: int 
         reasons = "; ".join(f"{s.family.name}: {s.skipped}" for s in choice.scores if s.skipped) if choice else "no runs"
         return [out | {"loss": None, "ci": None, "prediction_interval": None, "law": None,
                        "not_fitted": f"no law family could be fitted ({reasons})", "warnings": []} for out in outs]  # fmt: skip
-    fit = choice.chosen.fit
-    n, d, loss = (runs[c].to_numpy(dtype=float) for c in ("n_params", "tokens", "loss"))
-    residuals = np.log(loss) - np.log(fit.loss(n, d, runs["unique_tokens"] if fit.family.needs_unique_tokens else None))
+    fit, fitted = choice.chosen.fit, choice.chosen.fitted(runs)  # the runs of the law's fit range
+    n, d, loss = (fitted[c].to_numpy(dtype=float) for c in ("n_params", "tokens", "loss"))
+    residuals = np.log(loss) - np.log(fit.loss(n, d, fitted["unique_tokens"] if fit.family.needs_unique_tokens else None))
     scatter = float(np.sqrt(np.sum(residuals**2) / max(1, len(residuals) - fit.family.size)))
     samples_used = n_boot if fit.family.name == "chinchilla" else min(n_boot, LAW_BOOTSTRAP)
-    samples = bootstrap_law(runs, fit, samples_used, seed, points=points) if samples_used else None
+    samples = bootstrap_law(fitted, fit, samples_used, seed, points=points) if samples_used else None
     noise = np.random.default_rng(seed).standard_normal(samples_used) * scatter
     tail = 100.0 * (1.0 - level) / 2.0
     for out, (n_at, d_at) in zip(outs, points):
         out |= {"loss": float(fit.loss(n_at, d_at)), "law": {"name": fit.family.name, "formula": fit.family.formula,
-                "parameters": fit.values, "chosen_by": choice.chosen_by}, "residual_scatter": scatter, "ci": None,
+                "parameters": fit.values, "chosen_by": choice.chosen_by, "smallest_budget_fitted": choice.chosen.smallest_budget,
+                "fitted_runs": len(fitted)}, "residual_scatter": scatter, "ci": None,
                 "prediction_interval": None, "bootstrap": samples_used}  # fmt: skip
         if samples is not None and len(samples.samples):
             column = point_column(n_at, d_at)

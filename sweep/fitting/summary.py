@@ -34,9 +34,10 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
         "folds": [{"name": "largest budget" | "largest size", "held_out_runs", "training_runs"}],
         "families": [{"name", "formula", "reference", "parameters": {name: value} | null, "objective",
                       "held_out_error", "held_out_bias", "folds": {fold: error}, "skipped": str | null,
+                      "smallest_budget_fitted", "fitted_runs", "ranges": {"smallest budget": error | null},
                       "ci": {parameter: [lo, hi]}, "failed_resamples"}],   # ci: fitted families, with a bootstrap
         "law": {"name", "formula", "parameters", "objective", "ci": {parameter | "n_opt@C" | "d_opt@C" | "loss@C" |
-                "a@C": [lo, hi]}, "samples", "failed_resamples"} | null,
+                "a@C": [lo, hi]}, "samples", "failed_resamples", "smallest_budget_fitted", "fitted_runs"} | null,
         "not_fitted": str                 # only when no law was chosen
       },
       "predictions": [{"flops", "approach1": {"n_opt", "d_opt"}, "approach2": {"n_opt", "d_opt"},

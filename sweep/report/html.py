@@ -165,11 +165,14 @@ def laws_section(summary: dict) -> str:
         error = family["held_out_error"]
         rows.append([family["name"] + (" (chosen)" if family["name"] == laws["chosen"] else ""), family["formula"],
                      "-" if error is None else f"{error:.2%}", "-" if family["held_out_bias"] is None else f"{family['held_out_bias']:+.2%}",
-                     ", ".join(f"{k}: {v:.2%}" for k, v in family["folds"].items()) or "-", family["skipped"] or ""])  # fmt: skip
+                     ", ".join(f"{k}: {v:.2%}" for k, v in family["folds"].items()) or "-",
+                     "-" if family.get("smallest_budget_fitted") is None else f"{family['smallest_budget_fitted']:.3g} ({family['fitted_runs']} runs)",
+                     family["skipped"] or ""])  # fmt: skip
     chosen = f"chosen: {laws['chosen'] or 'none'} ({laws['chosen_by']})"
     return (f"<h2>Law families</h2><p>Each form refitted without the held-out runs and scored on them: mean |relative "
-            f"error| of their loss. Held out: {html.escape(folds)}; {html.escape(chosen)}.</p>"
-            + _html_table(["family", "L(N, D)", "held-out error", "bias", "per fold", "skipped"], rows))
+            f"error| of their loss; each fitted over the range of budgets (all, or without the smallest quarter or half) "
+            f"that predicts them best. Held out: {html.escape(folds)}; {html.escape(chosen)}.</p>"
+            + _html_table(["family", "L(N, D)", "held-out error", "bias", "per fold", "fitted from budget", "skipped"], rows))
 
 
 def predictions_table(summary: dict, budgets: list[float]) -> str:
