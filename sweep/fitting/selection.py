@@ -20,7 +20,7 @@ without the smallest half of the budgets (``FIT_RANGE_DROPS``, where at least ``
 remain), and keeps the range whose held-out error is lowest (the widest on a tie). Every range is scored on the
 same runs: the largest budget's, and the largest size's at budgets the narrowest range still fits. On Porian et
 al.'s 15 public tables, choosing the range this way took the chosen law's error on each table's held-out largest
-budget from 1.90% to about 0.3% (``benchmarks/fit_accuracy.py --part held-out``, ``docs/fit-accuracy.md``).
+budget from 1.90% to 0.31% (``benchmarks/fit_accuracy.py --part held-out``, ``docs/fit-accuracy.md``).
 
 Pure: a table in, a frozen result out.
 """
