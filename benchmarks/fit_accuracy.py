@@ -50,6 +50,7 @@ DESIGNS = {  # name: (law, budgets, sizes per budget, span in decades each side,
 }
 RULES = {
     "akima (default)": MinimumRule("akima"),
+    "smoothing spline": MinimumRule("spline"),
     "parabola, window 7": MinimumRule("parabola", 7),
     "parabola, window 5": MinimumRule("parabola", 5),
     "parabola, all sizes": MinimumRule("parabola", None),

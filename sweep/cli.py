@@ -803,9 +803,10 @@ def _add_fit_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drop-highest-loss", type=int, default=0, help="leave out this many highest-loss runs (Epoch used 5)")
     parser.add_argument("--config", help="the sweep file: fit its sweep (and results root), only the runs its current plan holds")
     parser.add_argument("--include-stale", action="store_true", help="with --config: also fit runs no longer in its plan")
-    parser.add_argument("--minimum", choices=("akima", "parabola"), default="akima",
-                        help="how Approach 2 reads each budget's minimum: an Akima spline of loss in log N (default), or a "
-                             "parabola through the --window sizes nearest the best (docs/fit-accuracy.md measures both)")
+    parser.add_argument("--minimum", choices=("akima", "spline", "parabola"), default="akima",
+                        help="how Approach 2 reads each budget's minimum: an Akima spline of loss in log N (default), a "
+                             "smoothing spline (penalty by GCV), or a parabola through the --window sizes nearest the best "
+                             "(docs/fit-accuracy.md measures each)")
     parser.add_argument("--window", type=int, default=7, help="with --minimum parabola: sizes fitted, centred on the best "
                         "(0: every size; default 7)")
     parser.add_argument("--include-edges", action="store_true", help="fit Approaches 1 and 2 through budgets whose "

@@ -12,6 +12,10 @@ log10 D_opt = b log10 C + const. How each minimum is read is a ``MinimumRule``:
 - ``akima`` (the default): Akima's interpolating spline of the per-size mean loss in x (Porian et al. 2024's
   method), minimised on a fine grid between the sampled sizes; no shape assumed, so no bias from asymmetry, but it
   follows the noise of the points nearest the minimum, which its bootstrap intervals report.
+- ``spline``: a cubic smoothing spline of the per-size mean log loss in x, its roughness penalty chosen by
+  generalised cross-validation (``scipy.interpolate.make_smoothing_spline``; Craven & Wahba 1979), minimised on
+  the same grid: no shape assumed, like Akima, but it smooths the noise that Akima follows. It needs 5 sizes; a
+  budget of 3 or 4 is read by Akima's spline.
 
 Measured (``docs/fit-accuracy.md``): on Porian et al.'s 15 public tables Akima reproduces the published a to 0.004
 on average (every published value inside its interval), a 7-size window to 0.012, every size to 0.025; on
@@ -35,13 +39,15 @@ import numpy as np
 import pandas as pd
 
 FIT_COLUMNS = ("n_params", "tokens", "loss", "budget")
-MINIMUM_METHODS = ("parabola", "akima")
+MINIMUM_METHODS = ("parabola", "akima", "spline")
 DEFAULT_METHOD = "akima"
 """How budgets' minima are read unless asked otherwise (measured, module docstring)."""
 DEFAULT_WINDOW = 7
 """Sizes a budget's parabola is fitted to, centred on its best size (``MinimumRule``; measured, module docstring)."""
 AKIMA_GRID = 2001
-"""Points of the grid in log N on which an Akima spline's minimum is sought."""
+"""Points of the grid in log N on which an Akima or smoothing spline's minimum is sought."""
+SPLINE_SIZES = 5
+"""Sizes a smoothing spline needs (fewer: Akima's)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class MinimumRule:
     """How each budget's minimum is read (module docstring)."""
 
     method: str = DEFAULT_METHOD
-    """``akima`` or ``parabola``."""
+    """``akima``, ``spline`` or ``parabola``."""
     window: int | None = DEFAULT_WINDOW
     """``parabola``: the number of sizes fitted, centred on the best one (None or 0: every size); at least 3."""
     include_edges: bool = False
@@ -64,6 +70,8 @@ class MinimumRule:
     def describe(self) -> str:
         if self.method == "akima":
             return "Akima spline of mean loss in log N, minimised between the sizes"
+        if self.method == "spline":
+            return "smoothing spline of mean log loss in log N (penalty by GCV), minimised between the sizes"
         return f"parabola in log N through the {self.window} sizes nearest each budget's best" if self.window else "parabola in log N through every size"
 
     def as_dict(self) -> dict:
@@ -103,9 +111,18 @@ class IsoFlopFit:
     """Distinct sizes the minimum was read from."""
     knots: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     """An Akima minimum's spline: the sizes (log10 N) and their mean losses it passes through."""
+    smoothing: tuple[tuple[float, ...], tuple[float, ...], int] | None = None
+    """A smoothing-spline minimum's spline of log loss in x: its knots, coefficients and degree (a B-spline)."""
 
     def curve(self, x: np.ndarray) -> np.ndarray | None:
-        """The fitted loss at x = log10 N (NaN outside an Akima spline's knots), or None when nothing was fitted."""
+        """The fitted loss at x = log10 N (NaN outside a spline's sizes), or None when nothing was fitted."""
+        if self.smoothing is not None:
+            from scipy.interpolate import BSpline
+
+            t, c, k = self.smoothing
+            x = np.asarray(x, dtype=float)
+            inside = (x >= t[0]) & (x <= t[-1])
+            return np.where(inside, np.exp(BSpline(np.asarray(t), np.asarray(c), k)(np.clip(x, t[0], t[-1]))), np.nan)
         if self.knots is not None:
             from scipy.interpolate import Akima1DInterpolator
 
@@ -187,8 +204,10 @@ def fit_budget(budget: float, n_params: np.ndarray, tokens: np.ndarray, loss: np
         return IsoFlopFit(budget, len(x), (np.nan,) * 3, False, None, None, None, f"{edge_note}; left out of the power laws",
                           edge=edge, sizes_fitted=len(sizes))  # fmt: skip
     kept = window_sizes(sizes, best, rule.window if rule.method == "parabola" else None)
-    inside, knots = np.isin(x, kept), None
-    if rule.method == "akima":
+    inside, knots, smoothing = np.isin(x, kept), None, None
+    if rule.method == "spline" and len(kept) >= SPLINE_SIZES:
+        (vertex, loss_opt, smoothing), coefficients, why = _spline_minimum(kept, means[np.isin(sizes, kept)]), (np.nan,) * 3, None
+    elif rule.method in ("akima", "spline"):
         knots = (tuple(kept.tolist()), tuple(means[np.isin(sizes, kept)].tolist()))
         (vertex, loss_opt), coefficients, why = _akima_minimum(*(np.asarray(k) for k in knots)), (np.nan,) * 3, None
     else:
@@ -197,10 +216,12 @@ def fit_budget(budget: float, n_params: np.ndarray, tokens: np.ndarray, loss: np
         side = "smallest" if vertex <= kept.min() else "largest"
         why = f"parabola's minimum at or beyond the {side} size it was fitted to"
     if why is not None:
-        return IsoFlopFit(budget, len(x), coefficients, False, None, None, None, why, edge=edge, sizes_fitted=len(kept), knots=knots)
+        return IsoFlopFit(budget, len(x), coefficients, False, None, None, None, why, edge=edge, sizes_fitted=len(kept), knots=knots,
+                          smoothing=smoothing)  # fmt: skip
     slope, intercept = np.polyfit(x[inside], np.log10(np.asarray(tokens, dtype=float)[inside]), 1)
     return IsoFlopFit(budget, len(x), coefficients, True, 10.0**vertex, 10.0 ** (slope * vertex + intercept), loss_opt,
-                      f"{edge_note}; kept (include_edges)" if edge else None, edge=edge, sizes_fitted=len(kept), knots=knots)  # fmt: skip
+                      f"{edge_note}; kept (include_edges)" if edge else None, edge=edge, sizes_fitted=len(kept), knots=knots,
+                      smoothing=smoothing)  # fmt: skip
 
 
 def window_sizes(sizes: np.ndarray, best: int, window: int | None) -> np.ndarray:
@@ -228,6 +249,17 @@ def _akima_minimum(sizes: np.ndarray, means: np.ndarray) -> tuple[float, float]:
     values = Akima1DInterpolator(sizes, means)(grid)
     i = int(np.nanargmin(values))
     return float(grid[i]), float(values[i])
+
+
+def _spline_minimum(sizes: np.ndarray, means: np.ndarray) -> tuple[float, float, tuple]:
+    """(argmin, min, (knots, coefficients, degree)) of the GCV smoothing spline of log mean loss in log10 N."""
+    from scipy.interpolate import make_smoothing_spline
+
+    spline = make_smoothing_spline(sizes, np.log(means))
+    grid = np.linspace(sizes[0], sizes[-1], AKIMA_GRID)
+    values = spline(grid)
+    i = int(np.nanargmin(values))
+    return float(grid[i]), float(np.exp(values[i])), (tuple(spline.t.tolist()), tuple(spline.c.tolist()), int(spline.k))
 
 
 def frontier(fits: tuple[IsoFlopFit, ...]) -> Approach2Result:

@@ -17,7 +17,7 @@ Schema (``sweep fit --json PATH``; numbers are floats, intervals ``[lo, hi]``)::
       },
       "approach2": {
         "a": float | null, "b": float | null,          # N_opt ∝ C^a, D_opt ∝ C^b (null: < 2 usable budgets)
-        "minimum": {"method": "akima" | "parabola", "window": int | null, "include_edges": bool, "description"},
+        "minimum": {"method": "akima" | "spline" | "parabola", "window": int | null, "include_edges": bool, "description"},
         "budgets": [{"flops", "n_runs", "interior", "n_opt", "d_opt", "loss_opt", "note",
                      "edge": "smallest" | "largest" | null, "sizes_fitted"}],
         "ci": {"a": [lo, hi], "b": [lo, hi], "n_opt@C": [...], "d_opt@C": [...]},
