@@ -1,5 +1,6 @@
 """The token-file check's cost: hashing a file (the fingerprint, as before) against hashing it and finding its
-largest id in the same pass (``sweep.training.shards.scan_files``, uncached), alternated and repeated in one process.
+largest id in the same pass (``sweep.training.provenance.scan_files``, uncached), alternated and repeated in one
+process.
 
     python benchmarks/token_scan.py [--megabytes 200] [--repeats 5]
 """
@@ -18,7 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweep.training.shards import Shard, scan_files  # noqa: E402
+from sweep.training.provenance import scan_files  # noqa: E402
+from sweep.training.shards import Shard  # noqa: E402
 
 
 def hash_only(path: Path) -> str:

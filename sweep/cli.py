@@ -496,6 +496,11 @@ def _print_comparison(result: dict) -> None:
     if data.get("same") is False:
         print(f"data: the sweeps trained on different data (A's runs read {', '.join(data['a'])}, B's {', '.join(data['b'])}): "
               "a loss difference mixes the data's effect with the code's")
+    tokenizer = result.get("tokenizer") or {}
+    if tokenizer.get("same") is False:
+        shown = {side: ", ".join(value[:16] for value in tokenizer[side]) for side in ("a", "b")}
+        print(f"tokenizer: the sweeps' token files were written by different tokenizers (SHA-256 {shown['a']} for A, "
+              f"{shown['b']} for B): their losses per token are not comparable")
     for reason in result["reasons"]:
         print(reason)
     print(f"verdict: {'REGRESSION' if result['regression'] else 'no regression'} (threshold {result['threshold']:g})")

@@ -73,8 +73,9 @@ def prepare_plan(config: SweepConfig, store: ResultsStore | None = None) -> Plan
     auto = store is not None and config.model.sizes == "auto"
     ledger, recorded = (store.read_runs(config.name), store.size_choices(config.name)) if auto else (None, None)
     plan = plan_sweep(config, corpus.vocab_size, corpus.fingerprint, ledger, recorded)
-    commit = git_commit()  # the launching checkout's, recorded in each run's ledger row
-    plan = replace(plan, runs=[replace(spec, code_commit=commit) for spec in plan.runs])
+    commit = git_commit()  # the launching checkout's, recorded in each run's ledger row (as is the tokenizer's hash)
+    provenance = {"code_commit": commit, "tokenizer_sha256": corpus.tokenizer_sha256}
+    plan = replace(plan, runs=[replace(spec, **provenance) for spec in plan.runs])
     if plan.runs:
         largest = max(plan.runs, key=lambda spec: spec.batch_size)
         check_corpus_holds(corpus, config.data, largest.batch_size, largest.seq_len)

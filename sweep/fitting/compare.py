@@ -80,6 +80,7 @@ def compare(a: FitInputs, b: FitInputs, reference_flops: list[float] | None = No
                   "table": cells.to_dict("records")},
         "frontier": [],
         "data": trained_on(a, b),
+        "tokenizer": tokenized_by(a, b),
         "exponents": {},
         "regression": False,
         "reasons": [],
@@ -117,10 +118,22 @@ def compare(a: FitInputs, b: FitInputs, reference_flops: list[float] | None = No
 def trained_on(a: FitInputs, b: FitInputs) -> dict:
     """The data fingerprints each side's runs recorded (``data_fingerprint``: every token file's bytes), and whether
     they are the same: a loss difference between sweeps on different data mixes the data's effect with the code's."""
+    return _recorded(a, b, "data_fingerprint")
+
+
+def tokenized_by(a: FitInputs, b: FitInputs) -> dict:
+    """The tokenizers' SHA-256 each side's runs recorded (``tokenizer_sha256``, from the manifest of ``sweep data
+    prepare``), and whether they are the same (None where a side recorded none): losses per token of two
+    tokenizers are not comparable, whatever the code did."""
+    return _recorded(a, b, "tokenizer_sha256")
+
+
+def _recorded(a: FitInputs, b: FitInputs, column: str) -> dict:
+    """The distinct values of ``column`` on each side (sorted), and whether they are the same where both have some."""
     sides = {}
     for name, inputs in (("a", a), ("b", b)):
-        column = inputs.runs["data_fingerprint"] if "data_fingerprint" in inputs.runs else None
-        sides[name] = sorted(str(v) for v in column.dropna().unique()) if column is not None else []
+        values = inputs.runs[column] if column in inputs.runs else None
+        sides[name] = sorted(str(v) for v in values.dropna().unique()) if values is not None else []
     known = bool(sides["a"]) and bool(sides["b"])
     return sides | {"same": sides["a"] == sides["b"] if known else None}
 

@@ -38,7 +38,7 @@ SIX_ND_TOLERANCE = 0.02
 @dataclass(frozen=True)
 class FitInputs:
     runs: pd.DataFrame
-    """Columns n_params, tokens, loss, budget (plus sweep, run_id, seed, flops, data_fingerprint)."""
+    """Columns n_params, tokens, loss, budget (plus sweep, run_id, seed, flops, data_fingerprint, tokenizer_sha256)."""
     excluded: pd.DataFrame
     """Ledger rows not fitted (diverged, failed, interrupted), with their status and error."""
     flops_convention: str = "6ND"
@@ -76,6 +76,7 @@ def fit_inputs_from_results(store: ResultsStore, sweep: str | None = None, param
             "loss": completed["final_eval_loss"],
             "budget": completed["flops_budget"],
             "data_fingerprint": completed["data_fingerprint"] if "data_fingerprint" in completed else None,
+            "tokenizer_sha256": completed["tokenizer_sha256"] if "tokenizer_sha256" in completed else None,
         }
     ).reset_index(drop=True)
     excluded = ledger.loc[~ledger.index.isin(completed.index), ["sweep", "run_id", "status", "error"]]

@@ -168,6 +168,10 @@ class RunSpec:
     code_commit: str | None = None
     """The git commit (``+dirty`` with local changes) of the checkout that planned and launched the run
     (``sweep.versions``), None outside one; recorded, not part of the run's identity (a sweep name may hold it)."""
+    tokenizer_sha256: str | None = None
+    """The SHA-256 of the tokenizer that wrote the token files, from the manifest of ``sweep data prepare`` beside
+    them (``sweep.training.provenance``), else None; recorded, not part of the run's identity (the data fingerprint
+    already is: other ids give other token files)."""
 
     @property
     def shape(self) -> GPTShape:
@@ -203,7 +207,7 @@ _NOT_IDENTITY = frozenset(
         "sweep", "flops_budget", "flops_convention", "flops_per_token", "flops", "device", "compile",
         "checkpoint_every_steps", "workers", "cpus", "gpus", "precision", "micro_batch_tokens", "lr_rule",
         "batch_rule", "warmup_tokens", "memory_estimate_bytes", "peak_flops", "lr_study", "study", "trial",
-        "parent_run_id", "branch_steps", "size_reason", "code_commit",
+        "parent_run_id", "branch_steps", "size_reason", "code_commit", "tokenizer_sha256",
     }  # fmt: skip
 )
 _IDENTITY_DEFAULTS = {"schedule": "cosine", "branch_step": 0, "cooldown_shape": "", "decay_starts": (), "decay_ends": ()}

@@ -13,9 +13,11 @@ a progress line, resumption after a kill, and a manifest.
   renamed into place; a rerun skips the units recorded whose shards are all there with their sizes, and redoes the
   rest. Its first line records the tokenizer's hash, the inputs and the options, and once a unit is finished a rerun
   with others is refused: one directory holds one dataset.
-- ``manifest.json`` (written whole at the end): the shards (split, tokens, SHA-256), vocabulary, dtype, end-of-text
-  id, the tokenizer's file name and SHA-256, and each source's path, bytes and SHA-256. A sweep reads the shards
-  with ``data.path: DIR/train-*.npy`` and ``data.val_path: DIR/val-*.npy``.
+- ``manifest.json`` (written whole at the end): the shards (name, split, tokens, bytes, the SHA-256 of the whole
+  file, largest id), vocabulary, dtype, end-of-text id, the tokenizer's file name and SHA-256, and each source's
+  path, bytes and SHA-256. A sweep reads the shards with ``data.path: DIR/train-*.npy`` and ``data.val_path:
+  DIR/val-*.npy``, takes each shard's hash and largest id from the manifest while its size agrees (reading no
+  token) and records the tokenizer's hash with its runs (``sweep.training.provenance``).
 
 Memory: a unit's tokens are held while its shards are written (4 bytes per token of the largest input file, per
 worker in flight); split a very large file before preparing it.
@@ -100,7 +102,7 @@ def _write_shards(out: Path, split: str, unit: int, tokens: np.ndarray, dtype: s
             os.fsync(handle.fileno())
         temporary.replace(out / name)
         files.append({"name": name, "split": split, "tokens": int(len(shard)), "bytes": (out / name).stat().st_size,
-                      "sha256": file_sha256(out / name)})  # fmt: skip
+                      "sha256": file_sha256(out / name), "max_id": int(shard.max())})  # fmt: skip
     return files
 
 

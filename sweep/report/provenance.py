@@ -1,8 +1,9 @@
 """Provenance of a report: what produced the numbers, so a reader can tell two reports apart and reproduce one.
 
-The sweep file (its path and SHA-256, when given), the data fingerprints and FLOP conventions the runs recorded,
-the versions of the packages that trained and fitted them, the code version (the package's version, and the git
-commit when it runs from a checkout; ``unknown`` otherwise), Python, and when the report was made. Nothing here
+The sweep file (its path and SHA-256, when given), the data fingerprints, tokenizers (SHA-256, where a manifest of
+``sweep data prepare`` gave one) and FLOP conventions the runs recorded, the versions of the packages that trained
+and fitted them, the code version (the package's version, and the git commit when it runs from a checkout;
+``unknown`` otherwise), Python, and when the report was made. Nothing here
 reads a secret: results URIs are shown redacted (``sweep.results.uri``), and no environment is recorded.
 """
 
@@ -32,7 +33,8 @@ def provenance(config_path: str | None = None, ledger: pd.DataFrame | None = Non
         path = Path(config_path)
         record["config"] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     if ledger is not None and not ledger.empty:
-        for column, key in (("data_fingerprint", "data_fingerprints"), ("flops_convention", "flops_conventions"), ("sweep", "sweeps")):
+        for column, key in (("data_fingerprint", "data_fingerprints"), ("tokenizer_sha256", "tokenizers"),
+                            ("flops_convention", "flops_conventions"), ("sweep", "sweeps")):  # fmt: skip
             values = sorted(str(v) for v in ledger[column].dropna().unique()) if column in ledger else []
             if values:
                 record[key] = values

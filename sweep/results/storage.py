@@ -109,6 +109,7 @@ RUNS_SCHEMA = pa.schema(
         ("finished_at", _TIMESTAMP),
         ("first_step_at", _TIMESTAMP),
         ("data_fingerprint", pa.string()),
+        ("tokenizer_sha256", pa.string()),  # from a manifest of `sweep data prepare`; null without one, in older files
         # How the run trained (RunSpec fields; precision and micro_batch_tokens as the run resolved them when its
         # outcome says so, else the spec's "auto" / 0). Files written before these columns read them as null.
         ("micro_batch_tokens", pa.int64()),

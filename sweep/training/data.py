@@ -5,8 +5,8 @@ Default corpus (``source: stdlib``): the running interpreter's standard-library 
 downloaded, about 31 M tokens on CPython 3.11 (so the demo never repeats data). Files are ordered by a hash of
 their relative path (a fixed shuffle, so the held-out tail is a random sample of modules, not the end of the
 alphabet) and joined with a NUL byte. The built corpus is cached as one ``uint8`` file under ``$SWEEP_CACHE`` (default
-``~/.cache/scaling-sweep``); its SHA-256 is the fingerprint (computed once per machine, ``shards.scan``). Different CPython releases ship different sources, so
-their fingerprints (and so run ids) differ, as they should.
+``~/.cache/scaling-sweep``); its SHA-256 is the fingerprint (computed once per machine, ``provenance.scan``).
+Different CPython releases ship different sources, so their fingerprints (and so run ids) differ, as they should.
 
 User data (``source: tokens``): ``path`` and ``val_path`` each name a file, a directory or a glob of token files,
 raw nanoGPT-style flat files (ids of ``data.dtype``), llm.c / modded-nanogpt shards or ``.npy`` arrays, told apart
@@ -17,7 +17,9 @@ reaching into the ones before it when the fraction is larger). Token files are c
 the file): a file that is missing, empty, of none of the formats or damaged (cut mid-id, a header that disagrees
 with its size), a file in both sets, an id not below ``data.vocab_size`` or negative (found in the pass that computes
 the fingerprint), a training split shorter than one batch, a validation split shorter than one sequence. The
-fingerprint covers every file's bytes in name order, training then validation (``shards.scan``).
+fingerprint covers every file's bytes in name order, training then validation, each file hashed once per machine
+or taken from the manifest ``sweep data prepare`` wrote beside it; the tokenizer's SHA-256 comes from that manifest
+and is recorded beside it (``sweep.training.provenance``).
 
 Batches (``TokenStream``): the training split is cut into ``S = (len(train) - 1) // seq_len`` non-overlapping windows
 of ``seq_len + 1`` tokens (window ``w`` is ``train[w * seq_len : (w + 1) * seq_len + 1]``: the inputs and their
@@ -65,7 +67,8 @@ import numpy as np
 import torch
 
 from sweep.config import ConfigError, DataConfig, cache_dir
-from sweep.training.shards import Shard, TokenShards, describe, open_shards, scan
+from sweep.training.provenance import scan
+from sweep.training.shards import Shard, TokenShards, describe, open_shards
 
 VALIDATION_NAME = re.compile(r"(^|[_\-.])val(id|idation)?($|[_\-.0-9])", re.IGNORECASE)
 """A file stem that names a validation split (``val.bin``, ``val-000000-000.npy``, ``fineweb_val_000000.bin``)."""
@@ -84,9 +87,11 @@ class Corpus:
     val: Tokens
     vocab_size: int
     fingerprint: str
-    """SHA-256 of the token files (hex, first 16 characters), recorded with every run."""
+    """SHA-256 of the token files (hex, first 16 characters, ``sweep.training.provenance``), recorded with every run."""
     description: str
     """The corpus in words (``token file train.bin``, ``12 token files (llm.c) from data/train_*.bin``)."""
+    tokenizer_sha256: str | None = None
+    """The tokenizer's SHA-256 from the manifest of ``sweep data prepare`` beside the files, else None."""
 
 
 def _stdlib_sources() -> list[Path]:
@@ -126,7 +131,8 @@ def _tokens(shards: list[Shard]) -> Tokens:
 def load_corpus(config: DataConfig) -> Corpus:
     """Open the corpus that ``config`` names; builds the stdlib corpus on first use. The token files are checked
     first (``ConfigError`` naming the key and the file: missing, empty, of no format read, cut mid-id, in both sets,
-    or holding an id not below ``data.vocab_size``), in the pass that fingerprints them."""
+    or holding an id not below ``data.vocab_size``), the ids in the pass that fingerprints them; once a file is
+    known (cached on this machine, or listed in its manifest) this costs a stat and a small read per file."""
     if config.source == "stdlib":
         path = build_stdlib_corpus()
         tokens = np.memmap(path, dtype="uint8", mode="r")
@@ -157,7 +163,8 @@ def load_corpus(config: DataConfig) -> Corpus:
     else:  # the last val_fraction of the tokens, in file order: the tail of the last file (or files)
         split = len(train) - int(len(train) * config.val_fraction)
         train, val = train.split(split) if isinstance(train, TokenShards) else (train[:split], train[split:])
-    return Corpus(train, val, int(config.vocab_size), found.fingerprint, describe(train_files, config.path))
+    return Corpus(train, val, int(config.vocab_size), found.fingerprint, describe(train_files, config.path),
+                  found.tokenizer_sha256)
 
 
 def check_corpus_holds(corpus: Corpus, config: DataConfig, batch_size: int, seq_len: int) -> None:

@@ -4,6 +4,7 @@ Which files: a file; a directory's ``.bin`` and ``.npy`` files (not its subdirec
 ``.`` such as temporary files being written, nor a manifest, a ``meta.pkl`` or a ``prepare.py`` beside the shards,
 which a raw reader would take for ids); or a glob (``data/fineweb_train_*.bin``, its matches that are files: any
 name). They are read in the order of their paths' names. A training and a validation set sharing a file are refused.
+Their fingerprint, range of ids and tokenizer (each file hashed once and cached): ``sweep.training.provenance``.
 
 Formats, told apart by a file's first bytes, never by its name alone:
 
@@ -34,8 +35,6 @@ kept mapped, 2-core development machine).
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -44,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep.config import ConfigError, cache_dir
+from sweep.config import ConfigError
 
 FORMATS = ("formats read: raw token files of data.dtype (nanoGPT), llm.c / modded-nanogpt shards (a 256 x int32 "
            "header, magic 20240520 or 20240801), NumPy .npy 1-D integer arrays")
@@ -69,7 +68,6 @@ def _open_limit() -> int:
 
 
 _OPEN_GRIDS = _open_limit()
-_SCAN_BYTES = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -186,87 +184,6 @@ def open_shards(spec: str, dtype: str, key: str) -> list[Shard]:
     return [detect(path, dtype, key) for path in resolve(spec, key)]
 
 
-@dataclass(frozen=True)
-class Scan:
-    """What one pass over the token files found: the fingerprint and the extreme ids, with a file holding each."""
-
-    fingerprint: str
-    largest: int
-    largest_in: Path | None
-    smallest: int
-    smallest_in: Path | None
-
-
-def scan(train: Sequence[Shard], val: Sequence[Shard] = ()) -> Scan:
-    """``scan_files`` once per set of files on this machine: the result is cached (``$SWEEP_CACHE/scans``, JSON)
-    under the files' absolute paths, sizes and modification times (nanoseconds), as make and rsync decide a file is
-    unchanged, so each plan and each run's start on a node after the first reads no token (a 200 GB corpus costs
-    over 3 minutes a pass at 1 GB/s). A file rewritten, grown or touched is read again; a damaged cache entry is
-    ignored and rewritten."""
-    key = _scan_key(train, val)
-    path = cache_dir() / "scans" / f"{key}.json"
-    try:
-        record = json.loads(path.read_text())
-        return Scan(record["fingerprint"], int(record["largest"]), _path_or_none(record["largest_in"]), int(record["smallest"]),
-                    _path_or_none(record["smallest_in"]))  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    found = scan_files(train, val)
-    record = {"fingerprint": found.fingerprint, "largest": found.largest, "largest_in": _str_or_none(found.largest_in),
-              "smallest": found.smallest, "smallest_in": _str_or_none(found.smallest_in)}  # fmt: skip
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(record))
-        temporary.replace(path)
-    except OSError:  # a read-only cache costs a rescan next time, never the run
-        pass
-    return found
-
-
-def _scan_key(train: Sequence[Shard], val: Sequence[Shard]) -> str:
-    def stat(shard: Shard) -> list:
-        info = shard.path.stat()
-        return [str(shard.path.resolve()), info.st_size, info.st_mtime_ns, shard.format, shard.dtype, shard.offset, shard.tokens]
-
-    return hashlib.sha256(json.dumps([[stat(s) for s in train], [stat(s) for s in val]]).encode()).hexdigest()
-
-
-def _path_or_none(text: str | None) -> Path | None:
-    return None if text is None else Path(text)
-
-
-def _str_or_none(path: Path | None) -> str | None:
-    return None if path is None else str(path)
-
-
-def scan_files(train: Sequence[Shard], val: Sequence[Shard] = ()) -> Scan:
-    """One pass over every file, training then validation: SHA-256 over their bytes (headers included) in that
-    order (hex, first 16 characters), followed by the files' sizes where a set has more than one file (so moving a
-    boundary between shards changes it; one file, or one file and one validation file, hash as they always have),
-    and the largest and smallest id."""
-    digest = hashlib.sha256()
-    largest, largest_in, smallest, smallest_in = -1, None, 0, None
-    for shard in (*train, *val):
-        width = np.dtype(shard.dtype).itemsize
-        with open(shard.path, "rb") as handle:
-            header = handle.read(shard.offset)
-            digest.update(header)
-            left = shard.tokens * width
-            while left and (chunk := handle.read(min(left, _SCAN_BYTES // width * width))):
-                digest.update(chunk)
-                ids = np.frombuffer(chunk, dtype=shard.dtype)
-                if (top := int(ids.max())) > largest:
-                    largest, largest_in = top, shard.path
-                if ids.dtype.kind == "i" and (bottom := int(ids.min())) < smallest:
-                    smallest, smallest_in = bottom, shard.path
-                left -= len(chunk)
-    if len(train) > 1 or len(val) > 1:
-        sizes = [[shard.offset + shard.tokens * np.dtype(shard.dtype).itemsize for shard in group] for group in (train, val)]
-        digest.update(f"shard sizes {sizes}".encode())
-    return Scan(digest.hexdigest()[:16], largest, largest_in, smallest, smallest_in)
-
-
 def describe(shards: Sequence[Shard], spec: str) -> str:
     """A corpus set in words: ``token file train.bin``, or ``12 token files (llm.c) from data/fineweb_train_*.bin``."""
     if len(shards) == 1:
@@ -348,12 +265,18 @@ class TokenShards:
             raise IndexError(f"windows {ids.min()}..{ids.max()} are outside [0, {starts[-1]})")
         if len(self.pieces) == 1:
             return self._grid(0, seq_len)[ids].astype(np.int64)
+        # Windows sorted by piece, gathered piece by piece in the files' own dtype into one buffer, then put back in
+        # the batch's order and widened to int64 in one pass (as the single file's gather then astype).
         pieces = np.searchsorted(starts, ids, side="right") - 1
-        rows = np.empty((len(ids), seq_len + 1), dtype=np.int64)
         order = np.argsort(pieces, kind="stable")
-        bounds = np.flatnonzero(np.diff(pieces[order])) + 1
-        for group in np.split(order, bounds):  # one read per piece the windows fall in
-            if group.size:
-                k = int(pieces[group[0]])
-                rows[group] = self._grid(k, seq_len)[ids[group] - starts[k]]
+        sorted_pieces = pieces[order]
+        local = ids[order] - starts[sorted_pieces]
+        firsts = np.flatnonzero(np.r_[True, sorted_pieces[1:] != sorted_pieces[:-1]]) if ids.size else np.empty(0, int)
+        grids = [self._grid(int(k), seq_len) for k in sorted_pieces[firsts]]
+        common = np.result_type(*grids) if grids else np.dtype(np.int64)  # uint64 with int64 would be float64
+        gathered = np.empty((len(ids), seq_len + 1), dtype=common if common.kind in "iu" else np.int64)
+        for grid, lo, hi in zip(grids, firsts.tolist(), [*firsts[1:].tolist(), len(ids)]):
+            gathered[lo:hi] = grid[local[lo:hi]]  # one read per piece the windows fall in
+        rows = np.empty((len(ids), seq_len + 1), dtype=np.int64)
+        rows[order] = gathered
         return rows

@@ -40,7 +40,7 @@ _SPEC_COLUMNS = (
     "flops_per_token_6n_attention", "flops_per_token_chinchilla", "steps", "lr", "batch_tokens", "seed",
     "data_fingerprint", "compile", "lr_rule", "batch_rule", "warmup_steps", "warmup_tokens", "beta1", "beta2",
     "weight_decay", "memory_estimate_bytes", "data_order", "workers", "lr_study", "study", "trial", "schedule",
-    "branch_step", "cooldown_shape", "parent_run_id", "size_reason", "code_commit",
+    "branch_step", "cooldown_shape", "parent_run_id", "size_reason", "code_commit", "tokenizer_sha256",
 )  # fmt: skip
 
 

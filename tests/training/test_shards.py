@@ -347,22 +347,24 @@ def test_a_directory_holding_validation_files_needs_val_path(tmp_path):
 
 
 def test_a_second_scan_reads_no_token_and_a_changed_file_is_read_again(tmp_path, monkeypatch):
-    """The fingerprint and id range are cached by the files' paths, sizes and modification times: a second plan or
-    run start on the machine reads nothing, a rewritten file is read again, a damaged cache entry is ignored."""
+    """Each file's hash and id range are cached by its path, size and modification time: a second plan or run start
+    on the machine reads nothing, a rewritten file alone is read again, a damaged cache entry is ignored."""
+    from sweep.training import provenance
+
     monkeypatch.setenv("SWEEP_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "parts"
     folder.mkdir()
     for k in range(3):
         np.save(folder / f"train-{k}.npy", (np.arange(4000) * (k + 1) % 300).astype(np.uint16))
     passes = []
-    real = shards_module.scan_files
-    monkeypatch.setattr(shards_module, "scan_files", lambda *a: passes.append(1) or real(*a))
+    real = provenance.read_ids
+    monkeypatch.setattr(provenance, "read_ids", lambda shard, h: passes.append(shard.path.name) or real(shard, h))
     config = DataConfig(source="tokens", path=str(folder / "train-*.npy"), vocab_size=300)
     first = load_corpus(config)
-    assert load_corpus(config).fingerprint == first.fingerprint and len(passes) == 1
+    assert load_corpus(config).fingerprint == first.fingerprint and len(passes) == 3
     np.save(folder / "train-1.npy", (np.arange(4000) * 7 % 300).astype(np.uint16))
-    assert load_corpus(config).fingerprint != first.fingerprint and len(passes) == 2
-    for entry in (tmp_path / "cache" / "scans").iterdir():
+    assert load_corpus(config).fingerprint != first.fingerprint and passes[3:] == ["train-1.npy"]
+    for entry in (tmp_path / "cache" / "digests").iterdir():
         entry.write_text("{not json")
     load_corpus(config)
-    assert len(passes) == 3
+    assert len(passes) == 7

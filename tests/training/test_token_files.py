@@ -88,7 +88,8 @@ def test_a_good_token_file_plans(tmp_path, capsys):
 def test_the_scan_finds_the_largest_id_and_hashes_like_before(tmp_path):
     import hashlib
 
-    from sweep.training.shards import detect, scan_files
+    from sweep.training.provenance import scan_files
+    from sweep.training.shards import detect
 
     path = _tokens(tmp_path / "t.bin", 100_000, dtype="uint32", top=70_000)
     found = scan_files([detect(path, "uint32", "data.path")])
