@@ -234,7 +234,9 @@ class DataConfig(_Strict):
     path: PathOrUri | None = None
     """Token files (``source: tokens``): a file (nanoGPT's ``train.bin``), a directory (its ``.bin`` and ``.npy``
     files) or a glob (``data/fineweb_train_*.bin``), read in name order. Each file is a raw file of ``dtype`` ids, an
-    llm.c / modded-nanogpt shard (its 256-int32 header gives dtype and count) or a 1-D integer ``.npy`` array."""
+    llm.c / modded-nanogpt shard (its 256-int32 header gives dtype and count) or a 1-D integer ``.npy`` array. Or the
+    same in an object store (``s3://bucket/web/train-*.npy``, ``gs://...``; credentials from each node's environment,
+    never in the URI), copied once per node into ``$SWEEP_CACHE/remote`` (``sweep.training.remote``)."""
     val_path: PathOrUri | None = None
     """Optional validation token files, given as ``path`` is and sharing no file with it; without it the last
     ``val_fraction`` of ``path``'s tokens (in file order: the tail of the last file or files) is held out."""
@@ -245,6 +247,12 @@ class DataConfig(_Strict):
     can hold (256 for uint8, 65,536 for uint16)."""
     val_fraction: Number(gt=0, lt=0.5) = 0.01
     """Fraction of the corpus held out for validation when there is no ``val_path``."""
+
+    @field_validator("path", "val_path")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        """An object-store URI (``sweep.training.remote``) travels to every worker and into stored configs."""
+        return None if value is None else _refuse_credentials(value, _STORE_CREDENTIALS)
 
     @model_validator(mode="after")
     def _token_file_is_complete(self) -> "DataConfig":
@@ -510,10 +518,15 @@ _SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 """Query parameters named with one of these carry a secret (as ``sweep.results.uri`` reads results roots)."""
 
 
-def _refuse_credentials(uri: str) -> str:
+_MLFLOW_CREDENTIALS = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
+_STORE_CREDENTIALS = ("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), an AWS profile, or "
+                      "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+def _refuse_credentials(uri: str, variables: str = _MLFLOW_CREDENTIALS) -> str:
     """``uri`` unless it carries credentials: user information (an ``@`` before the query) or a query parameter
     named like a secret. ``file://`` and ``sqlite://`` URIs and plain paths are paths, where ``@`` is a character.
-    The message never repeats the URI."""
+    The message never repeats the URI; it names the environment ``variables`` that carry credentials instead."""
     match = _URI_SCHEME.match(uri)
     if not match or match.group(1).lower() in ("file", "sqlite"):
         return uri
@@ -522,7 +535,7 @@ def _refuse_credentials(uri: str) -> str:
     if "@" in location or any(word in name for name in names for word in _SECRET_WORDS):
         raise ValueError(
             "holds credentials (user:password@ or a secret query parameter), which a sweep file must not: give them "
-            "to the workers' environment as MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
+            f"to the workers' environment as {variables}"
         )
     return uri
 

@@ -68,6 +68,7 @@ import torch
 
 from sweep.config import ConfigError, DataConfig, cache_dir
 from sweep.training.provenance import scan
+from sweep.training.remote import localized
 from sweep.training.shards import Shard, TokenShards, describe, open_shards
 
 VALIDATION_NAME = re.compile(r"(^|[_\-.])val(id|idation)?($|[_\-.0-9])", re.IGNORECASE)
@@ -139,6 +140,7 @@ def load_corpus(config: DataConfig) -> Corpus:
         split = len(tokens) - int(len(tokens) * config.val_fraction)
         fingerprint = scan([Shard(path, "raw", "uint8", 0, len(tokens))]).fingerprint  # cached, as token files' are
         return Corpus(tokens[:split], tokens[split:], STDLIB_VOCAB_SIZE, fingerprint, f"stdlib bytes ({path.name})")
+    config = localized(config)  # object-store URIs: this node's copy of their files (sweep.training.remote)
     train_files = open_shards(config.path, config.dtype, "data.path")
     val_files = open_shards(config.val_path, config.dtype, "data.val_path") if config.val_path is not None else []
     shared = {shard.path.resolve() for shard in train_files} & {shard.path.resolve() for shard in val_files}
@@ -196,6 +198,10 @@ _FMIX_MULTIPLIER = np.uint64(0xC4CEB9FE1A85EC53)
 _SHIFT_32, _SHIFT_29 = np.uint64(32), np.uint64(29)
 _CHUNK = 1 << 14
 """Positions of an epoch's permutation that ``TokenStream`` evaluates at once and keeps (128 KiB of int64 each)."""
+READ_AHEAD = 8
+"""Steps whose rows ``TokenStream.rows`` reads in one gather, kept in the files' own dtype (a batch of 512 x 1,025
+uint16 ids: 8.4 MB for 8 steps). A gather from several files costs a few microseconds per file its windows fall in;
+8 steps share that cost (``benchmarks/shard_read.py``)."""
 
 
 class WindowPermutation:
@@ -252,6 +258,8 @@ class TokenStream:
         self.steps_per_epoch = self.windows / batch_size
         """Optimizer steps per epoch, not necessarily whole: epochs are counted in sequences."""
         self._chunks: dict[tuple[int, int], np.ndarray] = {}
+        self._ahead: dict[tuple[int, int], tuple[int, np.ndarray]] = {}
+        """Per row range (a worker's or micro-batch's share): the block of ``READ_AHEAD`` steps read, and its rows."""
 
     def epoch_of(self, step: int) -> int:
         """The epoch (0-based) of the first sequence of ``step``; its last may be in the next (see ``epochs_done``)."""
@@ -293,8 +301,16 @@ class TokenStream:
         return self.rows(step, 0, self.batch_size)
 
     def rows(self, step: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows ``start:stop`` of ``batch(step)`` (a worker's or a micro-batch's share), reading only those rows."""
-        rows = torch.from_numpy(self._shards.read_windows(self.window_ids(step, start, stop), self.seq_len))
+        """Rows ``start:stop`` of ``batch(step)`` (a worker's or a micro-batch's share), reading only those rows: of
+        this step and the next ones in its block of ``READ_AHEAD`` steps, read in one gather and kept per row range."""
+        block, count = step // READ_AHEAD, stop - start
+        kept = self._ahead.get((start, stop))
+        if kept is None or kept[0] != block:
+            first = block * READ_AHEAD
+            ids = np.concatenate([self.window_ids(s, start, stop) for s in range(first, first + READ_AHEAD)])
+            kept = self._ahead[(start, stop)] = (block, self._shards.read_windows(ids, self.seq_len, widen=False))
+        at = (step - block * READ_AHEAD) * count
+        rows = torch.from_numpy(kept[1][at : at + count].astype(np.int64))
         return rows[:, :-1], rows[:, 1:]
 
 

@@ -257,16 +257,18 @@ class TokenShards:
             self._grids.popitem(last=False)
         return grid
 
-    def read_windows(self, ids: np.ndarray, seq_len: int) -> np.ndarray:
-        """Windows ``ids`` (in ``[0, S)``) as rows of ``seq_len + 1`` ids (int64), reading only those rows."""
+    def read_windows(self, ids: np.ndarray, seq_len: int, widen: bool = True) -> np.ndarray:
+        """Windows ``ids`` (in ``[0, S)``) as rows of ``seq_len + 1`` ids, reading only those rows: int64, or with
+        ``widen=False`` the files' own dtype (their common one where files differ)."""
         ids = np.asarray(ids, dtype=np.int64)
         starts = self.window_starts(seq_len)
         if ids.size and (ids.min() < 0 or ids.max() >= starts[-1]):
             raise IndexError(f"windows {ids.min()}..{ids.max()} are outside [0, {starts[-1]})")
         if len(self.pieces) == 1:
-            return self._grid(0, seq_len)[ids].astype(np.int64)
+            rows = self._grid(0, seq_len)[ids]
+            return rows.astype(np.int64) if widen else rows
         # Windows sorted by piece, gathered piece by piece in the files' own dtype into one buffer, then put back in
-        # the batch's order and widened to int64 in one pass (as the single file's gather then astype).
+        # the batch's order (widened to int64 in that pass, as the single file's gather then astype).
         pieces = np.searchsorted(starts, ids, side="right") - 1
         order = np.argsort(pieces, kind="stable")
         sorted_pieces = pieces[order]
@@ -277,6 +279,6 @@ class TokenShards:
         gathered = np.empty((len(ids), seq_len + 1), dtype=common if common.kind in "iu" else np.int64)
         for grid, lo, hi in zip(grids, firsts.tolist(), [*firsts[1:].tolist(), len(ids)]):
             gathered[lo:hi] = grid[local[lo:hi]]  # one read per piece the windows fall in
-        rows = np.empty((len(ids), seq_len + 1), dtype=np.int64)
+        rows = np.empty((len(ids), seq_len + 1), dtype=np.int64 if widen else gathered.dtype)
         rows[order] = gathered
         return rows

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import torch
 import pytest
 import yaml
 
@@ -156,6 +157,24 @@ def test_batches_are_a_pure_function_of_seed_and_step_and_resume_exactly(tmp_pat
     other = TokenStream(first.train, 4, 16, seed=8)
     assert not all(other.batch(step)[0].equal(uninterrupted[step][0]) for step in range(5))
     assert epochs_for(first, 300 * 4 * 16, 16) == pytest.approx(straight.epochs_done(300))
+
+
+def test_rows_read_ahead_are_the_rows_of_their_step_for_every_share_of_a_batch(tmp_path):
+    """``TokenStream.rows`` reads ``READ_AHEAD`` steps in one gather per row range (a DDP rank's share, a
+    micro-batch): interleaved shares, steps across block boundaries and a restart mid-block read exactly the
+    windows of their step, in the files' ids widened to int64."""
+    from sweep.training.data import READ_AHEAD
+
+    corpus = load_corpus(data(mixed_directory(tmp_path)))
+    stream, fresh = TokenStream(corpus.train, 6, 16, seed=3), TokenStream(corpus.train, 6, 16, seed=3)
+    shards = TokenShards.of(corpus.train)
+    for step in [0, 1, READ_AHEAD - 1, READ_AHEAD, 3 * READ_AHEAD + 5, 2]:
+        for start, stop in [(0, 2), (2, 6), (0, 6)]:
+            inputs, targets = stream.rows(step, start, stop)
+            direct = shards.read_windows(stream.window_ids(step, start, stop), 16)
+            assert inputs.dtype == torch.int64 and np.array_equal(inputs.numpy(), direct[:, :-1])
+            assert np.array_equal(targets.numpy(), direct[:, 1:])
+    assert fresh.rows(READ_AHEAD + 3, 2, 6)[0].equal(stream.rows(READ_AHEAD + 3, 2, 6)[0])
 
 
 def test_without_val_path_the_tail_of_the_last_shards_is_held_out(tmp_path):
