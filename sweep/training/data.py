@@ -198,10 +198,11 @@ _FMIX_MULTIPLIER = np.uint64(0xC4CEB9FE1A85EC53)
 _SHIFT_32, _SHIFT_29 = np.uint64(32), np.uint64(29)
 _CHUNK = 1 << 14
 """Positions of an epoch's permutation that ``TokenStream`` evaluates at once and keeps (128 KiB of int64 each)."""
-READ_AHEAD = 8
-"""Steps whose rows ``TokenStream.rows`` reads in one gather, kept in the files' own dtype (a batch of 512 x 1,025
-uint16 ids: 8.4 MB for 8 steps). A gather from several files costs a few microseconds per file its windows fall in;
-8 steps share that cost (``benchmarks/shard_read.py``)."""
+READ_AHEAD = 4
+"""Steps whose rows ``TokenStream.rows`` reads in one gather, kept in the files' own dtype (batches of 512 x 1,025
+uint16 ids: 4.2 MB for 4 steps). A gather from several files costs a few microseconds per file its windows fall in,
+which 4 steps share; 8 steps' block, out of the processor's cache, slowed the single file's batches by 10%
+(``benchmarks/shard_read.py``, ``docs/token-data.md``)."""
 
 
 class WindowPermutation:

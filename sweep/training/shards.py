@@ -27,9 +27,10 @@ windows of ``seq_len + 1`` tokens, and the split's windows are numbered ``[0, su
 is found in its piece by a binary search of the cumulative counts (``numpy.searchsorted``): memory grows with the
 number of files, never with the number of windows, and a split of one piece has exactly a flat array's windows.
 Files are mapped when first read and the last ``_OPEN_GRIDS`` kept (1,024, or a quarter of the process's open-file
-limit if lower: each map holds a file descriptor), so a corpus of 10^4 shards stays within that limit. Remapping costs
-about 50 us, so a batch from 100 shards takes 0.9 ms against a single file's 0.4 ms (512 x 1,024 tokens, all shards
-kept mapped, 2-core development machine).
+limit if lower: each map holds a file descriptor), so a corpus of 10^4 shards stays within that limit. A read groups
+its windows by file, one gather per file they fall in (a few microseconds each); ``TokenStream`` reads several steps
+at once to share that cost (``benchmarks/shard_read.py``: 100 shards 1.4x a single file's batch time, 10 shards
+1.2-1.3x, ``docs/token-data.md``).
 """
 
 from __future__ import annotations
@@ -267,8 +268,8 @@ class TokenShards:
         if len(self.pieces) == 1:
             rows = self._grid(0, seq_len)[ids]
             return rows.astype(np.int64) if widen else rows
-        # Windows sorted by piece, gathered piece by piece in the files' own dtype into one buffer, then put back in
-        # the batch's order (widened to int64 in that pass, as the single file's gather then astype).
+        # Windows grouped by piece (a stable sort), each group gathered from its file and written to its rows: one
+        # read per piece the windows fall in, in the files' own dtype or widened to int64 in the same pass.
         pieces = np.searchsorted(starts, ids, side="right") - 1
         order = np.argsort(pieces, kind="stable")
         sorted_pieces = pieces[order]
@@ -276,9 +277,7 @@ class TokenShards:
         firsts = np.flatnonzero(np.r_[True, sorted_pieces[1:] != sorted_pieces[:-1]]) if ids.size else np.empty(0, int)
         grids = [self._grid(int(k), seq_len) for k in sorted_pieces[firsts]]
         common = np.result_type(*grids) if grids else np.dtype(np.int64)  # uint64 with int64 would be float64
-        gathered = np.empty((len(ids), seq_len + 1), dtype=common if common.kind in "iu" else np.int64)
+        rows = np.empty((len(ids), seq_len + 1), dtype=np.int64 if widen or common.kind not in "iu" else common)
         for grid, lo, hi in zip(grids, firsts.tolist(), [*firsts[1:].tolist(), len(ids)]):
-            gathered[lo:hi] = grid[local[lo:hi]]  # one read per piece the windows fall in
-        rows = np.empty((len(ids), seq_len + 1), dtype=np.int64 if widen else gathered.dtype)
-        rows[order] = gathered
+            rows[order[lo:hi]] = grid[local[lo:hi]]
         return rows
