@@ -243,8 +243,8 @@ class DataConfig(_Strict):
     dtype: Literal["uint8", "uint16", "uint32"] = "uint16"
     """Token id type of raw files in ``path`` and ``val_path`` (llm.c and ``.npy`` files carry their own)."""
     vocab_size: Integer(ge=2, le=2**32) | None = None
-    """Vocabulary size of a token file (required for ``source: tokens``; 256 for ``stdlib``); at most what ``dtype``
-    can hold (256 for uint8, 65,536 for uint16)."""
+    """Vocabulary size of a token file (required for ``source: tokens``; 256 for ``stdlib``); with raw files, at most
+    what ``dtype`` holds (256 for uint8, 65,536 for uint16); llm.c and ``.npy`` files carry their own dtype."""
     val_fraction: Number(gt=0, lt=0.5) = 0.01
     """Fraction of the corpus held out for validation when there is no ``val_path``."""
 
@@ -266,9 +266,9 @@ class DataConfig(_Strict):
         elif self.vocab_size not in (None, 256):
             raise ValueError("the stdlib corpus is byte-level: data.vocab_size must be 256 or left out")
         largest = {"uint8": 2**8, "uint16": 2**16, "uint32": 2**32}[self.dtype]
-        if self.vocab_size is not None and self.vocab_size > largest:
+        if "dtype" in self.model_fields_set and self.vocab_size is not None and self.vocab_size > largest:
             raise ValueError(f"data.vocab_size ({self.vocab_size:,}) is more than data.dtype {self.dtype} can hold ({largest:,} ids)")
-        return self
+        return self  # dtype left at its default: refused only where raw files are read (training/data.py)
 
 
 class LrPowerRule(_Strict):

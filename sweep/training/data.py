@@ -152,6 +152,10 @@ def load_corpus(config: DataConfig) -> Corpus:
             raise ConfigError(f"data.path: the directory {config.path} holds {named[0]}, a validation file by its name, "
                               "which would be trained on: give data.val_path (a glob of those files) and name the "
                               "training files with a glob (e.g. DIR/train*)")  # fmt: skip
+    raw = next((shard for shard in (*train_files, *val_files) if shard.format == "raw"), None)
+    if raw is not None and config.vocab_size > (holds := 2 ** (8 * np.dtype(config.dtype).itemsize)):
+        raise ConfigError(f"data.dtype: raw token files of {config.dtype} hold ids below {holds:,}, not data.vocab_size "
+                          f"{config.vocab_size:,} ({raw.path}; llm.c and .npy files carry their own dtype)")
     found = scan(train_files, val_files)
     if found.largest >= config.vocab_size:
         raise ConfigError(f"data.vocab_size: the token files hold id {found.largest:,}, not below data.vocab_size "

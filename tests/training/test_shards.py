@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-import torch
 import pytest
+import torch
 import yaml
 
 from sweep.cli import main
@@ -387,3 +387,16 @@ def test_a_second_scan_reads_no_token_and_a_changed_file_is_read_again(tmp_path,
         entry.write_text("{not json")
     load_corpus(config)
     assert len(passes) == 7
+
+
+def test_a_large_vocabulary_needs_no_dtype_for_files_that_carry_their_own(tmp_path):
+    """A Llama-3 vocabulary (128,256 ids) in uint32 .npy shards: data.dtype, which only raw files use, may stay at
+    its default uint16; a raw file of uint16 ids under that vocabulary is refused naming data.dtype."""
+    folder = tmp_path / "llama"
+    folder.mkdir()
+    np.save(folder / "train-000.npy", np.arange(128_000, 128_256 + 0, dtype=np.uint32).repeat(40))
+    corpus = load_corpus(DataConfig(source="tokens", path=str(folder), vocab_size=128_256))
+    assert corpus.vocab_size == 128_256 and len(corpus.train) + len(corpus.val) == 256 * 40
+    write_raw(tmp_path / "raw.bin", np.arange(2_000) % 500)
+    with pytest.raises(ConfigError, match=r"data.dtype: raw token files of uint16 hold ids below 65,536"):
+        load_corpus(DataConfig(source="tokens", path=str(tmp_path / "raw.bin"), vocab_size=128_256))
