@@ -230,6 +230,36 @@ def coverage(draws: int, n_boot: int, seed: int) -> None:
     print("  (a columns: mean a - true a over the draws; the farseer form's true a is its local exponent at the largest budget)")
 
 
+def edges(draws: int, seed: int) -> None:
+    """Edge budgets flagged: synthetic sweeps (design 'wide 13x2.4' from Epoch's law) whose largest budget's sizes
+    all lie below its optimum, the largest 0.3, 0.6 or 1.0 decades short (the issue's case: 0.6), and the same sweeps
+    with that budget centred; per case, the draws in which ``sweep fit``'s warnings flag the largest budget for
+    Approach 1 and for Approach 2, flags on centred budgets (false alarms), and Approach 2's a with edges left out."""
+    from sweep.fitting.inputs import FitInputs
+    from sweep.fitting.summary import fit_summary
+
+    excluded = pd.DataFrame(columns=["run_id", "status", "error"])
+    print(f"edge budgets: {draws} draws per case, design 'wide 13x2.4' (0.5% noise); the largest budget's sizes shifted")
+    print(f"{'largest budget':<28}{'A1 flagged':>11}{'A2 flagged':>11}{'false flags':>12}{'a (A2) - true':>15}")
+    top = float(BUDGETS[-1])
+    for label, short in (("centred", None), ("0.3 decades short", 0.3), ("0.6 decades short", 0.6), ("1.0 decades short", 1.0)):
+        rng = np.random.default_rng(seed)
+        a1 = a2 = false = 0
+        errors = []
+        for _ in range(draws):
+            runs = draw(EPOCH, BUDGETS, 13, 1.2, 0.0, 0.005, rng)
+            if short is not None:
+                runs = pd.concat([runs[runs["budget"] < top], draw(EPOCH, [top], 13, 1.2, -(1.2 + short), 0.005, rng)], ignore_index=True)
+            summary = fit_summary(FitInputs(runs, excluded), n_boot=0)
+            edge_budgets = {b["flops"] for b in summary["approach2"]["budgets"] if b.get("edge")} if summary["approach2"] else set()
+            a2 += top in edge_budgets
+            false += len(edge_budgets - {top})
+            a1 += any(w.lower().startswith("approach 1") and ("edge" in w or "largest size" in w) for w in summary["warnings"])
+            if summary["approach2"] and summary["approach2"].get("a") is not None:
+                errors.append(summary["approach2"]["a"] - a_true(EPOCH))
+        print(f"{label:<28}{a1:>8}/{draws}{a2:>8}/{draws}{false:>12}{np.mean(errors):>+15.4f}")
+
+
 def _farseer_draw(law, rng: np.random.Generator) -> pd.DataFrame:
     """An iso-FLOP sweep like design 'wide 13x2.4' with losses from a farseer-form ``law``."""
     rows = []
@@ -248,7 +278,7 @@ def main() -> None:
     parser.add_argument("--boot", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default="", help="only the designs whose name holds this")
-    parser.add_argument("--part", choices=("all", "public", "laws", "held-out", "coverage", "designs"), default="all",
+    parser.add_argument("--part", choices=("all", "public", "laws", "held-out", "coverage", "edges", "designs"), default="all",
                         help="run one part only")
     parser.add_argument("--coverage-draws", type=int, default=40)
     args = parser.parse_args()
@@ -262,6 +292,8 @@ def main() -> None:
         held_out_runs(min(args.boot, 100), args.seed)
     if part in ("all", "coverage"):
         coverage(args.coverage_draws, min(args.boot, 100), args.seed)
+    if part in ("all", "edges"):
+        edges(args.coverage_draws, args.seed)
     if part not in ("all", "designs"):
         print(f"({time.perf_counter() - began:.0f} s)")
         return

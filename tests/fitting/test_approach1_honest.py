@@ -152,3 +152,17 @@ def test_an_unbounded_prediction_prints_the_estimate_and_why(capsys, tmp_path):
     fit = ["fit", "--input", str(path), "--predict-flops", "1e21", "--bootstrap", "2", "--plot", str(tmp_path / "p.png")]
     assert main(fit) == 0
     assert f"approach1: N_opt {n:.3g} (interval unbounded: " in capsys.readouterr().out
+
+
+def test_a_budget_whose_sizes_all_lie_a_decade_short_of_its_optimum_is_flagged_though_it_leaves_the_envelope():
+    """Each budget its own ladder, the largest budget's 1.0 decade short of its optimum: its best run (the largest
+    size) is no lower than the budget before's, so the envelope has no point there. It once left Approach 1
+    without a word (0 of 40 synthetic draws flagged, benchmarks/fit_accuracy.py --part edges); now it is an edge."""
+    budgets = np.logspace(18, 21, 6)
+    rows = [ladder(n_opt(c) * np.logspace(-1.2, 1.2, 13), [c]) for c in budgets[:-1]]
+    rows.append(ladder(n_opt(budgets[-1]) * np.logspace(-3.4, -1.0, 13), [budgets[-1]]))
+    runs = pd.concat(rows, ignore_index=True)
+    result = fit_approach1(runs)
+    assert result.method == "budget minima" and budgets[-1] not in set(result.envelope["budget"])
+    assert len(result.edges) == 1 and "1e+21" in result.edges[0] and "no point of the envelope" in result.edges[0]
+    assert any(w.startswith("Approach 1: budget 1e+21") for w in summary_of(runs, n_boot=0)["warnings"])
