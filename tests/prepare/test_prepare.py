@@ -121,3 +121,27 @@ def test_a_tiktoken_ranks_file_encodes_as_tiktoken_does(tmp_path):
     assert encoder.encode(["the theory"]) == [reference.encode_ordinary("the theory")]
     assert encoder._encoding._pat_str != openai_public.r50k_pat_str  # cl100k_base's own pattern, not GPT-2's
     assert encoder.eot_id == 100257
+
+
+def test_a_sweep_trains_on_embedded_ray_from_the_shards_it_prepares(corpus, tmp_path, ray_session):
+    """Issue 30's end to end: JSONL tokenized by ``sweep data prepare``, then a sweep on the ``data:`` section it
+    prints trains from those shards, each run recording the data's fingerprint and the manifest's tokenizer hash."""
+    from sweep.config import parse_config
+    from sweep.execute.orchestrate import run_sweep
+    from sweep.results.storage import ResultsStore
+    from tests.conftest import tiny_config
+
+    root, _ = corpus
+    with open(tmp_path / "web.jsonl", "w") as handle:
+        for text in generated_documents(3000, 1):
+            handle.write(json.dumps({"text": text}) + "\n")
+    spec = TokenizerFile(str(root / "tokenizer.json"))
+    out = tmp_path / "data"
+    manifest = prepare([str(tmp_path / "web.jsonl")], spec, out, PrepareOptions(shard_tokens=20_000, val_fraction=0.05), workers=1)
+    assert sum(f["split"] == "train" for f in manifest["files"]) >= 3
+    section = {"source": "tokens", "path": str(out / "train-*.npy"), "val_path": str(out / "val-*.npy"), "vocab_size": manifest["vocab_size"]}
+    config = parse_config(tiny_config(name="prepared", budgets=[2e9], model={"sizes": [3e3]}, data=section))
+    assert run_sweep(config, str(tmp_path / "results")).statuses == {"completed": 1}
+    runs = ResultsStore(tmp_path / "results").read_runs("prepared")
+    assert runs["final_eval_loss"].notna().all()
+    assert list(runs["tokenizer_sha256"]) == [manifest["tokenizer"]["sha256"]]
