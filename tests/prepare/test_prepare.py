@@ -20,17 +20,22 @@ def generated_documents(count: int, seed: int) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=int(rng.integers(5, 60)))) + "." for _ in range(count)]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A tokenizer.json (BPE trained on the corpus, at most 300 ids) and one input of each kind."""
+def train_tokenizer(texts: list[str], path) -> None:
+    """A byte-level BPE tokenizer of at most 300 ids trained offline on ``texts``, saved as tokenizer.json."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-    root = tmp_path_factory.mktemp("corpus")
-    texts = generated_documents(400, 0)
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<unk>"]))
-    tokenizer.save(str(root / "tokenizer.json"))
+    tokenizer.save(str(path))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A tokenizer.json (BPE trained on the corpus, at most 300 ids) and one input of each kind."""
+    root = tmp_path_factory.mktemp("corpus")
+    texts = generated_documents(400, 0)
+    train_tokenizer(texts, root / "tokenizer.json")
     inputs = root / "inputs"
     inputs.mkdir()
     (inputs / "a.txt").write_text(" ".join(texts[:50]))

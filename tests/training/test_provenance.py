@@ -116,18 +116,13 @@ def test_a_worker_reloading_a_known_corpus_reads_no_token(tmp_path, monkeypatch)
 def prepared(tmp_path_factory):
     """A directory ``sweep data prepare`` wrote (several training and validation shards, a manifest) with the BPE
     tokenizer it used, trained here offline."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
     from sweep.prepare.tokenizer import TokenizerFile
     from sweep.prepare.writer import PrepareOptions, prepare
-    from tests.prepare.test_prepare import generated_documents
+    from tests.prepare.test_prepare import generated_documents, train_tokenizer
 
     root = tmp_path_factory.mktemp("prepared")
     texts = generated_documents(300, 0)
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<unk>"]))
-    tokenizer.save(str(root / "tokenizer.json"))
+    train_tokenizer(texts, root / "tokenizer.json")
     (root / "a.txt").write_text("\n".join(texts[:150]))
     with open(root / "b.jsonl", "w") as handle:
         handle.writelines(json.dumps({"text": text}) + "\n" for text in texts[150:])
