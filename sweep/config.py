@@ -103,15 +103,18 @@ def check_name(value: str, key: str) -> str:
     return value
 
 
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+"""A number written as text: ASCII digits only, as YAML itself writes them."""
+
+
 def _number(value: Any) -> Any:
     """A number for a float field: booleans are not numbers (YAML's ``yes``/``true`` would read as 1)."""
     if isinstance(value, bool):
         raise ValueError("expected a number, not a boolean")
-    if isinstance(value, str):
-        try:
-            value = float(value)  # YAML 1.1 reads 1e11 (no dot) as a string
-        except ValueError:
-            raise ValueError(f"expected a number, not the text {value!r}") from None
+    if isinstance(value, str):  # YAML 1.1 reads 1e11 (no dot) as a string
+        if not _DECIMAL.fullmatch(value):  # float() would also take '٣٢', '1_000' and ' 7 '
+            raise ValueError(f"expected a number, not the text {ascii(value)}")
+        value = float(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"expected a finite number, not {value}")
     return value

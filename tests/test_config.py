@@ -57,3 +57,14 @@ def test_cli_missing_token_file_exits_2(tmp_path):
     path.write_text(yaml.safe_dump(tiny_config(data={"source": "tokens", "path": str(tmp_path / "x.bin"), "vocab_size": 50})))
     result = subprocess.run([sys.executable, "-m", "sweep", "run", str(path)], capture_output=True, text=True)
     assert result.returncode == 2 and "data.path" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("text", ["٣٢", "1_000", " 7 ", "0x10", "३"])
+def test_a_number_written_as_text_is_read_only_in_ascii_digits(text, tmp_path):
+    """Python's float() reads Arabic-Indic or Devanagari digits, underscores and padding; a sweep file's number is
+    what YAML itself writes (issue 22: '٣٢' was read as seq_len 32). Refused naming the key, the text escaped."""
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f'name: t\nbudgets: [1.0e9]\nmodel: {{sizes: [3000], seq_len: "{text}"}}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"model.seq_len") as error:
+        load_config(path)
+    assert all(ord(c) < 128 for c in str(error.value))
