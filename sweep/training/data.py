@@ -56,10 +56,8 @@ blocks: O(1) memory whatever ``S``; the windows of a 16-row batch cost about 2 u
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import sysconfig
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +65,7 @@ import numpy as np
 import torch
 
 from sweep.config import ConfigError, DataConfig, cache_dir
+from sweep.training.atomic import write_atomic
 from sweep.training.provenance import scan
 from sweep.training.remote import localized
 from sweep.training.shards import Shard, TokenShards, describe, open_shards
@@ -101,26 +100,13 @@ def _stdlib_sources() -> list[Path]:
     return sorted(files, key=lambda p: hashlib.sha1(str(p.relative_to(root)).encode()).hexdigest())
 
 
-def _atomic_write_bytes(path: Path, chunks) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_stdlib_corpus() -> Path:
     """Build (once per interpreter) and return the cached byte-level stdlib corpus file."""
     import sys
 
     path = cache_dir() / f"stdlib-{sys.implementation.cache_tag}-{sys.version_info.micro}.u8"
     if not path.exists():
-        _atomic_write_bytes(path, (p.read_bytes() + _SEPARATOR for p in _stdlib_sources()))
+        write_atomic(path, (p.read_bytes() + _SEPARATOR for p in _stdlib_sources()))
     return path
 
 

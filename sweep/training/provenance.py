@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from sweep.config import cache_dir
+from sweep.training.atomic import write_atomic
 from sweep.training.shards import Shard
 
 MANIFEST = "manifest.json"
@@ -241,10 +242,7 @@ def _is_sha256(value) -> bool:
 
 def _write_json(path: Path, record: dict) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(record))
-        temporary.replace(path)
+        write_atomic(path, json.dumps(record).encode())
     except OSError:  # a read-only cache costs a pass next time, never the run
         pass
 

@@ -54,9 +54,9 @@ import pyarrow.fs as pafs
 
 from sweep.config import ConfigError, DataConfig, cache_dir
 from sweep.results.uri import redact_uri, scrub
+from sweep.training.atomic import write_atomic
+from sweep.training.provenance import MANIFEST
 
-MANIFEST = "manifest.json"
-"""The manifest ``sweep data prepare`` writes beside its shards (``sweep.training.provenance.MANIFEST``)."""
 SHARD_SUFFIXES = (".bin", ".npy")
 """What a directory is read for, as ``sweep.training.shards.resolve`` reads a local one."""
 _GLOB_CHARACTERS = "*["
@@ -207,7 +207,7 @@ class NodeCache:
             for leftover in [*self.files.glob(".*.tmp"), *self.records.glob(".*.tmp")]:
                 leftover.unlink(missing_ok=True)
             if not (self.entry / "source.txt").exists():
-                _write_atomic(self.entry / "source.txt", source + "\n")
+                write_atomic(self.entry / "source.txt", (source + "\n").encode())
             yield
         finally:
             os.close(fd)  # closing the only descriptor releases the flock
@@ -265,7 +265,7 @@ class NodeCache:
             os.replace(temporary, target)
             record = {"size_bytes": size_bytes, "sha256": got, "remote_mtime_ns": remote.mtime_ns,
                       "local_mtime_ns": target.stat().st_mtime_ns}  # fmt: skip
-            _write_atomic(self.records / f"{remote.name}.json", json.dumps(record) + "\n")
+            write_atomic(self.records / f"{remote.name}.json", (json.dumps(record) + "\n").encode())
         except OSError as error:
             raise _error(self.key, self.spec, f"cannot copy {shown} into {self.files}", error) from None
         finally:
@@ -298,17 +298,6 @@ def _listed_sha256(listed: dict[str, tuple[int, str]], remote: RemoteFile) -> st
     ``sweep.training.provenance`` does not trust one)."""
     size_bytes, sha256 = listed.get(remote.name, (None, None))
     return sha256.lower() if size_bytes == remote.size_bytes else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _amount(size_bytes: int) -> str:
