@@ -228,6 +228,10 @@ class ModelConfig(_Strict):
         return [] if self.sizes == "auto" else list(self.sizes)
 
 
+TOKEN_IDS = {"uint8": 2**8, "uint16": 2**16, "uint32": 2**32}
+"""How many token ids a raw file of each ``data.dtype`` can hold."""
+
+
 class DataConfig(_Strict):
     """Training data: the bundled offline corpus or token files (one, or shards; ``sweep.training.shards``)."""
 
@@ -268,7 +272,7 @@ class DataConfig(_Strict):
             raise ValueError("data.path and data.val_path are only for data.source 'tokens'")
         elif self.vocab_size not in (None, 256):
             raise ValueError("the stdlib corpus is byte-level: data.vocab_size must be 256 or left out")
-        largest = {"uint8": 2**8, "uint16": 2**16, "uint32": 2**32}[self.dtype]
+        largest = TOKEN_IDS[self.dtype]
         if "dtype" in self.model_fields_set and self.vocab_size is not None and self.vocab_size > largest:
             raise ValueError(f"data.vocab_size ({self.vocab_size:,}) is more than data.dtype {self.dtype} can hold ({largest:,} ids)")
         return self  # dtype left at its default: refused only where raw files are read (training/data.py)

@@ -80,9 +80,14 @@ class Approach1Result(Frontier):
     """Why no lines were fitted, where the table has 2 or more budgets but fewer than 2 points off the ladder's edge."""
 
 
+def budget_bests(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each budget's lowest-loss run, smallest budget first."""
+    return runs.loc[runs.groupby("budget")["loss"].idxmin()].sort_values("budget")
+
+
 def lower_envelope(runs: pd.DataFrame) -> pd.DataFrame:
     """Each budget's lowest-loss run, where it improves on every smaller budget (``budget minima``)."""
-    best = runs.loc[runs.groupby("budget")["loss"].idxmin()].sort_values("budget")
+    best = budget_bests(runs)
     improving = best["loss"] < best["loss"].cummin().shift(fill_value=np.inf)
     columns = [c for c in ("budget", "flops", "n_params", "tokens", "loss") if c in best.columns]
     return best.loc[improving, columns].reset_index(drop=True)
@@ -188,21 +193,21 @@ def dominated_edges(runs: pd.DataFrame, envelope: pd.DataFrame) -> tuple[str, ..
     """Budgets whose best run is an end of their ladder and no lower than a smaller budget's best, so the envelope
     has no point there: their sizes lie so far from the optimum that even the edge minimum is dominated (measured:
     the largest budget's sizes a decade short of its optimum dropped out of Approach 1 without a word)."""
-    best = runs.loc[runs.groupby("budget")["loss"].idxmin()].sort_values("budget")
+    best = budget_bests(runs)
     missing = best[~best["budget"].isin(envelope["budget"])]
-    lines = []
-    for row, side in zip(missing.itertuples(), edge_sides(missing, runs)):
-        if side:
-            what = "its only size" if side == "only" else f"its {side} size"
-            lines.append(f"budget {row.budget:.3g}: its best run (N = {row.n_params:.3g}) is {what} and no lower than a "
-                         "smaller budget's best, so its optimum lies beyond the sizes run: no point of the envelope")  # fmt: skip
-    return tuple(lines)
+    return tuple(f"{_edge_start(row, side)} and no lower than a smaller budget's best, so its optimum lies beyond the "
+                 "sizes run: no point of the envelope" for row, side in zip(missing.itertuples(), edge_sides(missing, runs)) if side)  # fmt: skip
+
+
+def _edge_start(row, side: str) -> str:
+    """``budget C: its best run (N = ...) is its largest size``, the start of every edge line."""
+    what = "its only size" if side == "only" else f"its {side} size"
+    return f"budget {row.budget:.3g}: its best run (N = {row.n_params:.3g}) is {what}"
 
 
 def _edge_line(row, side: str, kept: bool) -> str:
-    what = "its only size" if side == "only" else f"its {side} size"
-    return (f"budget {row.budget:.3g}: its best run (N = {row.n_params:.3g}) is {what}, so its optimum may lie beyond "
-            f"the sizes run: an edge minimum, {'kept in (include_edges)' if kept else 'left out of'} the lines")
+    return (f"{_edge_start(row, side)}, so its optimum may lie beyond the sizes run: an edge minimum, "
+            f"{'kept in (include_edges)' if kept else 'left out of'} the lines")
 
 
 def _why_not(switches: pd.DataFrame | None, kept: int, sides: list[str]) -> str:

@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sweep.config import ConfigError, DataConfig, cache_dir
+from sweep.config import TOKEN_IDS, ConfigError, DataConfig, cache_dir
 from sweep.training.atomic import write_atomic
 from sweep.training.provenance import scan
 from sweep.training.remote import localized
@@ -139,7 +139,7 @@ def load_corpus(config: DataConfig) -> Corpus:
                               "which would be trained on: give data.val_path (a glob of those files) and name the "
                               "training files with a glob (e.g. DIR/train*)")  # fmt: skip
     raw = next((shard for shard in (*train_files, *val_files) if shard.format == "raw"), None)
-    if raw is not None and config.vocab_size > (holds := 2 ** (8 * np.dtype(config.dtype).itemsize)):
+    if raw is not None and config.vocab_size > (holds := TOKEN_IDS[config.dtype]):
         raise ConfigError(f"data.dtype: raw token files of {config.dtype} hold ids below {holds:,}, not data.vocab_size "
                           f"{config.vocab_size:,} ({raw.path}; llm.c and .npy files carry their own dtype)")
     found = scan(train_files, val_files)
